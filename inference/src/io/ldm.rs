@@ -1,0 +1,1 @@
+//! LDM / A1111 single-file checkpoints: family detection, config inference and key mapping to diffusers names.

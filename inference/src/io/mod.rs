@@ -1,0 +1,5 @@
+//! Files in and out: safetensors, model folders and single-file checkpoints, hashes, PNG metadata.
+
+pub mod ldm;
+pub mod png_meta;
+pub mod weights;

@@ -1,0 +1,1 @@
+//! PNG metadata: A1111 `parameters` text and the Kiln recipe chunk.

@@ -1,0 +1,1 @@
+//! Memory-mapped safetensors weights behind a candle `VarBuilder`.

@@ -1,0 +1,1 @@
+//! Numerical kernels candle lacks or does slowly.

@@ -1,0 +1,19 @@
+//! Kiln's inference core: model loading, text encoding, UNet, VAE, samplers and pipelines.
+//!
+//! No UI and no network here. The app and the CLI build a [`Recipe`], hand it to an
+//! [`Engine`] and receive [`Progress`] events while it runs; a [`CancelToken`] stops it.
+
+pub mod engine;
+pub mod error;
+pub mod io;
+pub mod kernels;
+pub mod pipelines;
+pub mod recipe;
+pub mod sampling;
+pub mod text;
+pub mod unet;
+pub mod vae;
+
+pub use engine::{CancelToken, Engine, Progress};
+pub use error::{Error, Result};
+pub use recipe::{Recipe, SamplerKind};

@@ -1,0 +1,1 @@
+//! Pipelines: each a function of a Recipe.

@@ -1,0 +1,145 @@
+//! `Recipe`: everything needed to reproduce an output (serde, versioned).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Current recipe format version; bump it and add a migration when fields change meaning.
+pub const RECIPE_VERSION: u32 = 1;
+
+/// Sampler names as the CLI spells them; each maps to one diffusers scheduler class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SamplerKind {
+    /// diffusers `EulerDiscreteScheduler`.
+    #[serde(rename = "euler")]
+    Euler,
+    /// diffusers `EulerAncestralDiscreteScheduler`.
+    #[serde(rename = "euler-a")]
+    EulerAncestral,
+    /// diffusers `DPMSolverMultistepScheduler` (dpmsolver++, order 2).
+    #[serde(rename = "dpm++2m")]
+    DpmPlusPlus2M,
+    /// As above with `use_karras_sigmas=True`.
+    #[default]
+    #[serde(rename = "dpm++2m-karras")]
+    DpmPlusPlus2MKarras,
+    /// diffusers `DDIMScheduler` (eta 0).
+    #[serde(rename = "ddim")]
+    Ddim,
+    /// diffusers `LCMScheduler`.
+    #[serde(rename = "lcm")]
+    Lcm,
+}
+
+impl SamplerKind {
+    /// All samplers, in the order the UI lists them.
+    pub const ALL: [SamplerKind; 6] = [
+        SamplerKind::Euler,
+        SamplerKind::EulerAncestral,
+        SamplerKind::DpmPlusPlus2M,
+        SamplerKind::DpmPlusPlus2MKarras,
+        SamplerKind::Ddim,
+        SamplerKind::Lcm,
+    ];
+
+    /// The CLI name (`euler`, `euler-a`, `dpm++2m`, `dpm++2m-karras`, `ddim`, `lcm`).
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            SamplerKind::Euler => "euler",
+            SamplerKind::EulerAncestral => "euler-a",
+            SamplerKind::DpmPlusPlus2M => "dpm++2m",
+            SamplerKind::DpmPlusPlus2MKarras => "dpm++2m-karras",
+            SamplerKind::Ddim => "ddim",
+            SamplerKind::Lcm => "lcm",
+        }
+    }
+
+    /// Parses a CLI name.
+    pub fn from_cli_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.cli_name() == name)
+    }
+
+    /// A1111 `Sampler` and `Schedule type` values (the ≥ 1.9 form).
+    pub fn a1111_names(self) -> (&'static str, &'static str) {
+        match self {
+            SamplerKind::Euler => ("Euler", "Automatic"),
+            SamplerKind::EulerAncestral => ("Euler a", "Automatic"),
+            SamplerKind::DpmPlusPlus2M => ("DPM++ 2M", "Automatic"),
+            SamplerKind::DpmPlusPlus2MKarras => ("DPM++ 2M", "Karras"),
+            SamplerKind::Ddim => ("DDIM", "Automatic"),
+            SamplerKind::Lcm => ("LCM", "Automatic"),
+        }
+    }
+}
+
+/// The model a recipe ran on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelRef {
+    /// Diffusers folder or single `.safetensors` file.
+    pub path: PathBuf,
+    /// AutoV2 hash (first 10 hex of SHA-256 of the file; for folders, of the UNet file).
+    pub hash: Option<String>,
+    /// Detected family, e.g. "sd1", "sdxl".
+    pub family: Option<String>,
+}
+
+/// Image-to-image input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InitImage {
+    /// The image file.
+    pub path: PathBuf,
+    /// Denoising strength in (0, 1].
+    pub strength: f32,
+}
+
+/// Everything needed to reproduce one generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Recipe {
+    /// Format version ([`RECIPE_VERSION`]).
+    pub version: u32,
+    /// The model.
+    pub model: ModelRef,
+    /// Positive prompt (A1111 syntax).
+    pub prompt: String,
+    /// Negative prompt; `None` means "not given" (matters for SDXL's zeroed negative).
+    pub negative: Option<String>,
+    /// Seed of the CPU torch-compatible generator.
+    pub seed: u64,
+    /// Sampler.
+    pub sampler: SamplerKind,
+    /// Number of sampling steps.
+    pub steps: usize,
+    /// Classifier-free guidance scale; ≤ 1 disables the unconditional pass.
+    pub cfg: f32,
+    /// Output width in pixels (multiple of 8).
+    pub width: u32,
+    /// Output height in pixels (multiple of 8).
+    pub height: u32,
+    /// Optional init image for image-to-image.
+    pub init: Option<InitImage>,
+    /// A1111-style clip skip (1 = last layer; 2 = penultimate …).
+    pub clip_skip: u32,
+    /// Number of images; image `i` uses seed `seed + i`.
+    pub batch: u32,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            version: RECIPE_VERSION,
+            model: ModelRef::default(),
+            prompt: String::new(),
+            negative: None,
+            seed: 0,
+            sampler: SamplerKind::default(),
+            steps: 25,
+            cfg: 7.0,
+            width: 512,
+            height: 512,
+            init: None,
+            clip_skip: 1,
+            batch: 1,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Torch-compatible CPU RNG: mt19937 and `torch.randn` float32 sampling.

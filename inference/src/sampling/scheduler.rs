@@ -1,0 +1,1 @@
+//! diffusers schedulers: Euler, Euler ancestral, DPM++ 2M (Karras), DDIM, LCM.

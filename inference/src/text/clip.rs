@@ -1,0 +1,1 @@
+//! CLIP text encoders (CLIP-L, OpenCLIP-H/bigG in HF layout).

@@ -1,0 +1,1 @@
+//! CLIP byte-level BPE tokenizer.

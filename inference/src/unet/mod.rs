@@ -1,0 +1,1 @@
+//! The denoising UNet (SD1.x, SD2.x, SDXL) with hooks.

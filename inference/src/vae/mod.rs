@@ -1,0 +1,1 @@
+//! AutoencoderKL (VAE) encode and decode.
