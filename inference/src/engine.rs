@@ -1,7 +1,16 @@
 //! `Engine`: loads and caches models, runs a `Recipe`, reports `Progress`, honours cancel.
 
+use crate::io::model::ModelFiles;
+use crate::pipelines::stable_diffusion::{GenerateRequest, StableDiffusion};
+use crate::recipe::Recipe;
+use crate::vae::preview::latents_to_rgb;
+use crate::{Error, Result};
+use candle_core::Device;
+use image::RgbImage;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// A shared flag that stops a running job at the next step.
 #[derive(Clone, Debug, Default)]
@@ -18,15 +27,240 @@ impl CancelToken {
     }
 }
 
+/// What a job is doing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stage {
+    /// Loading a model part (named).
+    Loading(String),
+    /// Denoising.
+    Sampling,
+    /// VAE decode.
+    Decoding,
+}
+
 /// Progress of a running job.
 #[derive(Clone, Debug)]
 pub struct Progress {
-    /// Steps done.
+    /// Current stage.
+    pub stage: Stage,
+    /// Steps done in the current image.
     pub step: usize,
-    /// Steps in all.
+    /// Steps per image.
     pub total: usize,
+    /// Index of the current image in the batch.
+    pub image: usize,
+    /// Images in the batch.
+    pub images: usize,
+    /// Time since the job started.
+    pub elapsed: Duration,
+    /// Estimated time left for the whole job, once a step has run.
+    pub eta: Option<Duration>,
+    /// Cheap latent→RGB preview of the current latents (when previews are on).
+    pub preview: Option<RgbImage>,
 }
 
-/// Runs recipes.
-#[derive(Default)]
-pub struct Engine {}
+/// One finished image with the recipe that reproduces it alone (its own seed, batch 1).
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// The image.
+    pub image: RgbImage,
+    /// Reproducing recipe.
+    pub recipe: Recipe,
+}
+
+struct Loaded {
+    path: PathBuf,
+    model: StableDiffusion,
+    hash: Option<String>,
+    family: String,
+}
+
+/// Runs recipes; keeps the last model loaded for the next job.
+pub struct Engine {
+    device: Device,
+    loaded: Option<Loaded>,
+    /// Produce a latent preview with every progress event.
+    pub previews: bool,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// An engine on the CPU.
+    pub fn new() -> Self {
+        Engine {
+            device: Device::Cpu,
+            loaded: None,
+            previews: false,
+        }
+    }
+
+    /// Loads (or reuses) the recipe's model.
+    fn ensure_loaded(
+        &mut self,
+        recipe: &Recipe,
+        on_progress: &mut dyn FnMut(&Progress),
+        started: Instant,
+    ) -> Result<&Loaded> {
+        let path = recipe.model.path.clone();
+        let reuse = self.loaded.as_ref().is_some_and(|l| l.path == path);
+        if !reuse {
+            self.loaded = None;
+            let files = ModelFiles::open(&path)?;
+            let mut report = |part: &str| {
+                on_progress(&Progress {
+                    stage: Stage::Loading(part.to_string()),
+                    step: 0,
+                    total: recipe.steps,
+                    image: 0,
+                    images: recipe.batch.max(1) as usize,
+                    elapsed: started.elapsed(),
+                    eta: None,
+                    preview: None,
+                });
+            };
+            let model = StableDiffusion::load(&files, &self.device, &mut report)?;
+            let hash = files.autov2_hash().ok();
+            self.loaded = Some(Loaded {
+                path,
+                family: files.kind.family.id().to_string(),
+                model,
+                hash,
+            });
+        }
+        self.loaded
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))
+    }
+
+    /// The loaded model, if any (for token counts and tests).
+    pub fn model(&self) -> Option<&StableDiffusion> {
+        self.loaded.as_ref().map(|l| &l.model)
+    }
+
+    /// Runs a recipe: `batch` images with seeds `seed, seed+1, …`.
+    pub fn run(
+        &mut self,
+        recipe: &Recipe,
+        on_progress: &mut dyn FnMut(&Progress),
+        cancel: &CancelToken,
+    ) -> Result<Vec<Output>> {
+        let started = Instant::now();
+        validate(recipe)?;
+        let init = match &recipe.init {
+            Some(init) => Some((
+                load_init_image(&init.path, recipe.width, recipe.height)?,
+                init.strength,
+            )),
+            None => None,
+        };
+        let previews = self.previews;
+        let loaded = self.ensure_loaded(recipe, on_progress, started)?;
+        let images = recipe.batch.max(1) as usize;
+        let family = loaded.model.kind().family;
+        let mut outputs = Vec::with_capacity(images);
+        let sampling_started = Instant::now();
+        let mut steps_done = 0usize;
+        for index in 0..images {
+            let seed = recipe.seed.wrapping_add(index as u64);
+            let request = GenerateRequest {
+                prompt: recipe.prompt.clone(),
+                negative: recipe.negative.clone(),
+                sampler: recipe.sampler,
+                steps: recipe.steps,
+                cfg: recipe.cfg,
+                width: recipe.width,
+                height: recipe.height,
+                init: init.clone(),
+                clip_skip: recipe.clip_skip,
+                seed,
+            };
+            let mut on_step = |info: crate::pipelines::stable_diffusion::StepInfo| {
+                steps_done += 1;
+                let per_step = sampling_started.elapsed() / steps_done as u32;
+                let left = (images - index) * info.total - info.step;
+                let preview = if previews {
+                    latents_to_rgb(&info.latents, family).ok()
+                } else {
+                    None
+                };
+                on_progress(&Progress {
+                    stage: Stage::Sampling,
+                    step: info.step,
+                    total: info.total,
+                    image: index,
+                    images,
+                    elapsed: started.elapsed(),
+                    eta: Some(per_step * left as u32),
+                    preview,
+                });
+            };
+            let image = loaded.model.generate(&request, &mut on_step, cancel)?;
+            let mut image_recipe = recipe.clone();
+            image_recipe.seed = seed;
+            image_recipe.batch = 1;
+            image_recipe.model.hash = loaded.hash.clone();
+            image_recipe.model.family = Some(loaded.family.clone());
+            outputs.push(Output {
+                image,
+                recipe: image_recipe,
+            });
+        }
+        Ok(outputs)
+    }
+}
+
+/// Checks a recipe before any work starts.
+pub fn validate(recipe: &Recipe) -> Result<()> {
+    if recipe.width == 0 || recipe.height == 0 || recipe.width % 8 != 0 || recipe.height % 8 != 0 {
+        return Err(Error::BadSize {
+            width: recipe.width,
+            height: recipe.height,
+        });
+    }
+    if recipe.width > 8192 || recipe.height > 8192 {
+        return Err(Error::InvalidArgument(format!(
+            "size {}x{} is larger than 8192 pixels on a side",
+            recipe.width, recipe.height
+        )));
+    }
+    if recipe.steps == 0 || recipe.steps > 1000 {
+        return Err(Error::InvalidArgument(format!(
+            "steps must be between 1 and 1000, got {}",
+            recipe.steps
+        )));
+    }
+    if !recipe.cfg.is_finite() || recipe.cfg < 0.0 {
+        return Err(Error::InvalidArgument(format!("cfg must be ≥ 0, got {}", recipe.cfg)));
+    }
+    if let Some(init) = &recipe.init
+        && !(init.strength > 0.0 && init.strength <= 1.0)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "strength must be in (0, 1], got {}",
+            init.strength
+        )));
+    }
+    Ok(())
+}
+
+/// Loads an init image as RGB8 at `width × height` (Lanczos resize when it differs).
+pub fn load_init_image(path: &std::path::Path, width: u32, height: u32) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(e, path))?;
+    let decoded = image::load_from_memory(&bytes)
+        .map_err(|e| Error::Image(format!("cannot read {path:?} as an image: {e}")))?;
+    let rgb = decoded.to_rgb8();
+    if rgb.dimensions() == (width, height) {
+        return Ok(rgb);
+    }
+    Ok(image::imageops::resize(
+        &rgb,
+        width,
+        height,
+        image::imageops::FilterType::Lanczos3,
+    ))
+}

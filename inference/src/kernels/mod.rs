@@ -1,1 +1,3 @@
-//! Numerical kernels candle lacks or does slowly.
+//! Numerical kernels candle lacks or does slowly, each with a test against the plain version.
+
+pub mod attention;

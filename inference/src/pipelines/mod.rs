@@ -1,1 +1,4 @@
 //! Pipelines: each a function of a Recipe.
+
+pub mod conditioning;
+pub mod stable_diffusion;

@@ -1,1 +1,10 @@
-//! The denoising UNet (SD1.x, SD2.x, SDXL) with hooks.
+//! The denoising UNet (SD1.x, SD2.x, SDXL) with hooks for ControlNet residuals and per-layer
+//! attention processors.
+
+pub mod attention;
+pub mod config;
+pub mod model;
+pub mod resnet;
+
+pub use config::UNetConfig;
+pub use model::{TextTimeInputs, UNet, UNetHooks};

@@ -1,0 +1,39 @@
+//! Command-line interface: `kiln generate`, `kiln info`.
+
+mod generate;
+mod info;
+
+use clap::{Parser, Subcommand};
+
+/// Kiln: a local AI image and video studio.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about)]
+pub struct Cli {
+    /// Subcommand; none opens the desktop app.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Text-to-image and image-to-image.
+    Generate(generate::GenerateArgs),
+    /// Print the recipe / A1111 parameters stored in a PNG.
+    Info(info::InfoArgs),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Info(args)) => info::run(args),
+        None => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            cmd.print_help()?;
+            eprintln!("\nThe desktop app is not part of this build yet; use the subcommands above.");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Kiln, the app side: CLI commands (and, later, the desktop UI), output files, settings.
+
+pub mod cli;
+pub mod output;

@@ -1,0 +1,395 @@
+//! Text-to-image and image-to-image for SD1.x, SD2.x and SDXL, following diffusers'
+//! `StableDiffusion(XL)Pipeline` and `…Img2ImgPipeline` step for step (RNG draw order included).
+
+use crate::io::family::{Family, ModelKind};
+use crate::io::model::ModelFiles;
+use crate::pipelines::conditioning::{Conditioning, Encoder, Layer, chunk_count, encode_with};
+use crate::sampling::rng::TorchRng;
+use crate::sampling::scheduler::{Scheduler, SchedulerConfig};
+use crate::text::clip::{ClipTextConfig, ClipTextModel};
+use crate::text::tokenizer::ClipTokenizer;
+use crate::unet::{TextTimeInputs, UNet, UNetConfig, UNetHooks};
+use crate::vae::{Vae, VaeConfig};
+use crate::{CancelToken, Error, Result, SamplerKind};
+use candle_core::{DType, Device, Tensor};
+use image::RgbImage;
+
+/// What to generate (one image).
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    /// Positive prompt (A1111 syntax).
+    pub prompt: String,
+    /// Negative prompt; `None` = not given.
+    pub negative: Option<String>,
+    /// Sampler.
+    pub sampler: SamplerKind,
+    /// Steps (before img2img strength).
+    pub steps: usize,
+    /// Guidance scale; ≤ 1 disables CFG.
+    pub cfg: f32,
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Init image (already at width×height) and strength.
+    pub init: Option<(RgbImage, f32)>,
+    /// A1111 clip skip (1 = none).
+    pub clip_skip: u32,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// One finished step, for progress reporting.
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// Steps done.
+    pub step: usize,
+    /// Steps in all.
+    pub total: usize,
+    /// Current latents `[1, 4, h, w]` (for previews).
+    pub latents: Tensor,
+}
+
+/// A loaded Stable Diffusion model.
+pub struct StableDiffusion {
+    kind: ModelKind,
+    tokenizer: ClipTokenizer,
+    text_encoder: Option<(ClipTextModel, u32)>,
+    text_encoder_2: Option<(ClipTextModel, u32)>,
+    unet: UNet,
+    vae: Vae,
+    scheduler_config: SchedulerConfig,
+    force_zeros_for_empty_prompt: bool,
+    device: Device,
+}
+
+fn load_clip(files: &ModelFiles, name: &str, with_projection: bool, device: &Device, pad: u32)
+-> Result<Option<(ClipTextModel, u32)>> {
+    let Some(component) = files.components.get(name) else {
+        return Ok(None);
+    };
+    let cfg = ClipTextConfig::from_json(&component.config)?;
+    let vb = component.weights.var_builder(DType::F32, device);
+    Ok(Some((ClipTextModel::new(vb, &cfg, with_projection)?, pad)))
+}
+
+impl StableDiffusion {
+    /// Loads every part of the model in f32. `on_stage` names each part as it loads.
+    pub fn load(files: &ModelFiles, device: &Device, on_stage: &mut dyn FnMut(&str)) -> Result<Self> {
+        let kind = files.kind.clone();
+        if kind.family == Family::Svd {
+            return Err(Error::InvalidArgument(
+                "this is a video model (SVD); use `kiln video`".into(),
+            ));
+        }
+        on_stage("tokenizer");
+        let tokenizer = match &files.tokenizer.files {
+            Some((vocab, merges)) => ClipTokenizer::from_files(vocab, merges)?,
+            None => match &files.tokenizer_2.files {
+                Some((vocab, merges)) => ClipTokenizer::from_files(vocab, merges)?,
+                None => ClipTokenizer::bundled()?,
+            },
+        };
+        on_stage("text encoder");
+        let sdxl = kind.family.is_sdxl();
+        let text_encoder = load_clip(files, "text_encoder", false, device, files.tokenizer.pad_id)?;
+        let text_encoder_2 =
+            load_clip(files, "text_encoder_2", true, device, files.tokenizer_2.pad_id)?;
+        if text_encoder.is_none() && text_encoder_2.is_none() {
+            return Err(Error::UnknownCheckpoint {
+                detail: "no text encoder".into(),
+                path: files.path.clone(),
+            });
+        }
+        if sdxl && text_encoder_2.is_none() {
+            return Err(Error::UnknownCheckpoint {
+                detail: "SDXL model without text_encoder_2".into(),
+                path: files.path.clone(),
+            });
+        }
+        on_stage("unet");
+        let unet_c = files.component("unet")?;
+        let unet_cfg = UNetConfig::from_json(&unet_c.config)?;
+        let unet = UNet::new(unet_c.weights.var_builder(DType::F32, device), &unet_cfg)?;
+        on_stage("vae");
+        let vae_c = files.component("vae")?;
+        let vae_cfg = VaeConfig::from_json(&vae_c.config)?;
+        let vae = Vae::new(vae_c.weights.var_builder(DType::F32, device), &vae_cfg)?;
+        let scheduler_config = match &files.scheduler_config {
+            Some(text) => SchedulerConfig::from_json_str(text)?,
+            None if sdxl => SchedulerConfig::sdxl_default(),
+            None => SchedulerConfig::sd15_default(),
+        };
+        Ok(StableDiffusion {
+            kind,
+            tokenizer,
+            text_encoder,
+            text_encoder_2,
+            unet,
+            vae,
+            scheduler_config,
+            force_zeros_for_empty_prompt: files.force_zeros_for_empty_prompt,
+            device: device.clone(),
+        })
+    }
+
+    /// Family and variant.
+    pub fn kind(&self) -> &ModelKind {
+        &self.kind
+    }
+
+    /// The tokenizer (for token counts).
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    /// Pixels per latent cell.
+    pub fn vae_scale_factor(&self) -> usize {
+        self.vae.config().scale_factor()
+    }
+
+    /// The VAE (previews and tests).
+    pub fn vae(&self) -> &Vae {
+        &self.vae
+    }
+
+    /// The UNet (tests).
+    pub fn unet(&self) -> &UNet {
+        &self.unet
+    }
+
+    fn encoders(&self) -> Vec<(Encoder<'_>, Layer)> {
+        let sdxl = self.kind.family.is_sdxl();
+        let mut out = Vec::new();
+        for (model, pad) in [&self.text_encoder, &self.text_encoder_2].into_iter().flatten() {
+            let layer = if sdxl {
+                Layer::Penultimate { skip: 1 }
+            } else {
+                Layer::WithFinalNorm { skip: 1 }
+            };
+            out.push((
+                Encoder {
+                    model,
+                    pad_id: *pad,
+                },
+                layer,
+            ));
+            if !sdxl {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Encodes a prompt (SD: one encoder; SDXL: both, concatenated), padded to `min_chunks`.
+    pub fn encode_prompt(&self, prompt: &str, clip_skip: u32, min_chunks: usize) -> Result<Conditioning> {
+        let skip = clip_skip.max(1) as usize;
+        let mut contexts = Vec::new();
+        let mut pooled = None;
+        for (encoder, layer) in self.encoders() {
+            let layer = match layer {
+                Layer::Penultimate { .. } => Layer::Penultimate { skip },
+                Layer::WithFinalNorm { .. } => Layer::WithFinalNorm { skip },
+            };
+            let (context, p) =
+                encode_with(&self.tokenizer, &encoder, prompt, layer, min_chunks, &self.device)?;
+            contexts.push(context);
+            pooled = Some(p);
+        }
+        let context = Tensor::cat(&contexts, 2)?;
+        let pooled = if self.kind.family.is_sdxl() { pooled } else { None };
+        Ok(Conditioning { context, pooled })
+    }
+
+    fn chunks_needed(&self, prompt: &str) -> usize {
+        self.encoders()
+            .iter()
+            .map(|(e, _)| chunk_count(&self.tokenizer, prompt, e.pad_id))
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Positive and negative conditioning with equal chunk counts.
+    fn conditioning(&self, req: &GenerateRequest) -> Result<(Conditioning, Conditioning)> {
+        let neg_text = req.negative.clone().unwrap_or_default();
+        let chunks = self.chunks_needed(&req.prompt).max(self.chunks_needed(&neg_text));
+        let positive = self.encode_prompt(&req.prompt, req.clip_skip, chunks)?;
+        let zero_negative = req.negative.is_none()
+            && self.kind.family.is_sdxl()
+            && self.force_zeros_for_empty_prompt;
+        let negative = if zero_negative {
+            Conditioning {
+                context: positive.context.zeros_like()?,
+                pooled: match &positive.pooled {
+                    Some(p) => Some(p.zeros_like()?),
+                    None => None,
+                },
+            }
+        } else {
+            self.encode_prompt(&neg_text, req.clip_skip, chunks)?
+        };
+        Ok((positive, negative))
+    }
+
+    /// SDXL micro-conditioning ids for a `height × width` output.
+    fn time_ids(&self, height: u32, width: u32, negative: bool) -> Result<Option<Tensor>> {
+        let Some(tt) = &self.unet.config().text_time else {
+            return Ok(None);
+        };
+        let pooled_dim = self
+            .text_encoder_2
+            .as_ref()
+            .and_then(|(m, _)| m.projection_dim())
+            .unwrap_or(0);
+        let ids_count = (tt.input_dim.saturating_sub(pooled_dim)) / tt.time_embed_dim.max(1);
+        let (h, w) = (height as f32, width as f32);
+        let ids: Vec<f32> = if ids_count == 5 {
+            // Refiner: aesthetic score 6.0 (negative 2.5).
+            vec![h, w, 0.0, 0.0, if negative { 2.5 } else { 6.0 }]
+        } else {
+            vec![h, w, 0.0, 0.0, h, w]
+        };
+        let n = ids.len();
+        Ok(Some(Tensor::from_vec(ids, (1, n), &self.device)?))
+    }
+
+    /// Converts an RGB image to a `[1,3,H,W]` tensor in [-1,1].
+    fn image_tensor(&self, image: &RgbImage) -> Result<Tensor> {
+        let (w, h) = image.dimensions();
+        let data: Vec<f32> = image.as_raw().iter().map(|&v| v as f32 / 255.0 * 2.0 - 1.0).collect();
+        Ok(Tensor::from_vec(data, (h as usize, w as usize, 3), &self.device)?
+            .permute((2, 0, 1))?
+            .unsqueeze(0)?
+            .contiguous()?)
+    }
+
+    /// Runs the denoising loop and decodes one image.
+    pub fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_step: &mut dyn FnMut(StepInfo),
+        cancel: &CancelToken,
+    ) -> Result<RgbImage> {
+        let factor = self.vae_scale_factor() as u32;
+        if req.width == 0 || req.height == 0 || req.width % 8 != 0 || req.height % 8 != 0 {
+            return Err(Error::BadSize {
+                width: req.width,
+                height: req.height,
+            });
+        }
+        if req.steps == 0 {
+            return Err(Error::InvalidArgument("steps must be at least 1".into()));
+        }
+        let (h, w) = ((req.height / factor) as usize, (req.width / factor) as usize);
+        let (positive, negative) = self.conditioning(req)?;
+        let use_cfg = req.cfg > 1.0;
+        let mut rng = TorchRng::new(req.seed);
+        let mut scheduler = Scheduler::new(req.sampler, &self.scheduler_config, req.steps)?;
+        let sf = self.vae.config().scaling_factor;
+        let latent_channels = self.vae.config().latent_channels;
+
+        let mut latents = match &req.init {
+            None => {
+                let noise = rng.randn_tensor(&[1, latent_channels, h, w])?;
+                (noise * scheduler.init_noise_sigma())?
+            }
+            Some((image, strength)) => {
+                if !(*strength > 0.0 && *strength <= 1.0) {
+                    return Err(Error::InvalidArgument(format!(
+                        "strength must be in (0, 1], got {strength}"
+                    )));
+                }
+                if image.dimensions() != (req.width, req.height) {
+                    return Err(Error::InvalidArgument(format!(
+                        "init image is {}x{}, expected {}x{}",
+                        image.width(),
+                        image.height(),
+                        req.width,
+                        req.height
+                    )));
+                }
+                scheduler.set_strength(*strength)?;
+                let dist = self.vae.encode(&self.image_tensor(image)?)?;
+                let sample_noise = rng.randn_tensor(dist.mean.dims())?;
+                let z = (dist.sample(&sample_noise)? * sf)?;
+                let noise = rng.randn_tensor(z.dims())?;
+                scheduler.add_noise(&z, &noise, 0)?
+            }
+        };
+
+        let context = if use_cfg {
+            Tensor::cat(&[&negative.context, &positive.context], 0)?
+        } else {
+            positive.context.clone()
+        };
+        let text_time = match (&positive.pooled, self.time_ids(req.height, req.width, false)?) {
+            (Some(pooled), Some(ids)) => Some(if use_cfg {
+                let neg_ids = self.time_ids(req.height, req.width, true)?.unwrap_or(ids.clone());
+                let neg_pooled = negative.pooled.clone().unwrap_or(pooled.zeros_like()?);
+                TextTimeInputs {
+                    text_embeds: Tensor::cat(&[&neg_pooled, pooled], 0)?,
+                    time_ids: Tensor::cat(&[&neg_ids, &ids], 0)?,
+                }
+            } else {
+                TextTimeInputs {
+                    text_embeds: pooled.clone(),
+                    time_ids: ids,
+                }
+            }),
+            _ => None,
+        };
+
+        let total = scheduler.len();
+        let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
+        for (i, t) in timesteps.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let model_in = scheduler.scale_model_input(&latents, i)?;
+            let model_in = if use_cfg {
+                Tensor::cat(&[&model_in, &model_in], 0)?
+            } else {
+                model_in
+            };
+            let out = self.unet.forward(
+                &model_in,
+                *t as f32,
+                &context,
+                text_time.as_ref(),
+                &UNetHooks::default(),
+            )?;
+            let guided = if use_cfg {
+                let uncond = out.get(0)?.unsqueeze(0)?;
+                let cond = out.get(1)?.unsqueeze(0)?;
+                (&uncond + ((cond - &uncond)? * req.cfg as f64)?)?
+            } else {
+                out
+            };
+            latents = scheduler.step(&guided, i, &latents, &mut rng)?;
+            on_step(StepInfo {
+                step: i + 1,
+                total,
+                latents: latents.clone(),
+            });
+        }
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let decoded = self.vae.decode(&(latents / sf)?)?;
+        tensor_to_image(&decoded)
+    }
+}
+
+/// diffusers postprocess: `clamp(x/2 + 0.5, 0, 1)`, `round(x·255)` → RGB8 (first image).
+pub fn tensor_to_image(decoded: &Tensor) -> Result<RgbImage> {
+    let img = decoded.get(0)?.to_dtype(DType::F32)?;
+    let (c, h, w) = img.dims3()?;
+    if c != 3 {
+        return Err(Error::InvalidArgument(format!("decoder gave {c} channels")));
+    }
+    let img = ((img / 2.0)? + 0.5)?.clamp(0f32, 1f32)?;
+    let hwc: Vec<f32> = img.permute((1, 2, 0))?.flatten_all()?.to_vec1()?;
+    let bytes: Vec<u8> = hwc.iter().map(|v| (v * 255.0).round() as u8).collect();
+    RgbImage::from_raw(w as u32, h as u32, bytes)
+        .ok_or_else(|| Error::Image("decoded image has the wrong size".into()))
+}
