@@ -3,17 +3,17 @@
 //! No UI and no network here. The app and the CLI build a [`Recipe`], hand it to an
 //! [`Engine`] and receive [`Progress`] events while it runs; a [`CancelToken`] stops it.
 
-// LEAD-PENDING pub mod engine;
+pub mod engine;
 pub mod error;
 pub mod io;
 pub mod kernels;
-// LEAD-PENDING pub mod pipelines;
+pub mod pipelines;
 pub mod recipe;
 pub mod sampling;
 pub mod text;
 pub mod unet;
 pub mod vae;
 
-// LEAD-PENDING pub use engine::{CancelToken, Engine, Progress};
+pub use engine::{CancelToken, Engine, Output, Progress, Stage};
 pub use error::{Error, Result};
 pub use recipe::{Recipe, SamplerKind};

@@ -1,1 +1,60 @@
+//! Shared helpers for Kiln's end-to-end and parity tests on the tiny fixtures made by
+//! `tests/fixtures/make_fixtures.py` (diffusers is the reference).
+
+use std::path::PathBuf;
+
 pub use kiln_inference;
+
+/// `tests/fixtures/` of this checkout.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Per-channel difference statistics between two RGB8 images of equal size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImageDiff {
+    /// Largest absolute difference in 0–255 units.
+    pub max: u8,
+    /// Mean absolute difference in 0–255 units.
+    pub mean: f64,
+}
+
+impl ImageDiff {
+    /// Kiln's correctness standard: within 3/255 per channel, mean ≤ 0.5/255.
+    pub fn within_standard(&self) -> bool {
+        self.max <= 3 && self.mean <= 0.5
+    }
+}
+
+/// Compares two images; `None` when their sizes differ.
+pub fn image_diff(a: &image::RgbImage, b: &image::RgbImage) -> Option<ImageDiff> {
+    if a.dimensions() != b.dimensions() {
+        return None;
+    }
+    let mut max = 0u8;
+    let mut sum = 0u64;
+    for (x, y) in a.as_raw().iter().zip(b.as_raw()) {
+        let d = x.abs_diff(*y);
+        max = max.max(d);
+        sum += u64::from(d);
+    }
+    let n = a.as_raw().len().max(1) as f64;
+    Some(ImageDiff {
+        max,
+        mean: sum as f64 / n,
+    })
+}
+
+/// Largest absolute difference between two tensors (flattened, f32).
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    let a = a.to_dtype(candle_core::DType::F32).and_then(|t| t.flatten_all());
+    let b = b.to_dtype(candle_core::DType::F32).and_then(|t| t.flatten_all());
+    match (a, b) {
+        (Ok(a), Ok(b)) if a.dims() == b.dims() => (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_scalar::<f32>())
+            .unwrap_or(f32::INFINITY),
+        _ => f32::INFINITY,
+    }
+}

@@ -283,11 +283,13 @@ impl Mapped {
             return;
         };
         if self.tensors.contains_key(&name) {
-            self.duplicates.push(format!("{name} (again from {source})"));
+            self.duplicates
+                .push(format!("{name} (again from {source})"));
             return;
         }
         self.shapes.insert(name.clone(), shape);
-        self.tensors.insert(name, MappedTensor { source, transform });
+        self.tensors
+            .insert(name, MappedTensor { source, transform });
     }
 
     fn dim(&self, name: &str, axis: usize) -> Option<usize> {
@@ -386,10 +388,16 @@ fn refuse_other_files(header: &Header, unet: &Sub, path: &Path) -> Result<()> {
     let controlnet = has_prefix(header, "control_model.")
         || has_prefix(header, "input_hint_block.")
         || has_prefix(header, "zero_convs.")
-        || any(&|n| n.contains("controlnet_cond_embedding.") || n.contains("controlnet_down_blocks."));
+        || any(&|n| {
+            n.contains("controlnet_cond_embedding.") || n.contains("controlnet_down_blocks.")
+        });
     if controlnet {
         let sdxl = any(&|n| n.contains("label_emb.") || n.contains("add_embedding."));
-        let which = if sdxl { "an SDXL ControlNet" } else { "a ControlNet" };
+        let which = if sdxl {
+            "an SDXL ControlNet"
+        } else {
+            "a ControlNet"
+        };
         return Err(refused(
             &format!(
                 "this file is {which}, not a checkpoint: put it in the ControlNet folder and pick a \
@@ -421,9 +429,10 @@ fn refuse_other_files(header: &Header, unet: &Sub, path: &Path) -> Result<()> {
                 path,
             ));
         }
-        let embedding = header
-            .keys()
-            .all(|n| matches!(n.as_str(), "emb_params" | "clip_l" | "clip_g") || n.starts_with("string_to_param."));
+        let embedding = header.keys().all(|n| {
+            matches!(n.as_str(), "emb_params" | "clip_l" | "clip_g")
+                || n.starts_with("string_to_param.")
+        });
         if embedding {
             return Err(refused(
                 "this file is a textual-inversion embedding, not a checkpoint: put it in the \
@@ -508,7 +517,10 @@ fn refuse_unsupported_unets(unet: &Sub, path: &Path) -> Result<()> {
         ));
     }
     if unet.under("joint_blocks.").next().is_some() {
-        return Err(refused("Stable Diffusion 3 checkpoints are not supported", path));
+        return Err(refused(
+            "Stable Diffusion 3 checkpoints are not supported",
+            path,
+        ));
     }
     if unet.under("double_blocks.").next().is_some() {
         return Err(refused("Flux checkpoints are not supported", path));
@@ -553,7 +565,11 @@ fn inspect(header: &Header, unet: &Sub) -> Detail<SingleFile> {
             (SDXL_TEXT_1, "text_encoder", TextLayout::HfClip),
             (SDXL_TEXT_2, "text_encoder_2", TextLayout::OpenClipProjected),
         ],
-        Family::SdxlRefiner => &[(REFINER_TEXT, "text_encoder_2", TextLayout::OpenClipProjected)],
+        Family::SdxlRefiner => &[(
+            REFINER_TEXT,
+            "text_encoder_2",
+            TextLayout::OpenClipProjected,
+        )],
         Family::Svd => &[],
     };
     for &(prefix, name, text_layout) in text_plan {
@@ -645,7 +661,11 @@ fn confirm_family(family: Family, layout: &UnetLayout, texts: &[TextEncoder]) ->
         return Err(format!(
             "the text encoders say {} but the UNet {} SDXL's added embedding (label_emb)",
             family.label(),
-            if layout.label_in.is_some() { "has" } else { "lacks" }
+            if layout.label_in.is_some() {
+                "has"
+            } else {
+                "lacks"
+            }
         ));
     }
     let expected_texts = match family {
@@ -736,7 +756,9 @@ impl UnetLayout {
             Some(&first) => (first - 1, (max_in + 1) / first),
         };
         let expected_downsamplers: Vec<usize> = (1..levels).map(|b| b * (layers + 1)).collect();
-        if layers == 0 || levels * (layers + 1) != max_in + 1 || downsamplers != expected_downsamplers
+        if layers == 0
+            || levels * (layers + 1) != max_in + 1
+            || downsamplers != expected_downsamplers
         {
             return Err(format!(
                 "input_blocks 0..={max_in} with downsamplers at {downsamplers:?} do not form levels \
@@ -780,8 +802,9 @@ impl UnetLayout {
 
         unet.need_dim("middle_block.0.out_layers.3.weight", 0)?;
         unet.need_dim("middle_block.2.out_layers.3.weight", 0)?;
-        let mid_depth = attention_depth(unet, "middle_block.1.")?
-            .ok_or("the middle block has no attention (middle_block.1), which Kiln does not support")?;
+        let mid_depth = attention_depth(unet, "middle_block.1.")?.ok_or(
+            "the middle block has no attention (middle_block.1), which Kiln does not support",
+        )?;
 
         let mut up_depth = Vec::with_capacity(levels);
         for b in 0..levels {
@@ -823,7 +846,9 @@ impl UnetLayout {
             }
         }
         if cross_dims.len() > 1 {
-            return Err(format!("several cross-attention widths in one UNet: {cross_dims:?}"));
+            return Err(format!(
+                "several cross-attention widths in one UNet: {cross_dims:?}"
+            ));
         }
         let linear_projection = match projection_ranks.into_iter().collect::<Vec<_>>().as_slice() {
             [] | [4] => false,
@@ -872,12 +897,24 @@ impl UnetLayout {
         let down_types: Vec<&str> = self
             .down_depth
             .iter()
-            .map(|d| if d.is_some() { "CrossAttnDownBlock2D" } else { "DownBlock2D" })
+            .map(|d| {
+                if d.is_some() {
+                    "CrossAttnDownBlock2D"
+                } else {
+                    "DownBlock2D"
+                }
+            })
             .collect();
         let up_types: Vec<&str> = self
             .up_depth
             .iter()
-            .map(|d| if d.is_some() { "CrossAttnUpBlock2D" } else { "UpBlock2D" })
+            .map(|d| {
+                if d.is_some() {
+                    "CrossAttnUpBlock2D"
+                } else {
+                    "UpBlock2D"
+                }
+            })
             .collect();
 
         // diffusers reads the mid depth from the last level and mirrors the down depths upwards.
@@ -921,14 +958,21 @@ impl UnetLayout {
         let heads = if family == Family::Sd1 {
             json!(8)
         } else {
-            json!(self.channels.iter().map(|&c| head_count(c)).collect::<Vec<_>>())
+            json!(
+                self.channels
+                    .iter()
+                    .map(|&c| head_count(c))
+                    .collect::<Vec<_>>()
+            )
         };
 
         let (addition_type, addition_time_dim) = match self.label_in {
             Some(label_in) => {
                 let ids = if family == Family::SdxlRefiner { 5 } else { 6 };
                 let pooled = pooled_width.unwrap_or(1280);
-                let rest = label_in.checked_sub(pooled).filter(|r| *r > 0 && r % ids == 0);
+                let rest = label_in
+                    .checked_sub(pooled)
+                    .filter(|r| *r > 0 && r.is_multiple_of(ids));
                 let Some(rest) = rest else {
                     return Err(format!(
                         "label_emb takes {label_in} features, which is not the pooled width \
@@ -1023,14 +1067,18 @@ impl UnetLayout {
             }
             return match slot {
                 0 => resnet_module(rest).map(|r| format!("down_blocks.{b}.resnets.{j}.{r}")),
-                1 => attention_module(rest).then(|| format!("down_blocks.{b}.attentions.{j}.{rest}")),
+                1 => {
+                    attention_module(rest).then(|| format!("down_blocks.{b}.attentions.{j}.{rest}"))
+                }
                 _ => None,
             };
         }
         if let Some(rest) = module.strip_prefix("middle_block.") {
             return match split_index(rest)? {
                 (0, rest) => resnet_module(rest).map(|r| format!("mid_block.resnets.0.{r}")),
-                (1, rest) => attention_module(rest).then(|| format!("mid_block.attentions.0.{rest}")),
+                (1, rest) => {
+                    attention_module(rest).then(|| format!("mid_block.attentions.0.{rest}"))
+                }
                 (2, rest) => resnet_module(rest).map(|r| format!("mid_block.resnets.1.{r}")),
                 _ => None,
             };
@@ -1043,7 +1091,11 @@ impl UnetLayout {
                 return None;
             }
             if rest == "conv" && slot >= 1 {
-                let expected_slot = if self.up_depth.get(b)?.is_some() { 2 } else { 1 };
+                let expected_slot = if self.up_depth.get(b)?.is_some() {
+                    2
+                } else {
+                    1
+                };
                 return (j == layers && b + 1 < levels && slot == expected_slot)
                     .then(|| format!("up_blocks.{b}.upsamplers.0.conv"));
             }
@@ -1066,7 +1118,10 @@ fn attention_depth(unet: &Sub, within: &str) -> Detail<Option<usize>> {
             continue; // an upsampler in slot 1
         }
         any = true;
-        if let Some(block) = rest.strip_prefix("transformer_blocks.").and_then(split_index) {
+        if let Some(block) = rest
+            .strip_prefix("transformer_blocks.")
+            .and_then(split_index)
+        {
             blocks.insert(block.0);
         }
     }
@@ -1127,9 +1182,9 @@ fn attention_module(module: &str) -> bool {
 
 /// Heads for an attention width: head dim 64, else 8 (tiny models), else one head.
 fn head_count(width: usize) -> usize {
-    if width % 64 == 0 {
+    if width.is_multiple_of(64) {
         width / 64
-    } else if width % 8 == 0 {
+    } else if width.is_multiple_of(8) {
         width / 8
     } else {
         1
@@ -1143,7 +1198,8 @@ fn head_count(width: usize) -> usize {
 /// The VAE component: LDM names mapped (§1.6), or diffusers names kept (old attention names
 /// renamed), then the config read off the diffusers names.
 fn vae_component(vae: &Sub, family: Family) -> Detail<Component> {
-    let ldm = vae.under("encoder.down.").next().is_some() || vae.under("decoder.up.").next().is_some();
+    let ldm =
+        vae.under("encoder.down.").next().is_some() || vae.under("decoder.up.").next().is_some();
     let levels = if ldm {
         vae.indices("encoder.down.").len()
     } else {
@@ -1179,8 +1235,12 @@ fn vae_config(mapped: &Mapped, family: Family) -> Detail<Value> {
             &format!("encoder.down_blocks.{i}.resnets.0.conv2.weight"),
             0,
         )?);
-        let encoder_resnets = mapped.indices(&format!("encoder.down_blocks.{i}.resnets.")).len();
-        let decoder_resnets = mapped.indices(&format!("decoder.up_blocks.{i}.resnets.")).len();
+        let encoder_resnets = mapped
+            .indices(&format!("encoder.down_blocks.{i}.resnets."))
+            .len();
+        let decoder_resnets = mapped
+            .indices(&format!("decoder.up_blocks.{i}.resnets."))
+            .len();
         if encoder_resnets != layers || decoder_resnets != layers + 1 {
             return Err(format!(
                 "vae: level {i} has {encoder_resnets} encoder and {decoder_resnets} decoder \
@@ -1271,7 +1331,11 @@ fn map_vae_module(module: &str, levels: usize) -> Option<String> {
     }
     let block = if side == "encoder" { i } else { levels - 1 - i };
     if rest == sampler {
-        let has_sampler = if side == "encoder" { i + 1 < levels } else { i > 0 };
+        let has_sampler = if side == "encoder" {
+            i + 1 < levels
+        } else {
+            i > 0
+        };
         return has_sampler.then(|| format!("{side}.{blocks_word}.{block}.{sampler_word}.0.conv"));
     }
     let (j, r) = split_index(rest.strip_prefix("block.")?)?;
@@ -1407,10 +1471,7 @@ fn hf_clip_module(name: &str) -> bool {
     ) {
         return true;
     }
-    let Some((_, inner)) = module
-        .strip_prefix("encoder.layers.")
-        .and_then(split_index)
-    else {
+    let Some((_, inner)) = module.strip_prefix("encoder.layers.").and_then(split_index) else {
         return false;
     };
     matches!(
@@ -1452,7 +1513,10 @@ fn map_open_clip(
                     unmapped.push(source);
                     continue;
                 }
-                Some(("text_projection.weight".to_string(), KeyTransform::Transpose))
+                Some((
+                    "text_projection.weight".to_string(),
+                    KeyTransform::Transpose,
+                ))
             }
             "logit_scale" | "attn_mask" => {
                 unmapped.push(source);
@@ -1487,14 +1551,22 @@ fn map_open_clip(
         };
         if let Some(leaf) = in_proj {
             let rows = shape.first().copied().unwrap_or(0);
-            if rows == 0 || rows % 3 != 0 {
+            if rows == 0 || !rows.is_multiple_of(3) {
                 mapped.bad_shapes.push(format!("{source} {shape:?}"));
                 continue;
             }
             let len = rows / 3;
             for (k, part) in ["q_proj", "k_proj", "v_proj"].into_iter().enumerate() {
-                let transform = KeyTransform::Rows { start: k * len, len };
-                mapped.add(format!("{base}.self_attn.{part}.{leaf}"), source.clone(), transform, shape);
+                let transform = KeyTransform::Rows {
+                    start: k * len,
+                    len,
+                };
+                mapped.add(
+                    format!("{base}.self_attn.{part}.{leaf}"),
+                    source.clone(),
+                    transform,
+                    shape,
+                );
             }
             continue;
         }
@@ -1519,4 +1591,1129 @@ fn map_open_clip(
         return Err(format!("missing tensor {}text_projection", sub.prefix));
     }
     Ok((mapped, projection_dim))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // -----------------------------------------------------------------------------------------
+    // Synthetic headers: the full LDM key sets with the shapes the real modules have.
+    // -----------------------------------------------------------------------------------------
+
+    fn add(h: &mut Header, name: String, shape: &[usize]) {
+        let meta = TensorMeta {
+            dtype: "F16".into(),
+            shape: shape.to_vec(),
+        };
+        assert!(h.insert(name.clone(), meta).is_none(), "duplicate {name}");
+    }
+
+    fn linear(h: &mut Header, p: &str, out: usize, inp: usize) {
+        add(h, format!("{p}.weight"), &[out, inp]);
+        add(h, format!("{p}.bias"), &[out]);
+    }
+
+    fn conv(h: &mut Header, p: &str, out: usize, inp: usize, k: usize) {
+        add(h, format!("{p}.weight"), &[out, inp, k, k]);
+        add(h, format!("{p}.bias"), &[out]);
+    }
+
+    fn norm(h: &mut Header, p: &str, c: usize) {
+        add(h, format!("{p}.weight"), &[c]);
+        add(h, format!("{p}.bias"), &[c]);
+    }
+
+    struct UnetSpec {
+        channels: Vec<usize>,
+        layers: usize,
+        depth: Vec<Option<usize>>,
+        mid: usize,
+        cross: usize,
+        linear: bool,
+        in_channels: usize,
+        label_in: Option<usize>,
+    }
+
+    fn unet_resnet(h: &mut Header, p: &str, cin: usize, cout: usize, temb: usize) {
+        norm(h, &format!("{p}.in_layers.0"), cin);
+        conv(h, &format!("{p}.in_layers.2"), cout, cin, 3);
+        linear(h, &format!("{p}.emb_layers.1"), cout, temb);
+        norm(h, &format!("{p}.out_layers.0"), cout);
+        conv(h, &format!("{p}.out_layers.3"), cout, cout, 3);
+        if cin != cout {
+            conv(h, &format!("{p}.skip_connection"), cout, cin, 1);
+        }
+    }
+
+    fn spatial_transformer(h: &mut Header, p: &str, c: usize, depth: usize, spec: &UnetSpec) {
+        norm(h, &format!("{p}.norm"), c);
+        for proj in ["proj_in", "proj_out"] {
+            if spec.linear {
+                linear(h, &format!("{p}.{proj}"), c, c);
+            } else {
+                conv(h, &format!("{p}.{proj}"), c, c, 1);
+            }
+        }
+        for k in 0..depth {
+            let t = format!("{p}.transformer_blocks.{k}");
+            for n in ["norm1", "norm2", "norm3"] {
+                norm(h, &format!("{t}.{n}"), c);
+            }
+            for (attn, ctx) in [("attn1", c), ("attn2", spec.cross)] {
+                add(h, format!("{t}.{attn}.to_q.weight"), &[c, c]);
+                add(h, format!("{t}.{attn}.to_k.weight"), &[c, ctx]);
+                add(h, format!("{t}.{attn}.to_v.weight"), &[c, ctx]);
+                linear(h, &format!("{t}.{attn}.to_out.0"), c, c);
+            }
+            linear(h, &format!("{t}.ff.net.0.proj"), 8 * c, c);
+            linear(h, &format!("{t}.ff.net.2"), c, 4 * c);
+        }
+    }
+
+    fn ldm_unet(h: &mut Header, spec: &UnetSpec) {
+        let p = UNET_PREFIX;
+        let c0 = spec.channels[0];
+        let temb = 4 * c0;
+        linear(h, &format!("{p}time_embed.0"), temb, c0);
+        linear(h, &format!("{p}time_embed.2"), temb, temb);
+        if let Some(label_in) = spec.label_in {
+            linear(h, &format!("{p}label_emb.0.0"), temb, label_in);
+            linear(h, &format!("{p}label_emb.0.2"), temb, temb);
+        }
+        conv(h, &format!("{p}input_blocks.0.0"), c0, spec.in_channels, 3);
+        let levels = spec.channels.len();
+        let mut skips = vec![c0];
+        let mut ch = c0;
+        let mut n = 1;
+        for b in 0..levels {
+            let c = spec.channels[b];
+            for _ in 0..spec.layers {
+                unet_resnet(h, &format!("{p}input_blocks.{n}.0"), ch, c, temb);
+                ch = c;
+                if let Some(depth) = spec.depth[b] {
+                    spatial_transformer(h, &format!("{p}input_blocks.{n}.1"), c, depth, spec);
+                }
+                skips.push(ch);
+                n += 1;
+            }
+            if b + 1 < levels {
+                conv(h, &format!("{p}input_blocks.{n}.0.op"), ch, ch, 3);
+                skips.push(ch);
+                n += 1;
+            }
+        }
+        unet_resnet(h, &format!("{p}middle_block.0"), ch, ch, temb);
+        spatial_transformer(h, &format!("{p}middle_block.1"), ch, spec.mid, spec);
+        unet_resnet(h, &format!("{p}middle_block.2"), ch, ch, temb);
+        let mut n = 0;
+        for r in (0..levels).rev() {
+            let c = spec.channels[r];
+            for j in 0..=spec.layers {
+                let skip = skips.pop().unwrap();
+                unet_resnet(h, &format!("{p}output_blocks.{n}.0"), ch + skip, c, temb);
+                ch = c;
+                if let Some(depth) = spec.depth[r] {
+                    spatial_transformer(h, &format!("{p}output_blocks.{n}.1"), c, depth, spec);
+                }
+                if j == spec.layers && r > 0 {
+                    let slot = if spec.depth[r].is_some() { 2 } else { 1 };
+                    conv(h, &format!("{p}output_blocks.{n}.{slot}.conv"), c, c, 3);
+                }
+                n += 1;
+            }
+        }
+        norm(h, &format!("{p}out.0"), c0);
+        conv(h, &format!("{p}out.2"), 4, c0, 3);
+    }
+
+    fn vae_resnet(h: &mut Header, p: &str, cin: usize, cout: usize) {
+        norm(h, &format!("{p}.norm1"), cin);
+        conv(h, &format!("{p}.conv1"), cout, cin, 3);
+        norm(h, &format!("{p}.norm2"), cout);
+        conv(h, &format!("{p}.conv2"), cout, cout, 3);
+        if cin != cout {
+            conv(h, &format!("{p}.nin_shortcut"), cout, cin, 1);
+        }
+    }
+
+    fn vae_mid(h: &mut Header, p: &str, c: usize) {
+        vae_resnet(h, &format!("{p}.mid.block_1"), c, c);
+        norm(h, &format!("{p}.mid.attn_1.norm"), c);
+        for m in ["q", "k", "v", "proj_out"] {
+            conv(h, &format!("{p}.mid.attn_1.{m}"), c, c, 1);
+        }
+        vae_resnet(h, &format!("{p}.mid.block_2"), c, c);
+    }
+
+    fn ldm_vae(h: &mut Header, p: &str, channels: &[usize], layers: usize) {
+        let z = 4;
+        let levels = channels.len();
+        let (c0, last) = (channels[0], channels[levels - 1]);
+        conv(h, &format!("{p}encoder.conv_in"), c0, 3, 3);
+        let mut ch = c0;
+        for (i, &c) in channels.iter().enumerate() {
+            for j in 0..layers {
+                vae_resnet(h, &format!("{p}encoder.down.{i}.block.{j}"), ch, c);
+                ch = c;
+            }
+            if i + 1 < levels {
+                conv(h, &format!("{p}encoder.down.{i}.downsample.conv"), c, c, 3);
+            }
+        }
+        vae_mid(h, &format!("{p}encoder"), last);
+        norm(h, &format!("{p}encoder.norm_out"), last);
+        conv(h, &format!("{p}encoder.conv_out"), 2 * z, last, 3);
+        conv(h, &format!("{p}quant_conv"), 2 * z, 2 * z, 1);
+        conv(h, &format!("{p}post_quant_conv"), z, z, 1);
+        conv(h, &format!("{p}decoder.conv_in"), last, z, 3);
+        vae_mid(h, &format!("{p}decoder"), last);
+        let mut ch = last;
+        for i in (0..levels).rev() {
+            let c = channels[i];
+            for j in 0..=layers {
+                vae_resnet(h, &format!("{p}decoder.up.{i}.block.{j}"), ch, c);
+                ch = c;
+            }
+            if i > 0 {
+                conv(h, &format!("{p}decoder.up.{i}.upsample.conv"), c, c, 3);
+            }
+        }
+        norm(h, &format!("{p}decoder.norm_out"), c0);
+        conv(h, &format!("{p}decoder.conv_out"), 3, c0, 3);
+    }
+
+    /// `(vocab, hidden, layers, intermediate)`.
+    type TextSize = (usize, usize, usize, usize);
+
+    fn hf_clip(h: &mut Header, p: &str, text_model: bool, (vocab, d, layers, inter): TextSize) {
+        let t = if text_model {
+            format!("{p}text_model.")
+        } else {
+            p.to_string()
+        };
+        add(
+            h,
+            format!("{t}embeddings.token_embedding.weight"),
+            &[vocab, d],
+        );
+        add(
+            h,
+            format!("{t}embeddings.position_embedding.weight"),
+            &[77, d],
+        );
+        add(h, format!("{t}embeddings.position_ids"), &[1, 77]);
+        for i in 0..layers {
+            let l = format!("{t}encoder.layers.{i}");
+            norm(h, &format!("{l}.layer_norm1"), d);
+            for m in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+                linear(h, &format!("{l}.self_attn.{m}"), d, d);
+            }
+            norm(h, &format!("{l}.layer_norm2"), d);
+            linear(h, &format!("{l}.mlp.fc1"), inter, d);
+            linear(h, &format!("{l}.mlp.fc2"), d, inter);
+        }
+        norm(h, &format!("{t}final_layer_norm"), d);
+    }
+
+    fn open_clip(h: &mut Header, p: &str, (vocab, d, layers, inter): TextSize, proj: usize) {
+        add(h, format!("{p}positional_embedding"), &[77, d]);
+        add(h, format!("{p}token_embedding.weight"), &[vocab, d]);
+        add(h, format!("{p}text_projection"), &[d, proj]);
+        add(h, format!("{p}logit_scale"), &[]);
+        for i in 0..layers {
+            let l = format!("{p}transformer.resblocks.{i}");
+            norm(h, &format!("{l}.ln_1"), d);
+            add(h, format!("{l}.attn.in_proj_weight"), &[3 * d, d]);
+            add(h, format!("{l}.attn.in_proj_bias"), &[3 * d]);
+            linear(h, &format!("{l}.attn.out_proj"), d, d);
+            norm(h, &format!("{l}.ln_2"), d);
+            linear(h, &format!("{l}.mlp.c_fc"), inter, d);
+            linear(h, &format!("{l}.mlp.c_proj"), d, inter);
+        }
+        norm(h, &format!("{p}ln_final"), d);
+    }
+
+    const CLIP_L: TextSize = (49408, 768, 12, 3072);
+    const CLIP_H: TextSize = (49408, 1024, 24, 4096);
+    const CLIP_G: TextSize = (49408, 1280, 32, 5120);
+    const SD_VAE: [usize; 4] = [128, 256, 512, 512];
+
+    fn sd15_unet_spec() -> UnetSpec {
+        UnetSpec {
+            channels: vec![320, 640, 1280, 1280],
+            layers: 2,
+            depth: vec![Some(1), Some(1), Some(1), None],
+            mid: 1,
+            cross: 768,
+            linear: false,
+            in_channels: 4,
+            label_in: None,
+        }
+    }
+
+    fn sd15() -> Header {
+        let mut h = Header::new();
+        ldm_unet(&mut h, &sd15_unet_spec());
+        ldm_vae(&mut h, "first_stage_model.", &SD_VAE, 2);
+        hf_clip(&mut h, SD1_TEXT, true, CLIP_L);
+        add(&mut h, "model_ema.decay".into(), &[]);
+        add(
+            &mut h,
+            "model_ema.diffusion_modelinput_blocks00weight".into(),
+            &[320, 4, 3, 3],
+        );
+        add(&mut h, "alphas_cumprod".into(), &[1000]);
+        h
+    }
+
+    fn sd2() -> Header {
+        let mut h = Header::new();
+        let spec = UnetSpec {
+            cross: 1024,
+            linear: true,
+            ..sd15_unet_spec()
+        };
+        ldm_unet(&mut h, &spec);
+        ldm_vae(&mut h, "first_stage_model.", &SD_VAE, 2);
+        open_clip(&mut h, SD2_TEXT, CLIP_H, 1024);
+        h
+    }
+
+    fn sdxl() -> Header {
+        let mut h = Header::new();
+        let spec = UnetSpec {
+            channels: vec![320, 640, 1280],
+            layers: 2,
+            depth: vec![None, Some(2), Some(10)],
+            mid: 10,
+            cross: 2048,
+            linear: true,
+            in_channels: 4,
+            label_in: Some(2816),
+        };
+        ldm_unet(&mut h, &spec);
+        ldm_vae(&mut h, "first_stage_model.", &SD_VAE, 2);
+        hf_clip(&mut h, SDXL_TEXT_1, true, CLIP_L);
+        open_clip(&mut h, SDXL_TEXT_2, CLIP_G, 1280);
+        h
+    }
+
+    fn refiner() -> Header {
+        let mut h = Header::new();
+        let spec = UnetSpec {
+            channels: vec![384, 768, 1536, 1536],
+            layers: 2,
+            depth: vec![None, Some(4), Some(4), None],
+            mid: 4,
+            cross: 1280,
+            linear: true,
+            in_channels: 4,
+            label_in: Some(2560),
+        };
+        ldm_unet(&mut h, &spec);
+        ldm_vae(&mut h, "first_stage_model.", &SD_VAE, 2);
+        open_clip(&mut h, REFINER_TEXT, CLIP_G, 1280);
+        h
+    }
+
+    /// Shaped like the `tiny-sd15` fixture (`make_fixtures.py`): 2 UNet levels, 4 VAE levels.
+    fn tiny_sd1(in_channels: usize) -> Header {
+        let mut h = Header::new();
+        let spec = UnetSpec {
+            channels: vec![32, 64],
+            layers: 2,
+            depth: vec![Some(1), None],
+            mid: 1,
+            cross: 32,
+            linear: false,
+            in_channels,
+            label_in: None,
+        };
+        ldm_unet(&mut h, &spec);
+        ldm_vae(&mut h, "first_stage_model.", &[32, 32, 64, 64], 2);
+        hf_clip(&mut h, SD1_TEXT, false, (1000, 32, 5, 37));
+        h
+    }
+
+    fn inspect_ok(h: &Header) -> SingleFile {
+        match inspect_single_file(h, Path::new("model.safetensors")) {
+            Ok(file) => file,
+            Err(e) => panic!("inspect failed: {e}"),
+        }
+    }
+
+    fn component<'a>(file: &'a SingleFile, name: &str) -> &'a Component {
+        file.component(name).unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn source<'a>(c: &'a Component, diffusers: &str) -> &'a str {
+        match c.tensors.get(diffusers) {
+            Some(m) => &m.source,
+            None => panic!("{} has no {diffusers}", c.name),
+        }
+    }
+
+    fn error_text(h: &Header) -> String {
+        match inspect_single_file(h, Path::new("x.safetensors")) {
+            Ok(file) => panic!("expected an error, got {:?}", file.kind),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Every stored tensor is either mapped (at least once) or listed as unmapped.
+    fn assert_accounted(h: &Header, file: &SingleFile) {
+        let mut seen: BTreeSet<&str> = file.unmapped.iter().map(String::as_str).collect();
+        for c in &file.components {
+            for m in c.tensors.values() {
+                assert!(
+                    h.contains_key(&m.source),
+                    "{} maps to missing {}",
+                    c.name,
+                    m.source
+                );
+                seen.insert(&m.source);
+            }
+        }
+        let missing: Vec<_> = h.keys().filter(|k| !seen.contains(k.as_str())).collect();
+        assert!(missing.is_empty(), "unaccounted: {missing:?}");
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Real-size layouts
+    // -----------------------------------------------------------------------------------------
+
+    #[test]
+    fn sd15_detection_configs_and_mapping() {
+        let h = sd15();
+        let file = inspect_ok(&h);
+        assert_eq!(file.kind, ModelKind::new(Family::Sd1));
+        assert_eq!(file.kind.label(), "SD1.x");
+        let names: Vec<_> = file.components.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["unet", "vae", "text_encoder"]);
+        assert_accounted(&h, &file);
+
+        let unet = component(&file, "unet");
+        assert_eq!(unet.tensors.len(), 686); // diffusers SD1.5 UNet tensor count
+        let cfg = &unet.config;
+        assert_eq!(cfg["block_out_channels"], json!([320, 640, 1280, 1280]));
+        assert_eq!(cfg["layers_per_block"], 2);
+        assert_eq!(cfg["attention_head_dim"], 8);
+        assert_eq!(cfg["cross_attention_dim"], 768);
+        assert_eq!(cfg["use_linear_projection"], false);
+        assert_eq!(cfg["transformer_layers_per_block"], 1);
+        assert_eq!(cfg["sample_size"], 64);
+        assert_eq!(cfg["in_channels"], 4);
+        assert_eq!(cfg["addition_embed_type"], Value::Null);
+        assert_eq!(
+            cfg["down_block_types"],
+            json!([
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+                "DownBlock2D"
+            ])
+        );
+        assert_eq!(
+            cfg["up_block_types"],
+            json!([
+                "UpBlock2D",
+                "CrossAttnUpBlock2D",
+                "CrossAttnUpBlock2D",
+                "CrossAttnUpBlock2D"
+            ])
+        );
+        let u = |s: &str| format!("{UNET_PREFIX}{s}");
+        for (diffusers, ldm) in [
+            (
+                "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+                "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight",
+            ),
+            (
+                "up_blocks.0.upsamplers.0.conv.weight",
+                "output_blocks.2.1.conv.weight",
+            ),
+            (
+                "up_blocks.1.upsamplers.0.conv.bias",
+                "output_blocks.5.2.conv.bias",
+            ),
+            (
+                "up_blocks.2.upsamplers.0.conv.weight",
+                "output_blocks.8.2.conv.weight",
+            ),
+            (
+                "down_blocks.0.downsamplers.0.conv.weight",
+                "input_blocks.3.0.op.weight",
+            ),
+            (
+                "down_blocks.3.resnets.1.conv2.weight",
+                "input_blocks.11.0.out_layers.3.weight",
+            ),
+            (
+                "down_blocks.1.resnets.0.conv_shortcut.weight",
+                "input_blocks.4.0.skip_connection.weight",
+            ),
+            (
+                "up_blocks.3.resnets.2.time_emb_proj.weight",
+                "output_blocks.11.0.emb_layers.1.weight",
+            ),
+            (
+                "up_blocks.3.attentions.2.proj_out.weight",
+                "output_blocks.11.1.proj_out.weight",
+            ),
+            (
+                "mid_block.attentions.0.norm.weight",
+                "middle_block.1.norm.weight",
+            ),
+            (
+                "mid_block.resnets.1.norm1.bias",
+                "middle_block.2.in_layers.0.bias",
+            ),
+            ("time_embedding.linear_2.weight", "time_embed.2.weight"),
+            ("conv_in.weight", "input_blocks.0.0.weight"),
+            ("conv_norm_out.weight", "out.0.weight"),
+            ("conv_out.bias", "out.2.bias"),
+        ] {
+            assert_eq!(source(unet, diffusers), u(ldm), "{diffusers}");
+        }
+
+        let vae = component(&file, "vae");
+        assert_eq!(vae.tensors.len(), 248); // diffusers SD VAE tensor count
+        assert_eq!(vae.config["block_out_channels"], json!(SD_VAE));
+        assert_eq!(vae.config["layers_per_block"], 2);
+        assert_eq!(vae.config["latent_channels"], 4);
+        assert_eq!(vae.config["scaling_factor"], 0.18215);
+        assert_eq!(vae.config["force_upcast"], false);
+        for (diffusers, ldm) in [
+            (
+                "decoder.up_blocks.0.resnets.0.conv1.weight",
+                "decoder.up.3.block.0.conv1.weight",
+            ),
+            (
+                "decoder.up_blocks.3.resnets.2.norm2.bias",
+                "decoder.up.0.block.2.norm2.bias",
+            ),
+            (
+                "decoder.up_blocks.0.upsamplers.0.conv.weight",
+                "decoder.up.3.upsample.conv.weight",
+            ),
+            (
+                "decoder.up_blocks.3.resnets.0.conv_shortcut.weight",
+                "decoder.up.0.block.0.nin_shortcut.weight",
+            ),
+            (
+                "encoder.down_blocks.1.downsamplers.0.conv.bias",
+                "encoder.down.1.downsample.conv.bias",
+            ),
+            (
+                "encoder.mid_block.attentions.0.to_out.0.weight",
+                "encoder.mid.attn_1.proj_out.weight",
+            ),
+            (
+                "decoder.mid_block.attentions.0.group_norm.weight",
+                "decoder.mid.attn_1.norm.weight",
+            ),
+            (
+                "decoder.mid_block.resnets.1.conv2.weight",
+                "decoder.mid.block_2.conv2.weight",
+            ),
+            ("encoder.conv_norm_out.bias", "encoder.norm_out.bias"),
+            ("quant_conv.weight", "quant_conv.weight"),
+        ] {
+            assert_eq!(
+                source(vae, diffusers),
+                format!("first_stage_model.{ldm}"),
+                "{diffusers}"
+            );
+        }
+
+        let text = component(&file, "text_encoder");
+        assert_eq!(text.tensors.len(), 196);
+        let cfg = &text.config;
+        assert_eq!(cfg["hidden_size"], 768);
+        assert_eq!(cfg["num_hidden_layers"], 12);
+        assert_eq!(cfg["num_attention_heads"], 12);
+        assert_eq!(cfg["intermediate_size"], 3072);
+        assert_eq!(cfg["hidden_act"], "quick_gelu");
+        assert_eq!(cfg["vocab_size"], 49408);
+        assert_eq!(cfg["max_position_embeddings"], 77);
+        assert_eq!(cfg["architectures"], json!(["CLIPTextModel"]));
+        assert_eq!(
+            source(text, "text_model.encoder.layers.11.mlp.fc2.bias"),
+            "cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc2.bias"
+        );
+
+        for ignored in [
+            "model_ema.decay",
+            "alphas_cumprod",
+            "cond_stage_model.transformer.text_model.embeddings.position_ids",
+        ] {
+            assert!(file.unmapped.iter().any(|u| u == ignored), "{ignored}");
+        }
+    }
+
+    #[test]
+    fn sd2_uses_openclip_h_with_23_layers() {
+        let h = sd2();
+        let file = inspect_ok(&h);
+        assert_eq!(file.kind.family, Family::Sd2);
+        assert_eq!(file.kind.v_prediction, None);
+        assert_accounted(&h, &file);
+        let unet = &component(&file, "unet").config;
+        assert_eq!(unet["attention_head_dim"], json!([5, 10, 20, 20]));
+        assert_eq!(unet["use_linear_projection"], true);
+        assert_eq!(unet["cross_attention_dim"], 1024);
+        assert_eq!(unet["sample_size"], 96);
+        assert_eq!(unet["upcast_attention"], false);
+
+        let text = component(&file, "text_encoder");
+        let cfg = &text.config;
+        assert_eq!(cfg["num_hidden_layers"], 23);
+        assert_eq!(cfg["num_attention_heads"], 16);
+        assert_eq!(cfg["hidden_act"], "gelu");
+        assert_eq!(cfg["intermediate_size"], 4096);
+        assert_eq!(text.tensors.len(), 23 * 16 + 4);
+        assert!(!text.tensors.contains_key("text_projection.weight"));
+        assert!(!text.tensors.keys().any(|k| k.contains("layers.23.")));
+        assert!(
+            file.unmapped
+                .iter()
+                .any(|u| u.ends_with("resblocks.23.mlp.c_proj.bias"))
+        );
+        assert!(
+            file.unmapped
+                .contains(&format!("{SD2_TEXT}text_projection"))
+        );
+        let v = &text.tensors["text_model.encoder.layers.3.self_attn.v_proj.weight"];
+        assert_eq!(
+            v.source,
+            format!("{SD2_TEXT}transformer.resblocks.3.attn.in_proj_weight")
+        );
+        assert_eq!(
+            v.transform,
+            KeyTransform::Rows {
+                start: 2048,
+                len: 1024
+            }
+        );
+        assert_eq!(
+            source(text, "text_model.embeddings.position_embedding.weight"),
+            format!("{SD2_TEXT}positional_embedding")
+        );
+    }
+
+    #[test]
+    fn sdxl_base_configs_and_openclip_mapping() {
+        let h = sdxl();
+        let file = inspect_ok(&h);
+        assert_eq!(file.kind, ModelKind::new(Family::Sdxl));
+        let names: Vec<_> = file.components.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["unet", "vae", "text_encoder", "text_encoder_2"]);
+        assert_accounted(&h, &file);
+
+        let unet = component(&file, "unet");
+        assert_eq!(unet.tensors.len(), 1680); // diffusers SDXL UNet tensor count
+        let cfg = &unet.config;
+        assert_eq!(cfg["block_out_channels"], json!([320, 640, 1280]));
+        assert_eq!(cfg["attention_head_dim"], json!([5, 10, 20]));
+        assert_eq!(cfg["transformer_layers_per_block"], json!([1, 2, 10]));
+        assert_eq!(
+            cfg["down_block_types"],
+            json!([
+                "DownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D"
+            ])
+        );
+        assert_eq!(
+            cfg["up_block_types"],
+            json!(["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"])
+        );
+        assert_eq!(cfg["cross_attention_dim"], 2048);
+        assert_eq!(cfg["addition_embed_type"], "text_time");
+        assert_eq!(cfg["addition_time_embed_dim"], 256);
+        assert_eq!(cfg["projection_class_embeddings_input_dim"], 2816);
+        assert_eq!(cfg["sample_size"], 128);
+        assert_eq!(
+            source(unet, "up_blocks.0.upsamplers.0.conv.weight"),
+            format!("{UNET_PREFIX}output_blocks.2.2.conv.weight")
+        );
+        assert_eq!(
+            source(unet, "add_embedding.linear_1.weight"),
+            format!("{UNET_PREFIX}label_emb.0.0.weight")
+        );
+        assert_eq!(
+            source(
+                unet,
+                "down_blocks.2.attentions.1.transformer_blocks.9.ff.net.2.weight"
+            ),
+            format!("{UNET_PREFIX}input_blocks.8.1.transformer_blocks.9.ff.net.2.weight")
+        );
+
+        let vae = &component(&file, "vae").config;
+        assert_eq!(vae["scaling_factor"], 0.13025);
+        assert_eq!(vae["force_upcast"], true);
+
+        assert_eq!(component(&file, "text_encoder").config["hidden_size"], 768);
+        let text2 = component(&file, "text_encoder_2");
+        assert_eq!(text2.tensors.len(), 517);
+        let cfg = &text2.config;
+        assert_eq!(cfg["architectures"], json!(["CLIPTextModelWithProjection"]));
+        assert_eq!(cfg["hidden_size"], 1280);
+        assert_eq!(cfg["num_hidden_layers"], 32);
+        assert_eq!(cfg["num_attention_heads"], 20);
+        assert_eq!(cfg["intermediate_size"], 5120);
+        assert_eq!(cfg["projection_dim"], 1280);
+        assert_eq!(cfg["hidden_act"], "gelu");
+        let in_proj = format!("{SDXL_TEXT_2}transformer.resblocks.0.attn.in_proj_weight");
+        for (k, part) in ["q_proj", "k_proj", "v_proj"].into_iter().enumerate() {
+            let m = &text2.tensors[&format!("text_model.encoder.layers.0.self_attn.{part}.weight")];
+            assert_eq!(m.source, in_proj);
+            assert_eq!(
+                m.transform,
+                KeyTransform::Rows {
+                    start: k * 1280,
+                    len: 1280
+                }
+            );
+        }
+        let bias = &text2.tensors["text_model.encoder.layers.0.self_attn.k_proj.bias"];
+        assert_eq!(
+            bias.source,
+            format!("{SDXL_TEXT_2}transformer.resblocks.0.attn.in_proj_bias")
+        );
+        let projection = &text2.tensors["text_projection.weight"];
+        assert_eq!(projection.source, format!("{SDXL_TEXT_2}text_projection"));
+        assert_eq!(projection.transform, KeyTransform::Transpose);
+        assert_eq!(
+            source(text2, "text_model.encoder.layers.31.mlp.fc1.weight"),
+            format!("{SDXL_TEXT_2}transformer.resblocks.31.mlp.c_fc.weight")
+        );
+        assert!(file.unmapped.contains(&format!("{SDXL_TEXT_2}logit_scale")));
+    }
+
+    #[test]
+    fn sdxl_refiner() {
+        let h = refiner();
+        let file = inspect_ok(&h);
+        assert_eq!(file.kind.family, Family::SdxlRefiner);
+        let names: Vec<_> = file.components.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["unet", "vae", "text_encoder_2"]);
+        assert_accounted(&h, &file);
+        let cfg = &component(&file, "unet").config;
+        assert_eq!(cfg["attention_head_dim"], json!([6, 12, 24, 24]));
+        assert_eq!(cfg["transformer_layers_per_block"], 4);
+        assert_eq!(cfg["addition_time_embed_dim"], 256);
+        assert_eq!(cfg["projection_class_embeddings_input_dim"], 2560);
+        assert_eq!(cfg["cross_attention_dim"], 1280);
+        assert_eq!(
+            cfg["down_block_types"],
+            json!([
+                "DownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+                "DownBlock2D"
+            ])
+        );
+    }
+
+    #[test]
+    fn unet_only_shape_decides_without_text_encoder() {
+        let mut h = Header::new();
+        ldm_unet(&mut h, &sd15_unet_spec());
+        let file = inspect_ok(&h);
+        assert_eq!(file.kind.family, Family::Sd1);
+        assert_eq!(file.components.len(), 1);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tiny layouts and variants
+    // -----------------------------------------------------------------------------------------
+
+    #[test]
+    fn tiny_sd1_generalises_levels_and_heads() {
+        let h = tiny_sd1(4);
+        let file = inspect_ok(&h);
+        assert_eq!(file.kind.family, Family::Sd1);
+        assert_accounted(&h, &file);
+        let unet = component(&file, "unet");
+        let cfg = &unet.config;
+        assert_eq!(cfg["block_out_channels"], json!([32, 64]));
+        assert_eq!(
+            cfg["down_block_types"],
+            json!(["CrossAttnDownBlock2D", "DownBlock2D"])
+        );
+        assert_eq!(
+            cfg["up_block_types"],
+            json!(["UpBlock2D", "CrossAttnUpBlock2D"])
+        );
+        assert_eq!(cfg["attention_head_dim"], 8);
+        assert_eq!(cfg["cross_attention_dim"], 32);
+        assert_eq!(
+            source(unet, "up_blocks.0.upsamplers.0.conv.weight"),
+            format!("{UNET_PREFIX}output_blocks.2.1.conv.weight")
+        );
+        assert_eq!(
+            source(
+                unet,
+                "up_blocks.1.attentions.2.transformer_blocks.0.attn1.to_q.weight"
+            ),
+            format!("{UNET_PREFIX}output_blocks.5.1.transformer_blocks.0.attn1.to_q.weight")
+        );
+        let text = component(&file, "text_encoder");
+        assert_eq!(text.config["num_attention_heads"], 4);
+        assert_eq!(text.config["num_hidden_layers"], 5);
+        // No `text_model.` level in the file: the diffusers names still have it.
+        assert_eq!(
+            source(text, "text_model.final_layer_norm.weight"),
+            "cond_stage_model.transformer.final_layer_norm.weight"
+        );
+        let vae = component(&file, "vae");
+        assert_eq!(vae.config["block_out_channels"], json!([32, 32, 64, 64]));
+    }
+
+    #[test]
+    fn layers_per_block_other_than_two() {
+        let mut h = Header::new();
+        let spec = UnetSpec {
+            channels: vec![32, 64, 64],
+            layers: 1,
+            depth: vec![Some(1), Some(1), None],
+            mid: 1,
+            cross: 768,
+            linear: false,
+            in_channels: 4,
+            label_in: None,
+        };
+        ldm_unet(&mut h, &spec);
+        let file = inspect_ok(&h);
+        let unet = component(&file, "unet");
+        assert_eq!(unet.config["layers_per_block"], 1);
+        // L = 1: input_blocks 1 | 2 (op) | 3 | 4 (op) | 5.
+        assert_eq!(
+            source(unet, "down_blocks.1.downsamplers.0.conv.weight"),
+            format!("{UNET_PREFIX}input_blocks.4.0.op.weight")
+        );
+        assert_eq!(
+            source(unet, "down_blocks.2.resnets.0.conv1.weight"),
+            format!("{UNET_PREFIX}input_blocks.5.0.in_layers.2.weight")
+        );
+        assert_eq!(
+            source(unet, "up_blocks.1.upsamplers.0.conv.weight"),
+            format!("{UNET_PREFIX}output_blocks.3.2.conv.weight")
+        );
+    }
+
+    #[test]
+    fn inpainting_and_v_prediction_marker() {
+        let mut h = tiny_sd1(9);
+        let file = inspect_ok(&h);
+        assert!(file.kind.inpainting);
+        assert_eq!(file.kind.to_string(), "SD1.x inpainting");
+        assert_eq!(component(&file, "unet").config["in_channels"], 9);
+
+        add(&mut h, "v_pred".into(), &[]);
+        let file = inspect_ok(&h);
+        assert_eq!(file.kind.v_prediction, Some(true));
+        assert!(file.unmapped.contains(&"v_pred".to_string()));
+    }
+
+    #[test]
+    fn vae_prefix_variant_and_diffusers_named_vae() {
+        let mut h = Header::new();
+        ldm_unet(&mut h, &sd15_unet_spec());
+        ldm_vae(&mut h, "vae.", &[32, 64], 1);
+        let file = inspect_ok(&h);
+        let vae = component(&file, "vae");
+        assert_eq!(vae.config["layers_per_block"], 1);
+        assert_eq!(
+            source(vae, "decoder.up_blocks.1.resnets.1.conv1.weight"),
+            "vae.decoder.up.0.block.1.conv1.weight"
+        );
+
+        // A VAE stored under diffusers names with the old attention names.
+        let mut h = Header::new();
+        ldm_unet(&mut h, &sd15_unet_spec());
+        let mut ldm = Header::new();
+        ldm_vae(&mut ldm, "", &[32, 64], 1);
+        for (name, meta) in &ldm {
+            let diffusers = map_vae_name(name, 2).unwrap();
+            let old = diffusers
+                .replace(".to_q.", ".query.")
+                .replace(".to_out.0.", ".proj_attn.");
+            h.insert(format!("first_stage_model.{old}"), meta.clone());
+        }
+        let file = inspect_ok(&h);
+        let vae = component(&file, "vae");
+        assert_eq!(
+            source(vae, "encoder.mid_block.attentions.0.to_q.weight"),
+            "first_stage_model.encoder.mid_block.attentions.0.query.weight"
+        );
+        assert_eq!(
+            source(vae, "decoder.mid_block.attentions.0.to_out.0.bias"),
+            "first_stage_model.decoder.mid_block.attentions.0.proj_attn.bias"
+        );
+        assert_eq!(vae.config["block_out_channels"], json!([32, 64]));
+        assert_eq!(
+            legacy_vae_name("decoder.mid_block.attentions.0.key.weight").as_deref(),
+            Some("decoder.mid_block.attentions.0.to_k.weight")
+        );
+        assert_eq!(legacy_vae_name("decoder.conv_in.weight"), None);
+    }
+
+    #[test]
+    fn transforms_give_diffusers_shapes() {
+        let rows = KeyTransform::Rows { start: 4, len: 4 };
+        assert_eq!(rows.output_shape(&[12, 4]), Some(vec![4, 4]));
+        assert_eq!(rows.output_shape(&[12]), Some(vec![4]));
+        assert_eq!(rows.output_shape(&[6, 4]), None);
+        assert_eq!(
+            KeyTransform::Transpose.output_shape(&[3, 5]),
+            Some(vec![5, 3])
+        );
+        assert_eq!(KeyTransform::Transpose.output_shape(&[3]), None);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Refusals and errors
+    // -----------------------------------------------------------------------------------------
+
+    #[test]
+    fn refuses_files_that_are_not_checkpoints() {
+        let one = |name: &str| {
+            let mut h = Header::new();
+            add(&mut h, name.into(), &[4, 4]);
+            h
+        };
+        assert!(
+            error_text(&one(
+                "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight"
+            ))
+            .contains("LoRA")
+        );
+        assert!(
+            error_text(&one(
+                "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"
+            ))
+            .contains("LoRA")
+        );
+        assert!(error_text(&one("control_model.time_embed.0.weight")).contains("ControlNet"));
+        assert!(
+            error_text(&one("controlnet_cond_embedding.conv_in.weight")).contains("ControlNet")
+        );
+        assert!(error_text(&one("input_hint_block.0.weight")).contains("ControlNet"));
+        assert!(error_text(&one("image_proj.proj.weight")).contains("IP-Adapter"));
+        assert!(error_text(&one("emb_params")).contains("embedding"));
+        assert!(error_text(&one("something.else")).contains("no UNet weights"));
+        assert!(error_text(&Header::new()).contains("no tensors"));
+
+        let mut unet_only = one("conv_in.weight");
+        add(
+            &mut unet_only,
+            "time_embedding.linear_1.weight".into(),
+            &[4, 4],
+        );
+        let text = error_text(&unet_only);
+        assert!(
+            text.contains("only a UNet") && text.contains("full checkpoint"),
+            "{text}"
+        );
+
+        let mut h = sdxl();
+        add(&mut h, "edm_mean".into(), &[1, 4, 1, 1]);
+        assert!(error_text(&h).contains("Playground"));
+    }
+
+    #[test]
+    fn refuses_unsupported_unets() {
+        let mut h = tiny_sd1(4);
+        add(
+            &mut h,
+            format!("{UNET_PREFIX}input_blocks.1.0.time_stack.in_layers.0.weight"),
+            &[32],
+        );
+        assert!(error_text(&h).contains("Video"));
+        let text = error_text(&tiny_sd1(8));
+        assert!(text.contains("InstructPix2Pix"), "{text}");
+    }
+
+    #[test]
+    fn unknown_unet_and_vae_tensors_are_errors() {
+        let mut h = tiny_sd1(4);
+        add(
+            &mut h,
+            format!("{UNET_PREFIX}input_blocks.1.1.transformer_blocks.0.attn1.rotary.weight"),
+            &[4],
+        );
+        let text = error_text(&h);
+        assert!(
+            text.contains("unet") && text.contains("attn1.rotary.weight"),
+            "{text}"
+        );
+
+        let mut h = tiny_sd1(4);
+        add(
+            &mut h,
+            "first_stage_model.decoder.up.0.extra.weight".into(),
+            &[4],
+        );
+        let text = error_text(&h);
+        assert!(
+            text.contains("vae") && text.contains("decoder.up.0.extra.weight"),
+            "{text}"
+        );
+
+        let mut h = tiny_sd1(4);
+        h.remove(&format!("{UNET_PREFIX}output_blocks.2.1.conv.weight"));
+        assert!(error_text(&h).contains("output_blocks.2.1.conv.weight"));
+    }
+
+    #[test]
+    fn family_must_agree_with_the_unet() {
+        // SD1 text encoder on an SDXL UNet.
+        let mut h = Header::new();
+        let spec = UnetSpec {
+            label_in: Some(2816),
+            ..sd15_unet_spec()
+        };
+        ldm_unet(&mut h, &spec);
+        hf_clip(&mut h, SD1_TEXT, true, CLIP_L);
+        assert!(error_text(&h).contains("label_emb"));
+
+        // SD2 text encoder (1024) on an SD1 UNet (768).
+        let mut h = Header::new();
+        ldm_unet(&mut h, &sd15_unet_spec());
+        open_clip(&mut h, SD2_TEXT, CLIP_H, 1024);
+        assert!(error_text(&h).contains("cross-attention width 768"));
+
+        // Half an SDXL.
+        let mut h = sdxl();
+        h.retain(|k, _| !k.starts_with(SDXL_TEXT_2));
+        assert!(error_text(&h).contains("both text encoders"));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The real tiny fixture (make_fixtures.py `write_single_file`) against its diffusers twin
+    // -----------------------------------------------------------------------------------------
+
+    fn fixtures() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+    }
+
+    fn read_header(path: &Path) -> Header {
+        let bytes = std::fs::read(path).unwrap();
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        header_from_metadata(&metadata)
+    }
+
+    fn squeeze(shape: &[usize]) -> Vec<usize> {
+        let mut shape = shape.to_vec();
+        while shape.len() > 1 && shape.last() == Some(&1) {
+            shape.pop();
+        }
+        shape
+    }
+
+    /// `8` and `[8, 8]` say the same for per-level fields.
+    fn same_per_level(a: &Value, b: &Value) -> bool {
+        let expand = |v: &Value, n: usize| match v {
+            Value::Array(items) => items.clone(),
+            other => vec![other.clone(); n],
+        };
+        let n = a.as_array().or(b.as_array()).map_or(1, Vec::len);
+        expand(a, n) == expand(b, n)
+    }
+
+    #[test]
+    fn tiny_sd15_fixture_matches_its_diffusers_folder() {
+        let single = fixtures().join("tiny-sd15.safetensors");
+        let folder = fixtures().join("tiny-sd15");
+        if !single.exists() || !folder.exists() {
+            println!("skipped: {single:?} or {folder:?} not generated yet (make_fixtures.py)");
+            return;
+        }
+        let header = read_header(&single);
+        let file = inspect_single_file(&header, &single).unwrap();
+        assert_eq!(file.kind, ModelKind::new(Family::Sd1));
+        assert_accounted(&header, &file);
+        let checks: [(&str, &str, &[&str]); 3] = [
+            (
+                "unet",
+                "diffusion_pytorch_model.safetensors",
+                &[
+                    "in_channels",
+                    "out_channels",
+                    "block_out_channels",
+                    "layers_per_block",
+                    "down_block_types",
+                    "up_block_types",
+                    "cross_attention_dim",
+                    "attention_head_dim",
+                    "use_linear_projection",
+                    "transformer_layers_per_block",
+                    "addition_embed_type",
+                ],
+            ),
+            (
+                "vae",
+                "diffusion_pytorch_model.safetensors",
+                &[
+                    "block_out_channels",
+                    "layers_per_block",
+                    "latent_channels",
+                    "in_channels",
+                    "out_channels",
+                    "scaling_factor",
+                    "down_block_types",
+                    "up_block_types",
+                ],
+            ),
+            (
+                "text_encoder",
+                "model.safetensors",
+                &[
+                    "hidden_size",
+                    "num_hidden_layers",
+                    "num_attention_heads",
+                    "intermediate_size",
+                    "hidden_act",
+                    "vocab_size",
+                    "max_position_embeddings",
+                ],
+            ),
+        ];
+        for (name, weights, keys) in checks {
+            let ours = component(&file, name);
+            let theirs = read_header(&folder.join(name).join(weights));
+            let theirs: BTreeMap<String, Vec<usize>> = theirs
+                .into_iter()
+                .filter(|(k, _)| !k.ends_with("position_ids"))
+                .map(|(k, meta)| {
+                    let k = if name == "text_encoder" && !k.starts_with("text_model.") {
+                        format!("text_model.{k}")
+                    } else {
+                        k
+                    };
+                    (k, meta.shape)
+                })
+                .collect();
+            let ours_names: BTreeSet<&String> = ours.tensors.keys().collect();
+            let theirs_names: BTreeSet<&String> = theirs.keys().collect();
+            assert_eq!(ours_names, theirs_names, "{name}: tensor names differ");
+            for (k, m) in &ours.tensors {
+                let shape = m.transform.output_shape(&header[&m.source].shape).unwrap();
+                assert_eq!(squeeze(&shape), squeeze(&theirs[k]), "{name}: shape of {k}");
+            }
+            let json = std::fs::read_to_string(folder.join(name).join("config.json")).unwrap();
+            let config: Value = serde_json::from_str(&json).unwrap();
+            for key in keys {
+                assert!(
+                    same_per_level(&ours.config[*key], &config[*key]),
+                    "{name}.{key}: inferred {} but config.json has {}",
+                    ours.config[*key],
+                    config[*key]
+                );
+            }
+        }
+    }
 }

@@ -2,6 +2,6 @@
 
 pub mod family;
 pub mod ldm;
-// pub mod model; (enabled once ldm::inspect_single_file lands)
+pub mod model;
 pub mod png_meta;
 pub mod weights;

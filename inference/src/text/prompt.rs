@@ -276,10 +276,14 @@ struct ChunkBuilder {
     last_comma: Option<usize>,
     bos: u32,
     eos: u32,
+    pad: u32,
 }
 
 impl ChunkBuilder {
-    /// `next_chunk`: pads the current chunk with eos, wraps it in bos/eos and starts a new one.
+    /// `next_chunk`: wraps the current tokens as `[bos] + tokens + [eos] + padding` and starts a
+    /// new chunk. A1111 pads with eos and, for SD2, turns everything after the first eos into the
+    /// padding id; writing the padding directly gives the same ids (and diffusers' ids even when
+    /// the text itself holds `<|endoftext|>`).
     fn next_chunk(&mut self, is_last: bool) {
         self.token_count += if is_last {
             self.tokens.len()
@@ -287,25 +291,27 @@ impl ChunkBuilder {
             CHUNK_TOKENS
         };
         let mut chunk = Chunk {
-            tokens: [self.eos; MAX_LENGTH],
+            tokens: [self.pad; MAX_LENGTH],
             weights: [1.0; MAX_LENGTH],
         };
         chunk.tokens[0] = self.bos;
         let tokens = std::mem::take(&mut self.tokens);
         let weights = std::mem::take(&mut self.weights);
+        let n = tokens.len().min(CHUNK_TOKENS);
         for (slot, token) in chunk.tokens[1..=CHUNK_TOKENS].iter_mut().zip(tokens) {
             *slot = token;
         }
         for (slot, weight) in chunk.weights[1..=CHUNK_TOKENS].iter_mut().zip(weights) {
             *slot = weight;
         }
+        chunk.tokens[n + 1] = self.eos;
         self.last_comma = None;
         self.chunks.push(chunk);
     }
 }
 
 /// A1111 `tokenize_line`: chunks plus A1111's token count.
-fn chunk_prompt(tokenizer: &ClipTokenizer, prompt: &str) -> (Vec<Chunk>, usize) {
+fn chunk_prompt(tokenizer: &ClipTokenizer, prompt: &str, pad_id: u32) -> (Vec<Chunk>, usize) {
     let (text, _) = extract_loras(prompt);
     let parsed = parse_attention_f64(&text);
     let comma = tokenizer.comma_id();
@@ -317,13 +323,14 @@ fn chunk_prompt(tokenizer: &ClipTokenizer, prompt: &str) -> (Vec<Chunk>, usize) 
         last_comma: None,
         bos: tokenizer.bos(),
         eos: tokenizer.eos(),
+        pad: pad_id,
     };
     for (text, weight) in &parsed {
         if text == "BREAK" && *weight == BREAK_WEIGHT {
             b.next_chunk(false);
             continue;
         }
-        for token in tokenizer.encode(text) {
+        for token in tokenizer.encode_with_pad(text, pad_id) {
             if Some(token) == comma {
                 b.last_comma = Some(b.tokens.len());
             } else if let Some(last_comma) = b.last_comma
@@ -355,28 +362,19 @@ fn chunk_prompt(tokenizer: &ClipTokenizer, prompt: &str) -> (Vec<Chunk>, usize) 
 ///
 /// LoRA tags are removed, attention parsed, each run tokenized, runs concatenated and cut every 75
 /// tokens (moving the words after a comma up to 20 tokens back to the next chunk); `BREAK` ends a
-/// chunk. Each chunk is `[bos] + 75 + [eos]` padded with eos; when `pad_id` is not eos (SD2,
+/// chunk. Runs are tokenized with [`ClipTokenizer::encode_with_pad`], so a `!` is its own id 0
+/// for `pad_id` 0 as in diffusers' `tokenizer_2`. Each chunk is `[bos] + 75 + [eos]` padded with eos; when `pad_id` is not eos (SD2,
 /// SDXL `tokenizer_2`), everything after the first eos becomes `pad_id`, so a plain prompt of at
 /// most 75 tokens gives exactly diffusers' ids. An empty prompt gives one chunk.
 pub fn tokenize_prompt(tokenizer: &ClipTokenizer, prompt: &str, pad_id: u32) -> PromptChunks {
-    let (mut chunks, _) = chunk_prompt(tokenizer, prompt);
-    let eos = tokenizer.eos();
-    if pad_id != eos {
-        for chunk in &mut chunks {
-            if let Some(first_eos) = chunk.tokens.iter().position(|&t| t == eos) {
-                for token in chunk.tokens.iter_mut().skip(first_eos + 1) {
-                    *token = pad_id;
-                }
-            }
-        }
-    }
+    let (chunks, _) = chunk_prompt(tokenizer, prompt, pad_id);
     PromptChunks { chunks }
 }
 
-/// A1111's live counter: `(tokens, limit)`, the limit being the next multiple of 75 (at least 75).
+/// A1111's live counter (CLIP-L tokenization): `(tokens, limit)`, the limit being the next multiple of 75 (at least 75).
 /// A `BREAK` counts its chunk as full, as A1111 does.
 pub fn token_count(tokenizer: &ClipTokenizer, prompt: &str) -> (usize, usize) {
-    let (_, count) = chunk_prompt(tokenizer, prompt);
+    let (_, count) = chunk_prompt(tokenizer, prompt, tokenizer.eos());
     let limit = count.max(1).div_ceil(CHUNK_TOKENS) * CHUNK_TOKENS;
     (count, limit)
 }
@@ -614,6 +612,56 @@ mod tests {
         assert_eq!(token_count(&tok, &p75), (75, 75));
         assert_eq!(token_count(&tok, &format!("{p75} x")), (76, 150));
         assert_eq!(token_count(&tok, ""), (0, 75));
+    }
+
+    /// Plain prompts of `tests/fixtures/refs/tokens.json` (make_fixtures.py `make_tokens`) give
+    /// diffusers' `tokenizer` / `tokenizer_2` ids with all weights 1.
+    #[test]
+    fn plain_fixture_prompts_match_diffusers() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/refs/tokens.json");
+        let Ok(text) = std::fs::read_to_string(path) else {
+            eprintln!("skipped: {path} not found (run tests/fixtures/make_fixtures.py)");
+            return;
+        };
+        let refs: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let tok = ClipTokenizer::bundled().unwrap();
+        let mut checked = 0;
+        for case in refs["prompts"].as_array().unwrap() {
+            let prompt = case["prompt"].as_str().unwrap();
+            let has_syntax = prompt.contains(['(', ')', '[', ']', '\\']) || prompt.contains("BREAK");
+            if has_syntax || tok.encode(prompt).len() > CHUNK_TOKENS {
+                continue;
+            }
+            for (pad, key) in [(49407, "tokenizer_input_ids"), (0, "tokenizer_2_input_ids")] {
+                let expected: Vec<u32> = case[key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+                    .collect();
+                let chunks = tokenize_prompt(&tok, prompt, pad);
+                assert_eq!(chunks.chunks.len(), 1, "{prompt:?}");
+                assert_eq!(chunks.chunks[0].tokens.to_vec(), expected, "{prompt:?} pad {pad}");
+                assert!(is_plain(&chunks));
+            }
+            checked += 1;
+        }
+        assert!(checked >= 10, "{checked}");
+    }
+
+    #[test]
+    fn real_vocab_chunks() {
+        let tok = ClipTokenizer::bundled().unwrap();
+        let chunks = tokenize_prompt(&tok, "a (cat:1.3), dog!", 0);
+        let c = &chunks.chunks[0];
+        // a</w> cat</w> ,</w> dog</w> ! (id 0: tokenizer_2's pad token is special) eos 0…
+        assert_eq!(&c.tokens[..7], &[49406, 320, 2368, 267, 1929, 0, 49407]);
+        assert!(c.tokens[7..].iter().all(|&t| t == 0));
+        assert_eq!(&c.weights[..7], &[1.0, 1.0, 1.3, 1.0, 1.0, 1.0, 1.0]);
+        let chunks = tokenize_prompt(&tok, "a (cat:1.3), dog!", 49407);
+        assert_eq!(&chunks.chunks[0].tokens[..6], &[49406, 320, 2368, 267, 1929, 256]);
+        assert_eq!(token_count(&tok, "a (cat:1.3), dog!"), (5, 75));
+        assert_eq!(token_count(&tok, "<lora:x:0.5> a cat"), (2, 75));
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! CLIP byte-level BPE tokenizer, as transformers' slow `CLIPTokenizer` and openai CLIP's
-//! `simple_tokenizer.py` (FORMATS §2.1).
+//! CLIP byte-level BPE tokenizer (FORMATS §2.1), as transformers 5 `CLIPTokenizer` (backed by
+//! `tokenizers`) gives it to diffusers: the reference ids are `tests/fixtures/refs/tokens.json`.
 //!
-//! Text is cleaned (HTML entities, whitespace, lowercase), split with CLIP's pre-tokenizer regex
-//! (digits one per piece), each piece is mapped byte by byte through GPT-2's `bytes_to_unicode`
-//! and merged with BPE, the last symbol of a piece carrying `</w>`.
+//! Special tokens (`<|startoftext|>`, `<|endoftext|>` and a non-eos padding token such as
+//! SDXL `tokenizer_2`'s `!`) are split off the raw text first, case-sensitively. Each remaining
+//! segment is lowercased (no HTML unescaping: transformers 5 has no ftfy step), split with CLIP's
+//! pre-tokenizer regex (digits one per piece), mapped byte by byte through GPT-2's
+//! `bytes_to_unicode` and merged with BPE, the last symbol of a piece carrying `</w>`.
+//!
+//! Not done: transformers' NFC normalization (no Unicode tables in the dependencies), so text in
+//! decomposed form (`e` + U+0301) tokenizes differently from its composed form.
 
 use crate::{Error, Result};
 use regex::Regex;
@@ -22,8 +27,8 @@ const BOS_TOKEN: &str = "<|startoftext|>";
 /// `<|endoftext|>` (also the unknown token).
 const EOS_TOKEN: &str = "<|endoftext|>";
 
-/// CLIP's pre-tokenizer (`CLIPTokenizer.pat`), case-insensitive as in transformers.
-const PATTERN: &str = r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+/// CLIP's pre-tokenizer (transformers 5 `CLIPTokenizer`, a `Split` with `invert=True`).
+const PATTERN: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 /// Cached pieces beyond this count clear the cache (prompts repeat words, not millions of them).
 const CACHE_LIMIT: usize = 50_000;
@@ -33,6 +38,8 @@ const CACHE_LIMIT: usize = 50_000;
 pub struct ClipTokenizer {
     /// Token string → id (`vocab.json`).
     encoder: HashMap<String, u32>,
+    /// Id → token string.
+    decoder: HashMap<u32, String>,
     /// `"first second"` → merge rank (line order of `merges.txt`).
     bpe_ranks: HashMap<String, u32>,
     /// GPT-2 `bytes_to_unicode`.
@@ -79,6 +86,15 @@ impl ClipTokenizer {
             .map_err(|e| Error::InvalidArgument(format!("CLIP vocab.json: {e}")))
     }
 
+    /// The CLIP ViT-L/14 vocabulary bundled with Kiln (`assets/clip/`), shared by every SD family
+    /// (OpenCLIP uses the same BPE; only the padding id differs).
+    pub fn bundled() -> Result<Self> {
+        Self::from_strs(
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/clip/vocab.json")),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/clip/merges.txt")),
+        )
+    }
+
     fn build(
         encoder: HashMap<String, u32>,
         bpe_ranks: HashMap<String, u32>,
@@ -90,8 +106,10 @@ impl ClipTokenizer {
             .get(EOS_TOKEN)
             .ok_or_else(|| format!("no {EOS_TOKEN} token"))?;
         let pattern = Regex::new(PATTERN).map_err(|e| e.to_string())?;
+        let decoder = encoder.iter().map(|(k, v)| (*v, k.clone())).collect();
         Ok(ClipTokenizer {
             encoder,
+            decoder,
             bpe_ranks,
             byte_encoder: bytes_to_unicode(),
             pattern,
@@ -121,33 +139,59 @@ impl ClipTokenizer {
         self.token_id(",</w>")
     }
 
+    /// Token string of an id, e.g. `"cat</w>"`.
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        self.decoder.get(&id).map(String::as_str)
+    }
+
     /// Number of entries in the vocabulary (49408 in CLIP).
     pub fn vocab_size(&self) -> usize {
         self.encoder.len()
     }
 
-    /// Token ids of `text`, without `bos`/`eos` and without truncation (transformers
-    /// `tokenizer(text, add_special_tokens=False)`).
+    /// Token ids of `text`, without `bos`/`eos` and without truncation: diffusers `tokenizer`
+    /// (CLIP-L, padding with eos) `tokenizer(text, add_special_tokens=False)`.
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        let text = clean_text(text);
+        self.encode_with_pad(text, self.eos)
+    }
+
+    /// As [`Self::encode`] for a tokenizer whose padding token is `pad_id`: when that is not
+    /// bos/eos (SDXL `tokenizer_2` and SD2 pad with `!`, id 0), transformers makes it a special
+    /// token too, so each `!` in the text becomes its own id 0 (`"!!"` → `[0, 0]`, not `!!</w>`).
+    pub fn encode_with_pad(&self, text: &str, pad_id: u32) -> Vec<u32> {
+        let pad_token = (pad_id != self.bos && pad_id != self.eos)
+            .then(|| self.id_to_token(pad_id))
+            .flatten()
+            .filter(|t| !t.is_empty());
+        let mut specials: Vec<(&str, u32)> = vec![(BOS_TOKEN, self.bos), (EOS_TOKEN, self.eos)];
+        if let Some(pad_token) = pad_token {
+            specials.push((pad_token, pad_id));
+        }
+        // Leftmost-longest, as tokenizers' added-vocabulary matcher.
+        specials.sort_by_key(|(token, _)| std::cmp::Reverse(token.len()));
         let mut ids = Vec::new();
-        for piece in self.pattern.find_iter(&text) {
-            let piece = piece.as_str();
-            if piece == BOS_TOKEN {
-                ids.push(self.bos);
-            } else if piece == EOS_TOKEN {
-                ids.push(self.eos);
+        let mut segment_start = 0;
+        let mut at = 0;
+        while at < text.len() {
+            let rest = text.get(at..).unwrap_or("");
+            if let Some((token, id)) = specials.iter().find(|(t, _)| rest.starts_with(t)) {
+                self.encode_segment(text.get(segment_start..at).unwrap_or(""), &mut ids);
+                ids.push(*id);
+                at += token.len();
+                segment_start = at;
             } else {
-                self.encode_piece(piece, &mut ids);
+                at += rest.chars().next().map_or(1, char::len_utf8);
             }
         }
+        self.encode_segment(text.get(segment_start..).unwrap_or(""), &mut ids);
         ids
     }
 
     /// diffusers' `tokenizer(text, padding="max_length", max_length=77, truncation=True)`:
-    /// `[bos] + ≤75 tokens + [eos]`, then `pad_id` (49407 for CLIP-L, 0 for OpenCLIP).
+    /// `[bos] + ≤75 tokens + [eos]`, then `pad_id` (49407 for CLIP-L, 0 for OpenCLIP); tokenized
+    /// with [`Self::encode_with_pad`].
     pub fn encode_padded(&self, text: &str, pad_id: u32) -> [u32; MAX_LENGTH] {
-        let ids = self.encode(text);
+        let ids = self.encode_with_pad(text, pad_id);
         let mut out = [pad_id; MAX_LENGTH];
         out[0] = self.bos;
         let n = ids.len().min(CHUNK_TOKENS);
@@ -156,6 +200,17 @@ impl ClipTokenizer {
         }
         out[n + 1] = self.eos;
         out
+    }
+
+    /// Normalizes, pre-tokenizes and BPE-encodes text that holds no special token.
+    fn encode_segment(&self, segment: &str, ids: &mut Vec<u32>) {
+        if segment.is_empty() {
+            return;
+        }
+        let text = normalize(segment);
+        for piece in self.pattern.find_iter(&text) {
+            self.encode_piece(piece.as_str(), ids);
+        }
     }
 
     /// Appends the ids of one pre-tokenized piece, through the cache.
@@ -277,92 +332,23 @@ fn bytes_to_unicode() -> [char; 256] {
     table
 }
 
-/// openai CLIP's `basic_clean` + `whitespace_clean` + `lower()`: HTML entities unescaped (twice,
-/// as CLIP does), whitespace runs collapsed to one space, stripped, lowercased.
-pub(crate) fn clean_text(text: &str) -> String {
-    let text = html_unescape(&html_unescape(text));
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    collapsed.to_lowercase()
-}
-
-/// Named entities Kiln unescapes (Python's `html.unescape` knows all of HTML5; these are the ones
-/// that show up in prompts).
-const NAMED_ENTITIES: [(&str, char); 12] = [
-    ("amp", '&'),
-    ("lt", '<'),
-    ("gt", '>'),
-    ("quot", '"'),
-    ("apos", '\''),
-    ("nbsp", '\u{a0}'),
-    ("copy", '©'),
-    ("reg", '®'),
-    ("deg", '°'),
-    ("times", '×'),
-    ("middot", '·'),
-    ("hellip", '…'),
-];
-
-/// Python `html.unescape` for `&name;`, `&#NNN;` and `&#xHH;` (numeric forms also without `;`;
-/// `&amp` `&lt` `&gt` `&quot` `&nbsp` `&copy` `&reg` `&deg` `&times` `&middot` also without `;`,
-/// as HTML5 allows for those).
-fn html_unescape(text: &str) -> String {
-    if !text.contains('&') {
-        return text.to_owned();
-    }
+/// transformers 5 CLIP normalizer without NFC: whitespace runs → one space, then lowercase
+/// char by char (tokenizers' `Lowercase`, so a final `Σ` becomes `σ`, not `ς`).
+pub(crate) fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        match unescape_one(after) {
-            Some((ch, used)) => {
-                out.push(ch);
-                rest = &after[used..];
+    let mut in_space = false;
+    for ch in text.chars() {
+        if ch.is_whitespace() {
+            if !in_space {
+                out.push(' ');
             }
-            None => {
-                out.push('&');
-                rest = after;
-            }
+            in_space = true;
+        } else {
+            in_space = false;
+            out.extend(ch.to_lowercase());
         }
     }
-    out.push_str(rest);
     out
-}
-
-/// Decodes the entity at the start of `s` (just after `&`): the character and bytes consumed.
-fn unescape_one(s: &str) -> Option<(char, usize)> {
-    if let Some(numeric) = s.strip_prefix('#') {
-        let (digits, radix, prefix) = match numeric.strip_prefix(['x', 'X']) {
-            Some(hex) => (hex, 16, 2),
-            None => (numeric, 10, 1),
-        };
-        let len = digits
-            .char_indices()
-            .find(|(_, c)| !c.is_digit(radix))
-            .map_or(digits.len(), |(i, _)| i);
-        if len == 0 {
-            return None;
-        }
-        let value = u32::from_str_radix(digits.get(..len)?, radix).ok()?;
-        // Python maps 0, surrogates and out-of-range code points to U+FFFD.
-        let ch = match value {
-            0 => '\u{FFFD}',
-            v => char::from_u32(v).unwrap_or('\u{FFFD}'),
-        };
-        let semicolon = usize::from(digits[len..].starts_with(';'));
-        return Some((ch, prefix + len + semicolon));
-    }
-    for (name, ch) in NAMED_ENTITIES {
-        if let Some(after) = s.strip_prefix(name) {
-            if after.starts_with(';') {
-                return Some((ch, name.len() + 1));
-            }
-            if !matches!(name, "apos" | "hellip") {
-                return Some((ch, name.len()));
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -401,6 +387,51 @@ mod tests {
             .into_iter()
             .map(|id| reverse[&id].clone())
             .collect()
+    }
+
+    /// Every case of `tests/fixtures/refs/tokens.json` (make_fixtures.py `make_tokens`:
+    /// transformers `CLIPTokenizer` with pad `<|endoftext|>` and with pad `!`).
+    #[test]
+    fn bundled_matches_transformers_fixture() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/refs/tokens.json");
+        let Ok(text) = std::fs::read_to_string(path) else {
+            eprintln!("skipped: {path} not found (run tests/fixtures/make_fixtures.py)");
+            return;
+        };
+        let refs: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let tok = ClipTokenizer::bundled().unwrap();
+        assert_eq!(tok.vocab_size(), 49408);
+        assert_eq!((tok.bos(), tok.eos(), tok.comma_id()), (49406, 49407, Some(267)));
+        let pad1 = refs["pad_tokenizer"].as_u64().unwrap() as u32;
+        let pad2 = refs["pad_tokenizer_2"].as_u64().unwrap() as u32;
+        let ids = |v: &serde_json::Value| -> Vec<u32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        };
+        let cases = refs["prompts"].as_array().unwrap();
+        assert!(cases.len() >= 15);
+        for case in cases {
+            let prompt = case["prompt"].as_str().unwrap();
+            assert_eq!(tok.encode(prompt), ids(&case["raw_ids"]), "{prompt:?}");
+            assert_eq!(
+                tok.encode_with_pad(prompt, pad2),
+                ids(&case["raw_ids_2"]),
+                "{prompt:?}"
+            );
+            assert_eq!(
+                tok.encode_padded(prompt, pad1).to_vec(),
+                ids(&case["tokenizer_input_ids"]),
+                "{prompt:?}"
+            );
+            assert_eq!(
+                tok.encode_padded(prompt, pad2).to_vec(),
+                ids(&case["tokenizer_2_input_ids"]),
+                "{prompt:?}"
+            );
+        }
     }
 
     #[test]
@@ -465,10 +496,20 @@ mod tests {
     }
 
     #[test]
-    fn cleanup_like_clip() {
-        assert_eq!(clean_text("  A &amp;amp; B\n\n C  "), "a & b c");
-        assert_eq!(clean_text("&lt;x&gt; &#65;&#x42; &unknown;"), "<x> ab &unknown;");
-        assert_eq!(clean_text("caf&eacute"), "caf&eacute");
+    fn normalization_like_transformers() {
+        assert_eq!(normalize("  A &amp; B\n\n C  "), " a &amp; b c ");
+        assert_eq!(normalize("ΟΔΟΣ"), "οδοσ");
+    }
+
+    #[test]
+    fn pad_token_is_special_when_not_eos() {
+        let tok = tiny();
+        let bang = tok.token_id("!").unwrap();
+        let ids = tok.encode_with_pad("cat!! a", bang);
+        assert_eq!(ids, [tok.token_id("cat</w>").unwrap(), bang, bang, tok.token_id("a</w>").unwrap()]);
+        assert_eq!(tokens(&tok, "cat!!"), ["cat</w>", "!", "!</w>"]);
+        // Specials are matched case-sensitively on the raw text.
+        assert_ne!(tok.encode("<|STARTOFTEXT|>")[0], tok.bos());
     }
 
     #[test]
