@@ -83,10 +83,13 @@ impl Family {
         matches!(self, Family::Sdxl | Family::SdxlRefiner)
     }
 
-    /// UNet `sample_size` in latent pixels (native height / 8), as diffusers' configs write it.
+    /// UNet `sample_size` in latent pixels, as diffusers' configs write it: the native size / 8,
+    /// and 96 for SVD (`FORMATS.md` §4.1).
     pub fn unet_sample_size(self) -> u32 {
-        let (width, height) = self.native_size();
-        width.min(height) / 8
+        match self {
+            Family::Svd => 96,
+            _ => self.native_size().0 / 8,
+        }
     }
 
     /// Whether the UNet takes SDXL's `text_time` added conditioning (pooled text + size ids).

@@ -749,7 +749,7 @@ impl UnetLayout {
         let downsamplers: Vec<usize> = inputs
             .iter()
             .copied()
-            .filter(|n| unet.has(&format!("input_blocks.{n}.0.op.weight")))
+            .filter(|&n| n > 0 && unet.has(&format!("input_blocks.{n}.0.op.weight")))
             .collect();
         let (layers, levels) = match downsamplers.first() {
             None => (max_in, 1),

@@ -9,6 +9,7 @@ use crate::sampling::scheduler::{Scheduler, SchedulerConfig};
 use crate::text::clip::{ClipTextConfig, ClipTextModel};
 use crate::text::tokenizer::ClipTokenizer;
 use crate::unet::{TextTimeInputs, UNet, UNetConfig, UNetHooks};
+use crate::vae::tiled::{needs_tiling, tiled_decode};
 use crate::vae::{Vae, VaeConfig};
 use crate::{CancelToken, Error, Result, SamplerKind};
 use candle_core::{DType, Device, Tensor};
@@ -375,7 +376,13 @@ impl StableDiffusion {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let decoded = self.vae.decode(&(latents / sf)?)?;
+        let z = (latents / sf)?;
+        let (_, _, lh, lw) = z.dims4()?;
+        let decoded = if needs_tiling(lh, lw) {
+            tiled_decode(&self.vae, &z)?
+        } else {
+            self.vae.decode(&z)?
+        };
         tensor_to_image(&decoded)
     }
 }

@@ -1,6 +1,7 @@
 //! diffusers `AutoencoderKL`: the VAE that maps images to latents and back.
 
 pub mod preview;
+pub mod tiled;
 
 use crate::unet::resnet::{NormConfig, ResBlock, conv1x1, conv3x3};
 use crate::{Error, Result};
