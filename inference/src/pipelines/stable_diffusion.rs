@@ -77,7 +77,7 @@ fn load_clip(files: &ModelFiles, name: &str, with_projection: bool, device: &Dev
 impl StableDiffusion {
     /// Loads every part of the model in f32. `on_stage` names each part as it loads.
     pub fn load(files: &ModelFiles, device: &Device, on_stage: &mut dyn FnMut(&str)) -> Result<Self> {
-        let kind = files.kind.clone();
+        let kind = files.kind;
         if kind.family == Family::Svd {
             return Err(Error::InvalidArgument(
                 "this is a video model (SVD); use `kiln video`".into(),

@@ -30,10 +30,8 @@ static EXTRA_NETWORK: LazyLock<Option<Regex>> =
 
 /// `prompt_parser.re_attention`.
 static ATTENTION: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(
-        r"\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()\[\]:]+|:",
-    )
-    .ok()
+    Regex::new(r"\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()\[\]:]+|:")
+        .ok()
 });
 
 /// `prompt_parser.re_break`.
@@ -179,7 +177,10 @@ impl fmt::Display for PromptWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PromptWarning::Scheduling(text) => {
-                write!(f, "prompt editing {text} is not supported; it is used as text")
+                write!(
+                    f,
+                    "prompt editing {text} is not supported; it is used as text"
+                )
             }
             PromptWarning::Alternation(text) => {
                 write!(f, "alternation {text} is not supported; it is used as text")
@@ -446,7 +447,10 @@ mod tests {
         assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
         for ((text, weight), (etext, eweight)) in actual.iter().zip(expected) {
             assert_eq!(text, etext, "{actual:?}");
-            assert!((weight - eweight).abs() < 1e-6, "{actual:?} vs {expected:?}");
+            assert!(
+                (weight - eweight).abs() < 1e-6,
+                "{actual:?} vs {expected:?}"
+            );
         }
     }
 
@@ -462,7 +466,10 @@ mod tests {
         approx(&parse_attention("[x]"), &[("x", w)]);
         approx(&parse_attention("[[x]]"), &[("x", w * w)]);
         approx(&parse_attention("(unclosed"), &[("unclosed", 1.1)]);
-        approx(&parse_attention("a [unclosed"), &[("a ", 1.0), ("unclosed", w)]);
+        approx(
+            &parse_attention("a [unclosed"),
+            &[("a ", 1.0), ("unclosed", w)],
+        );
         approx(&parse_attention(r"\(literal\)"), &[("(literal)", 1.0)]);
         approx(&parse_attention(r"a \[b\] \\ c"), &[(r"a [b] \ c", 1.0)]);
         approx(&parse_attention(r"lone \ slash"), &[("lone  slash", 1.0)]);
@@ -483,7 +490,10 @@ mod tests {
             &[(" x ", 0.5), (" y", 1.0)],
         );
         approx(&parse_attention("(x:-1)"), &[("x", -1.0)]);
-        approx(&parse_attention("unmatched) ] x"), &[("unmatched) ] x", 1.0)]);
+        approx(
+            &parse_attention("unmatched) ] x"),
+            &[("unmatched) ] x", 1.0)],
+        );
         approx(&parse_attention("a: b"), &[("a: b", 1.0)]);
         approx(&parse_attention("x:1.5)"), &[("x:1.5)", 1.0)]);
         approx(&parse_attention(""), &[("", 1.0)]);
@@ -533,7 +543,10 @@ mod tests {
             &[("", 1.0), ("BREAK", -1.0), ("", 1.0)],
         );
         // Lowercase or glued is text.
-        approx(&parse_attention("a break b BREAKING"), &[("a break b BREAKING", 1.0)]);
+        approx(
+            &parse_attention("a break b BREAKING"),
+            &[("a break b BREAKING", 1.0)],
+        );
         // Inside brackets A1111 multiplies the marker too, so it is no longer a break.
         approx(
             &parse_attention("(a BREAK b)"),
@@ -577,7 +590,10 @@ mod tests {
             [PromptWarning::Scheduling("[hat:10]".into())]
         );
         assert!(prompt_warnings("[a:b] (x:1.2) \\[y|z\\] and").is_empty());
-        approx(&parse_attention("[cat:dog:0.5]"), &[("cat:dog:0.5", 1.0 / 1.1)]);
+        approx(
+            &parse_attention("[cat:dog:0.5]"),
+            &[("cat:dog:0.5", 1.0 / 1.1)],
+        );
     }
 
     fn chunk_tokens(chunks: &PromptChunks) -> Vec<Vec<u32>> {
@@ -602,7 +618,12 @@ mod tests {
         let ids = chunks.chunks[0].tokens;
         assert_eq!(
             &ids[..4],
-            &[49406, tok.token_id("a").unwrap(), tok.token_id("b</w>").unwrap(), 49407]
+            &[
+                49406,
+                tok.token_id("a").unwrap(),
+                tok.token_id("b</w>").unwrap(),
+                49407
+            ]
         );
         assert!(ids[4..].iter().all(|&t| t == 0));
         // 75 tokens exactly: one chunk, identical to diffusers.
@@ -618,7 +639,10 @@ mod tests {
     /// diffusers' `tokenizer` / `tokenizer_2` ids with all weights 1.
     #[test]
     fn plain_fixture_prompts_match_diffusers() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/refs/tokens.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/refs/tokens.json"
+        );
         let Ok(text) = std::fs::read_to_string(path) else {
             eprintln!("skipped: {path} not found (run tests/fixtures/make_fixtures.py)");
             return;
@@ -628,7 +652,8 @@ mod tests {
         let mut checked = 0;
         for case in refs["prompts"].as_array().unwrap() {
             let prompt = case["prompt"].as_str().unwrap();
-            let has_syntax = prompt.contains(['(', ')', '[', ']', '\\']) || prompt.contains("BREAK");
+            let has_syntax =
+                prompt.contains(['(', ')', '[', ']', '\\']) || prompt.contains("BREAK");
             if has_syntax || tok.encode(prompt).len() > CHUNK_TOKENS {
                 continue;
             }
@@ -641,7 +666,11 @@ mod tests {
                     .collect();
                 let chunks = tokenize_prompt(&tok, prompt, pad);
                 assert_eq!(chunks.chunks.len(), 1, "{prompt:?}");
-                assert_eq!(chunks.chunks[0].tokens.to_vec(), expected, "{prompt:?} pad {pad}");
+                assert_eq!(
+                    chunks.chunks[0].tokens.to_vec(),
+                    expected,
+                    "{prompt:?} pad {pad}"
+                );
                 assert!(is_plain(&chunks));
             }
             checked += 1;
@@ -659,7 +688,10 @@ mod tests {
         assert!(c.tokens[7..].iter().all(|&t| t == 0));
         assert_eq!(&c.weights[..7], &[1.0, 1.0, 1.3, 1.0, 1.0, 1.0, 1.0]);
         let chunks = tokenize_prompt(&tok, "a (cat:1.3), dog!", 49407);
-        assert_eq!(&chunks.chunks[0].tokens[..6], &[49406, 320, 2368, 267, 1929, 256]);
+        assert_eq!(
+            &chunks.chunks[0].tokens[..6],
+            &[49406, 320, 2368, 267, 1929, 256]
+        );
         assert_eq!(token_count(&tok, "a (cat:1.3), dog!"), (5, 75));
         assert_eq!(token_count(&tok, "<lora:x:0.5> a cat"), (2, 75));
     }
@@ -675,7 +707,10 @@ mod tests {
         assert_eq!(c.tokens[3], tok.token_id("c</w>").unwrap());
         assert_eq!(c.tokens[4], tok.token_id("d</w>").unwrap());
         assert_eq!(c.tokens[5], 49407);
-        assert_eq!(&c.weights[..6], &[1.0, 1.0, 1.5, 1.5, (1.0f64 / 1.1) as f32, 1.0]);
+        assert_eq!(
+            &c.weights[..6],
+            &[1.0, 1.0, 1.5, 1.5, (1.0f64 / 1.1) as f32, 1.0]
+        );
         assert!(c.weights[6..].iter().all(|&w| w == 1.0));
         assert!(!is_plain(&chunks));
     }

@@ -28,7 +28,8 @@ const BOS_TOKEN: &str = "<|startoftext|>";
 const EOS_TOKEN: &str = "<|endoftext|>";
 
 /// CLIP's pre-tokenizer (transformers 5 `CLIPTokenizer`, a `Split` with `invert=True`).
-const PATTERN: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const PATTERN: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 /// Cached pieces beyond this count clear the cache (prompts repeat words, not millions of them).
 const CACHE_LIMIT: usize = 50_000;
@@ -50,7 +51,7 @@ pub struct ClipTokenizer {
     bos: u32,
     /// Id of `<|endoftext|>`, also used for unknown tokens.
     eos: u32,
-    /// Piece (after cleanup) → ids.
+    /// Piece (after normalization) → ids.
     cache: Mutex<HashMap<String, Vec<u32>>>,
 }
 
@@ -87,11 +88,18 @@ impl ClipTokenizer {
     }
 
     /// The CLIP ViT-L/14 vocabulary bundled with Kiln (`assets/clip/`), shared by every SD family
-    /// (OpenCLIP uses the same BPE; only the padding id differs).
+    /// (OpenCLIP uses the same BPE; only the padding id differs). Parses about 1.5 MB on each
+    /// call: build it once and share it (the tokenizer is `Sync`).
     pub fn bundled() -> Result<Self> {
         Self::from_strs(
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/clip/vocab.json")),
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/clip/merges.txt")),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../assets/clip/vocab.json"
+            )),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../assets/clip/merges.txt"
+            )),
         )
     }
 
@@ -393,7 +401,10 @@ mod tests {
     /// transformers `CLIPTokenizer` with pad `<|endoftext|>` and with pad `!`).
     #[test]
     fn bundled_matches_transformers_fixture() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/refs/tokens.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/refs/tokens.json"
+        );
         let Ok(text) = std::fs::read_to_string(path) else {
             eprintln!("skipped: {path} not found (run tests/fixtures/make_fixtures.py)");
             return;
@@ -401,7 +412,10 @@ mod tests {
         let refs: serde_json::Value = serde_json::from_str(&text).unwrap();
         let tok = ClipTokenizer::bundled().unwrap();
         assert_eq!(tok.vocab_size(), 49408);
-        assert_eq!((tok.bos(), tok.eos(), tok.comma_id()), (49406, 49407, Some(267)));
+        assert_eq!(
+            (tok.bos(), tok.eos(), tok.comma_id()),
+            (49406, 49407, Some(267))
+        );
         let pad1 = refs["pad_tokenizer"].as_u64().unwrap() as u32;
         let pad2 = refs["pad_tokenizer_2"].as_u64().unwrap() as u32;
         let ids = |v: &serde_json::Value| -> Vec<u32> {
@@ -450,7 +464,10 @@ mod tests {
     fn bpe_merges_by_rank_with_end_of_word() {
         let tok = tiny();
         assert_eq!(tokens(&tok, "cat"), ["cat</w>"]);
-        assert_eq!(tokens(&tok, "The  RED\tdog"), ["the</w>", "red</w>", "dog</w>"]);
+        assert_eq!(
+            tokens(&tok, "The  RED\tdog"),
+            ["the</w>", "red</w>", "dog</w>"]
+        );
         assert_eq!(tokens(&tok, "cats"), ["ca", "t", "s</w>"]);
         assert_eq!(tokens(&tok, "a"), ["a</w>"]);
         assert_eq!(tokens(&tok, "aa"), ["a", "a</w>"]);
@@ -461,7 +478,10 @@ mod tests {
         let tok = tiny();
         assert_eq!(
             tokens(&tok, "a 1024px, cat!!"),
-            ["a</w>", "1</w>", "0</w>", "2</w>", "4</w>", "p", "x</w>", ",</w>", "cat</w>", "!", "!</w>"]
+            [
+                "a</w>", "1</w>", "0</w>", "2</w>", "4</w>", "p", "x</w>", ",</w>", "cat</w>", "!",
+                "!</w>"
+            ]
         );
         assert_eq!(tokens(&tok, "cat's"), ["cat</w>", "'", "s</w>"]);
         assert_eq!(tokens(&tok, "é"), ["Ã", "©</w>"]);
@@ -506,7 +526,15 @@ mod tests {
         let tok = tiny();
         let bang = tok.token_id("!").unwrap();
         let ids = tok.encode_with_pad("cat!! a", bang);
-        assert_eq!(ids, [tok.token_id("cat</w>").unwrap(), bang, bang, tok.token_id("a</w>").unwrap()]);
+        assert_eq!(
+            ids,
+            [
+                tok.token_id("cat</w>").unwrap(),
+                bang,
+                bang,
+                tok.token_id("a</w>").unwrap()
+            ]
+        );
         assert_eq!(tokens(&tok, "cat!!"), ["cat</w>", "!", "!</w>"]);
         // Specials are matched case-sensitively on the raw text.
         assert_ne!(tok.encode("<|STARTOFTEXT|>")[0], tok.bos());
