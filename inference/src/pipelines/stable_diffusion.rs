@@ -227,7 +227,8 @@ impl StableDiffusion {
                 },
             }
         } else {
-            self.encode_prompt(&neg_text, req.clip_skip, chunks)?
+            // diffusers applies clip skip to the positive prompt only (SD and SDXL alike).
+            self.encode_prompt(&neg_text, 1, chunks)?
         };
         Ok((positive, negative))
     }

@@ -388,8 +388,11 @@ impl Scheduler {
         let table = self.training_sigmas();
         let sigmas: Vec<f64> = if self.config.karras {
             let log_sigmas = log_f32(&table);
-            let sigma_min = f64::from(table[0]);
-            let sigma_max = f64::from(table[train_steps - 1]);
+            let sigma_min = self.config.sigma_min.unwrap_or(f64::from(table[0]));
+            let sigma_max = self
+                .config
+                .sigma_max
+                .unwrap_or(f64::from(table[train_steps - 1]));
             let sigmas = karras_sigmas(sigma_min, sigma_max, n);
             let round = self.config.betas != BetaSchedule::SquaredCosCapV2;
             timesteps = sigmas
@@ -673,4 +676,97 @@ fn to_f32_vec(tensor: &Tensor) -> Result<Vec<f32>> {
 fn map_tensor(tensor: &Tensor, dtype: DType, f: impl Fn(f32) -> f32) -> Result<Tensor> {
     let values: Vec<f32> = to_f32_vec(tensor)?.into_iter().map(f).collect();
     Ok(Tensor::from_vec(values, tensor.dims(), tensor.device())?.to_dtype(dtype)?)
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::*;
+
+    #[test]
+    fn scratch_diffusers_schedules() {
+        let Ok(path) = std::env::var("KILN_SCHED_DUMP") else {
+            return;
+        };
+        let dump: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
+        let mut worst_t = 0f64;
+        let mut worst_s = 0f64;
+        let mut failures = 0;
+        for case in dump["cases"].as_array().expect("cases") {
+            let cname = case["config"].as_str().expect("c");
+            let config: SchedulerConfig =
+                serde_json::from_value(dump["configs"][cname].clone()).expect("cfg");
+            let kind = SamplerKind::from_cli_name(case["sampler"].as_str().expect("s")).expect("k");
+            let steps = case["steps"].as_u64().expect("n") as usize;
+            let label = format!("{cname}/{}/{steps}", kind.cli_name());
+            let made = Scheduler::new(kind, &config, steps);
+            if case.get("error").is_some() {
+                if made.is_ok() {
+                    eprintln!("{label}: diffusers errors, we don't");
+                    failures += 1;
+                }
+                continue;
+            }
+            let Ok(scheduler) = made else {
+                eprintln!("{label}: we error: {:?}", made.err());
+                failures += 1;
+                continue;
+            };
+            let want: Vec<f64> = serde_json::from_value(case["timesteps"].clone()).expect("t");
+            if want.len() != scheduler.timesteps().len() {
+                eprintln!("{label}: len {} vs {}", scheduler.timesteps().len(), want.len());
+                failures += 1;
+                continue;
+            }
+            for (g, w) in scheduler.timesteps().iter().zip(&want) {
+                let d = (g - w).abs();
+                worst_t = worst_t.max(d);
+                if d > 1e-3 {
+                    eprintln!("{label}: t {g} vs {w}");
+                    failures += 1;
+                    break;
+                }
+            }
+            if let Some(ws) = case["sigmas"].as_array() {
+                for (g, w) in scheduler.sigmas.iter().zip(ws) {
+                    let w = w.as_f64().expect("s");
+                    let d = (f64::from(*g) - w).abs() / w.abs().max(1e-3);
+                    worst_s = worst_s.max(d);
+                    if d > 1e-5 {
+                        eprintln!("{label}: sigma {g} vs {w}");
+                        failures += 1;
+                        break;
+                    }
+                }
+            }
+            let ins = case["init_noise_sigma"].as_f64().expect("ins");
+            if (scheduler.init_noise_sigma() - ins).abs() > 1e-5 * ins {
+                eprintln!("{label}: init {} vs {ins}", scheduler.init_noise_sigma());
+                failures += 1;
+            }
+            for i2i in case["img2img"].as_array().expect("i2i") {
+                let strength = i2i["strength"].as_f64().expect("st") as f32;
+                let want: Vec<f64> = serde_json::from_value(i2i["timesteps"].clone()).expect("t");
+                let mut s = scheduler.clone();
+                match s.set_strength(strength) {
+                    Ok(()) => {
+                        let ok = s.timesteps().len() == want.len()
+                            && s.timesteps().iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-3);
+                        if !ok {
+                            eprintln!("{label}: img2img {strength} {:?} vs {want:?}", s.timesteps());
+                            failures += 1;
+                        }
+                    }
+                    Err(e) => {
+                        if !want.is_empty() {
+                            eprintln!("{label}: img2img {strength} error {e}");
+                            failures += 1;
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("worst t {worst_t:e}, worst sigma rel {worst_s:e}, failures {failures}");
+        assert_eq!(failures, 0);
+    }
 }

@@ -212,9 +212,10 @@ impl SchedulerConfig {
             },
             clip_sample_range: self.clip_sample_range.unwrap_or(1.0),
             karras,
-            // DPMSolverMultistepScheduler has no sigma_min/sigma_max parameters.
-            sigma_min: if euler { self.sigma_min } else { None },
-            sigma_max: if euler { self.sigma_max } else { None },
+            // DPMSolverMultistepScheduler has no sigma_min/sigma_max parameters, but `from_config`
+            // keeps keys of compatible classes as hidden config, which its Karras code reads.
+            sigma_min: self.sigma_min,
+            sigma_max: self.sigma_max,
             continuous_timesteps,
             final_sigma_min,
             lower_order_final: self.lower_order_final.unwrap_or(true),

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod flops;
 pub mod model;
 pub mod resnet;
 
