@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 pub fn encode_output(output: &Output) -> anyhow::Result<Vec<u8>> {
     let parameters = png_meta::a1111_parameters(&output.recipe, &[]);
     let recipe_json = serde_json::to_string(&output.recipe)?;
-    Ok(png_meta::encode_png(&output.image, &parameters, &recipe_json)?)
+    Ok(png_meta::encode_png(
+        &output.image,
+        &parameters,
+        &recipe_json,
+    )?)
 }
 
 /// `name.png` → `name-{n}.png`.
@@ -104,7 +108,10 @@ impl OutputPlan {
             bail!("output must be a .png file, got {}", path.display());
         }
         if path.is_dir() {
-            bail!("output {} is a folder; give a file name ending in .png", path.display());
+            bail!(
+                "output {} is a folder; give a file name ending in .png",
+                path.display()
+            );
         }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -1,5 +1,7 @@
 //! The `kiln` command line as users and scripts see it: exit codes, one-line errors, outputs.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -25,7 +27,10 @@ fn assert_clean_error(out: &Output, needle: &str) {
     assert!(!err.contains("panicked"), "panic leaked: {err}");
     assert!(!err.contains("RUST_BACKTRACE"), "backtrace leaked: {err}");
     let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: "), "last line should be the error: {err}");
+    assert!(
+        last.starts_with("error: "),
+        "last line should be the error: {err}"
+    );
     assert!(
         last.to_lowercase().contains(&needle.to_lowercase()),
         "error should mention {needle:?}: {last}"
@@ -34,8 +39,21 @@ fn assert_clean_error(out: &Output, needle: &str) {
 
 fn generate_args<'a>(model: &'a str, output: &'a str) -> Vec<&'a str> {
     vec![
-        "generate", "--model", model, "--prompt", "a clay fox", "--steps", "2", "--width", "64",
-        "--height", "64", "--seed", "3", "--output", output,
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "a clay fox",
+        "--steps",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--seed",
+        "3",
+        "--output",
+        output,
     ]
 }
 
@@ -94,12 +112,18 @@ fn bad_inputs_give_one_line_errors() {
     let sd15 = sd15.to_str().unwrap();
 
     let missing = dir.path().join("nope.safetensors");
-    assert_clean_error(&kiln(&generate_args(missing.to_str().unwrap(), out)), "not found");
+    assert_clean_error(
+        &kiln(&generate_args(missing.to_str().unwrap(), out)),
+        "not found",
+    );
 
     let truncated = dir.path().join("truncated.safetensors");
     let bytes = std::fs::read(fixtures().join("tiny-sd15.safetensors")).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    assert_clean_error(&kiln(&generate_args(truncated.to_str().unwrap(), out)), "safetensors");
+    assert_clean_error(
+        &kiln(&generate_args(truncated.to_str().unwrap(), out)),
+        "safetensors",
+    );
 
     let ckpt = dir.path().join("model.ckpt");
     std::fs::write(&ckpt, b"PK\x03\x04 pickle").unwrap();

@@ -216,7 +216,11 @@ impl Engine {
 
 /// Checks a recipe before any work starts.
 pub fn validate(recipe: &Recipe) -> Result<()> {
-    if recipe.width == 0 || recipe.height == 0 || recipe.width % 8 != 0 || recipe.height % 8 != 0 {
+    if recipe.width == 0
+        || recipe.height == 0
+        || !recipe.width.is_multiple_of(8)
+        || !recipe.height.is_multiple_of(8)
+    {
         return Err(Error::BadSize {
             width: recipe.width,
             height: recipe.height,
@@ -235,7 +239,10 @@ pub fn validate(recipe: &Recipe) -> Result<()> {
         )));
     }
     if !recipe.cfg.is_finite() || recipe.cfg < 0.0 {
-        return Err(Error::InvalidArgument(format!("cfg must be ≥ 0, got {}", recipe.cfg)));
+        return Err(Error::InvalidArgument(format!(
+            "cfg must be ≥ 0, got {}",
+            recipe.cfg
+        )));
     }
     if let Some(init) = &recipe.init
         && !(init.strength > 0.0 && init.strength <= 1.0)

@@ -47,8 +47,12 @@ pub fn image_diff(a: &image::RgbImage, b: &image::RgbImage) -> Option<ImageDiff>
 
 /// Largest absolute difference between two tensors (flattened, f32).
 pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    let a = a.to_dtype(candle_core::DType::F32).and_then(|t| t.flatten_all());
-    let b = b.to_dtype(candle_core::DType::F32).and_then(|t| t.flatten_all());
+    let a = a
+        .to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all());
+    let b = b
+        .to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all());
     match (a, b) {
         (Ok(a), Ok(b)) if a.dims() == b.dims() => (a - b)
             .and_then(|d| d.abs())

@@ -2,6 +2,8 @@
 //! by `make_fixtures.py`): text embeddings, one UNet pass, VAE decode and encode. A failing
 //! render in `parity.rs` is traced to its component here.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use candle_core::{Device, Tensor};
 use kiln_inference::CancelToken;
 use kiln_inference::io::model::ModelFiles;
@@ -11,8 +13,11 @@ use kiln_tests::{fixtures, max_abs_diff};
 use std::collections::HashMap;
 
 fn refs() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("refs/intermediates.safetensors"), &Device::Cpu)
-        .unwrap()
+    candle_core::safetensors::load(
+        fixtures().join("refs/intermediates.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn load(name: &str) -> StableDiffusion {
@@ -32,11 +37,26 @@ fn sd15_text_embeddings_match() {
     let r = refs();
     let sd = load("tiny-sd15");
     let c = sd.encode_prompt("a photo of a cat", 1, 1).unwrap();
-    assert_close("sd15.prompt_embeds", &c.context, &r["sd15.prompt_embeds"], 1e-4);
+    assert_close(
+        "sd15.prompt_embeds",
+        &c.context,
+        &r["sd15.prompt_embeds"],
+        1e-4,
+    );
     let c = sd.encode_prompt("", 1, 1).unwrap();
-    assert_close("sd15.prompt_embeds_empty", &c.context, &r["sd15.prompt_embeds_empty"], 1e-4);
+    assert_close(
+        "sd15.prompt_embeds_empty",
+        &c.context,
+        &r["sd15.prompt_embeds_empty"],
+        1e-4,
+    );
     let c = sd.encode_prompt("a photo of a cat", 2, 1).unwrap();
-    assert_close("sd15.clip_skip", &c.context, &r["sd15.prompt_embeds_clip_skip1"], 1e-4);
+    assert_close(
+        "sd15.clip_skip",
+        &c.context,
+        &r["sd15.prompt_embeds_clip_skip1"],
+        1e-4,
+    );
 }
 
 #[test]
@@ -44,10 +64,25 @@ fn sdxl_text_embeddings_and_pooled_match() {
     let r = refs();
     let sd = load("tiny-sdxl");
     let c = sd.encode_prompt("a photo of a cat", 1, 1).unwrap();
-    assert_close("sdxl.prompt_embeds", &c.context, &r["sdxl.prompt_embeds"], 1e-4);
-    assert_close("sdxl.pooled", c.pooled.as_ref().unwrap(), &r["sdxl.pooled"], 1e-4);
+    assert_close(
+        "sdxl.prompt_embeds",
+        &c.context,
+        &r["sdxl.prompt_embeds"],
+        1e-4,
+    );
+    assert_close(
+        "sdxl.pooled",
+        c.pooled.as_ref().unwrap(),
+        &r["sdxl.pooled"],
+        1e-4,
+    );
     let c = sd.encode_prompt("a photo of a cat", 2, 1).unwrap();
-    assert_close("sdxl.clip_skip", &c.context, &r["sdxl.prompt_embeds_clip_skip1"], 1e-4);
+    assert_close(
+        "sdxl.clip_skip",
+        &c.context,
+        &r["sdxl.prompt_embeds_clip_skip1"],
+        1e-4,
+    );
 }
 
 fn unet_case(model: &str, prefix: &str, sdxl: bool) {
@@ -68,7 +103,12 @@ fn unet_case(model: &str, prefix: &str, sdxl: bool) {
             &UNetHooks::default(),
         )
         .unwrap();
-    assert_close(&format!("{prefix}.unet.out"), &out, &r[&format!("{prefix}.unet.out")], 1e-3);
+    assert_close(
+        &format!("{prefix}.unet.out"),
+        &out,
+        &r[&format!("{prefix}.unet.out")],
+        1e-3,
+    );
 }
 
 #[test]
@@ -106,10 +146,23 @@ fn single_file_unet_equals_folder() {
 fn vae_case(model: &str, prefix: &str) {
     let r = refs();
     let sd = load(model);
-    let decoded = sd.vae().decode(&r[&format!("{prefix}.vae.latent")]).unwrap();
-    assert_close(&format!("{prefix}.vae.decoded"), &decoded, &r[&format!("{prefix}.vae.decoded")], 1e-3);
+    let decoded = sd
+        .vae()
+        .decode(&r[&format!("{prefix}.vae.latent")])
+        .unwrap();
+    assert_close(
+        &format!("{prefix}.vae.decoded"),
+        &decoded,
+        &r[&format!("{prefix}.vae.decoded")],
+        1e-3,
+    );
     let dist = sd.vae().encode(&r[&format!("{prefix}.vae.image")]).unwrap();
-    assert_close(&format!("{prefix}.vae.enc_mean"), &dist.mean, &r[&format!("{prefix}.vae.enc_mean")], 1e-3);
+    assert_close(
+        &format!("{prefix}.vae.enc_mean"),
+        &dist.mean,
+        &r[&format!("{prefix}.vae.enc_mean")],
+        1e-3,
+    );
     assert_close(
         &format!("{prefix}.vae.enc_logvar"),
         &dist.logvar,
@@ -172,5 +225,8 @@ fn tiled_vae_decode_covers_the_image_and_equals_plain_on_one_tile() {
         .to_scalar::<f32>()
         .unwrap();
     eprintln!("tiled vs plain mean abs diff {mean}");
-    assert!(mean.is_finite() && mean < 0.1, "tiled decode differs by {mean} on average");
+    assert!(
+        mean.is_finite() && mean < 0.1,
+        "tiled decode differs by {mean} on average"
+    );
 }

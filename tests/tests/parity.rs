@@ -1,6 +1,8 @@
 //! End-to-end parity: every render in `tests/fixtures/refs/cases.json` (made by
 //! `make_fixtures.py` with diffusers, CPU, float32) reproduced by Kiln within 3/255.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use kiln_inference::recipe::{InitImage, ModelRef};
 use kiln_inference::{CancelToken, Engine, Recipe, SamplerKind};
 use kiln_tests::{fixtures, image_diff};
@@ -56,5 +58,9 @@ fn every_reference_render_matches_diffusers() {
             failures.push(format!("{name}: {diff:?}"));
         }
     }
-    assert!(failures.is_empty(), "renders differ from diffusers:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "renders differ from diffusers:\n{}",
+        failures.join("\n")
+    );
 }

@@ -29,7 +29,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 25)]
     steps: usize,
     /// Classifier-free guidance scale (≤ 1 disables the negative pass).
-    #[arg(long, default_value_t = 7.0)]
+    #[arg(long, default_value_t = 7.0, allow_negative_numbers = true)]
     cfg: f32,
     /// Sampler: euler, euler-a, dpm++2m, dpm++2m-karras, ddim, lcm.
     #[arg(long, default_value = "dpm++2m-karras", value_parser = parse_sampler)]
@@ -44,7 +44,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     init: Option<PathBuf>,
     /// Denoising strength in (0, 1] (image-to-image; default 0.8, SDXL 0.3).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     strength: Option<f32>,
     /// A1111 clip skip (1 = last layer).
     #[arg(long, default_value_t = 1)]
@@ -66,7 +66,10 @@ pub struct GenerateArgs {
 fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
     SamplerKind::from_cli_name(name).ok_or_else(|| {
         let names: Vec<&str> = SamplerKind::ALL.iter().map(|s| s.cli_name()).collect();
-        format!("unknown sampler {name:?} (expected one of {})", names.join(", "))
+        format!(
+            "unknown sampler {name:?} (expected one of {})",
+            names.join(", ")
+        )
     })
 }
 
@@ -99,7 +102,7 @@ fn recipe_from(args: &GenerateArgs, seed: u64) -> anyhow::Result<Recipe> {
     let (default_w, default_h) = init_size.unwrap_or((native_w, native_h));
     let width = args.width.unwrap_or(default_w);
     let height = args.height.unwrap_or(default_h);
-    if width == 0 || height == 0 || width % 8 != 0 || height % 8 != 0 {
+    if width == 0 || height == 0 || !width.is_multiple_of(8) || !height.is_multiple_of(8) {
         bail!("size must be a positive multiple of 8, got {width}x{height}");
     }
     let init = match (&args.init, args.strength) {
@@ -150,7 +153,10 @@ fn progress_line(p: &Progress) -> String {
         Stage::Decoding => "decoding…".to_string(),
         Stage::Sampling => {
             let width = 30;
-            let filled = if p.total == 0 { 0 } else { p.step * width / p.total };
+            let filled = (p.step * width)
+                .checked_div(p.total)
+                .unwrap_or(0)
+                .min(width);
             let eta = p
                 .eta
                 .map(|d| format!(" ETA {:.1}s", d.as_secs_f64()))

@@ -1,5 +1,6 @@
-//! Command-line interface: `kiln generate`, `kiln info`.
+//! Command-line interface: `kiln generate`, `kiln info`, `kiln bench`.
 
+mod bench;
 mod generate;
 mod info;
 
@@ -21,6 +22,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Print the recipe / A1111 parameters stored in a PNG.
     Info(info::InfoArgs),
+    /// Measure load time, text encoding, UNet step and VAE decode speed, and peak memory.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a parsed command line.
@@ -28,11 +31,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Info(args)) => info::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
             cmd.print_help()?;
-            eprintln!("\nThe desktop app is not part of this build yet; use the subcommands above.");
+            eprintln!(
+                "\nThe desktop app is not part of this build yet; use the subcommands above."
+            );
             Ok(())
         }
     }

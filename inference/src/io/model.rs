@@ -74,10 +74,12 @@ impl ModelFiles {
 
     /// A component by name, or a clear error.
     pub fn component(&self, name: &str) -> Result<&Component> {
-        self.components.get(name).ok_or_else(|| Error::UnknownCheckpoint {
-            detail: format!("the model has no {name}"),
-            path: self.path.clone(),
-        })
+        self.components
+            .get(name)
+            .ok_or_else(|| Error::UnknownCheckpoint {
+                detail: format!("the model has no {name}"),
+                path: self.path.clone(),
+            })
     }
 
     /// AutoV2 hash: first 10 hex chars of SHA-256 of the whole file.
@@ -191,7 +193,11 @@ fn tokenizer_files(root: &Path, name: &str, default_pad: u32) -> TokenizerFiles 
         .and_then(|v| {
             let pad = v.get("pad_token")?;
             let text = pad.as_str().or_else(|| pad.get("content")?.as_str())?;
-            Some(if text == "!" { PAD_EXCLAMATION } else { PAD_EOS })
+            Some(if text == "!" {
+                PAD_EXCLAMATION
+            } else {
+                PAD_EOS
+            })
         })
         .unwrap_or(default_pad);
     TokenizerFiles { files, pad_id }
@@ -218,14 +224,18 @@ fn open_folder(root: &Path) -> Result<ModelFiles> {
         ("text_encoder", "model"),
         ("text_encoder_2", "model"),
     ] {
-        let listed = index.get(name).is_some_and(|v| v.is_array() && !v.get(0).is_some_and(|x| x.is_null()));
+        let listed = index
+            .get(name)
+            .is_some_and(|v| v.is_array() && !v.get(0).is_some_and(|x| x.is_null()));
         match load_component(root, name, stem)? {
             Some(c) => {
                 components.insert(name.to_string(), c);
             }
             None if listed => {
                 return Err(Error::UnknownCheckpoint {
-                    detail: format!("model_index.json lists {name} but the {name}/ folder is missing"),
+                    detail: format!(
+                        "model_index.json lists {name} but the {name}/ folder is missing"
+                    ),
                     path: root.to_path_buf(),
                 });
             }
@@ -245,18 +255,33 @@ fn open_folder(root: &Path) -> Result<ModelFiles> {
         .map(|c| c.config.clone())
         .unwrap_or_default();
     let family = folder_family(&class, &components, root)?;
-    let in_channels = unet_cfg.get("in_channels").and_then(|v| v.as_u64()).unwrap_or(4);
+    let in_channels = unet_cfg
+        .get("in_channels")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(4);
     let scheduler_path = root.join("scheduler").join("scheduler_config.json");
     let scheduler_config = std::fs::read_to_string(&scheduler_path).ok();
     let v_prediction = scheduler_config
         .as_deref()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
-        .and_then(|v| v.get("prediction_type")?.as_str().map(|p| p == "v_prediction"));
+        .and_then(|v| {
+            v.get("prediction_type")?
+                .as_str()
+                .map(|p| p == "v_prediction")
+        });
     let mut kind = ModelKind::new(family);
     kind.inpainting = in_channels == 9;
     kind.v_prediction = v_prediction;
-    let second_pad = if family == Family::Sd1 { PAD_EOS } else { PAD_EXCLAMATION };
-    let first_pad = if family == Family::Sd2 { PAD_EXCLAMATION } else { PAD_EOS };
+    let second_pad = if family == Family::Sd1 {
+        PAD_EOS
+    } else {
+        PAD_EXCLAMATION
+    };
+    let first_pad = if family == Family::Sd2 {
+        PAD_EXCLAMATION
+    } else {
+        PAD_EOS
+    };
     let hash_file = component_weight_files(&root.join("unet"), "diffusion_pytorch_model")?
         .into_iter()
         .next()
@@ -294,7 +319,11 @@ fn folder_family(
                 .get("text_encoder")
                 .and_then(|c| c.config.get("hidden_act")?.as_str().map(str::to_string))
                 .unwrap_or_default();
-            Ok(if act == "gelu" { Family::Sd2 } else { Family::Sd1 })
+            Ok(if act == "gelu" {
+                Family::Sd2
+            } else {
+                Family::Sd1
+            })
         }
         other => Err(Error::UnknownCheckpoint {
             detail: format!("unsupported pipeline class {other:?}"),

@@ -67,16 +67,19 @@ fn check_safetensors_header(path: &Path) -> Result<()> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(e, path))?;
     let len = file.metadata().map_err(|e| Error::io(e, path))?.len();
     let mut prefix = [0u8; 8];
-    file.read_exact(&mut prefix).map_err(|_| Error::InvalidFile {
-        format: "safetensors",
-        detail: format!("file is only {len} bytes long"),
-        path: path.to_path_buf(),
-    })?;
+    file.read_exact(&mut prefix)
+        .map_err(|_| Error::InvalidFile {
+            format: "safetensors",
+            detail: format!("file is only {len} bytes long"),
+            path: path.to_path_buf(),
+        })?;
     let header_len = u64::from_le_bytes(prefix);
     if header_len > MAX_HEADER_BYTES || 8 + header_len > len {
         return Err(Error::InvalidFile {
             format: "safetensors",
-            detail: format!("header length {header_len} does not fit a {len}-byte file (truncated or not safetensors)"),
+            detail: format!(
+                "header length {header_len} does not fit a {len}-byte file (truncated or not safetensors)"
+            ),
             path: path.to_path_buf(),
         });
     }

@@ -48,10 +48,9 @@ fn select(output: &ClipOutput, layer: Layer, model: &ClipTextModel) -> Result<Te
         Layer::WithFinalNorm { skip } if skip <= 1 => Ok(output.last_hidden_state.clone()),
         Layer::WithFinalNorm { skip } => {
             let idx = n.saturating_sub(skip).max(1);
-            let h = output
-                .hidden_states
-                .get(idx)
-                .ok_or_else(|| crate::Error::InvalidArgument(format!("clip skip {skip} too large")))?;
+            let h = output.hidden_states.get(idx).ok_or_else(|| {
+                crate::Error::InvalidArgument(format!("clip skip {skip} too large"))
+            })?;
             model.final_layer_norm(h)
         }
         Layer::Penultimate { skip } => {
@@ -96,12 +95,19 @@ pub fn encode_with(
     let context = Tensor::cat(&contexts, 1)?;
     let pooled = match pooled {
         Some(p) => p,
-        None => return Err(crate::Error::InvalidArgument("empty prompt encoding".into())),
+        None => {
+            return Err(crate::Error::InvalidArgument(
+                "empty prompt encoding".into(),
+            ));
+        }
     };
     Ok((context, pooled))
 }
 
 /// Number of 77-token chunks a prompt needs with this tokenizer.
 pub fn chunk_count(tokenizer: &ClipTokenizer, prompt: &str, pad_id: u32) -> usize {
-    tokenize_prompt(tokenizer, prompt, pad_id).chunks.len().max(1)
+    tokenize_prompt(tokenizer, prompt, pad_id)
+        .chunks
+        .len()
+        .max(1)
 }

@@ -64,8 +64,13 @@ pub struct StableDiffusion {
     device: Device,
 }
 
-fn load_clip(files: &ModelFiles, name: &str, with_projection: bool, device: &Device, pad: u32)
--> Result<Option<(ClipTextModel, u32)>> {
+fn load_clip(
+    files: &ModelFiles,
+    name: &str,
+    with_projection: bool,
+    device: &Device,
+    pad: u32,
+) -> Result<Option<(ClipTextModel, u32)>> {
     let Some(component) = files.components.get(name) else {
         return Ok(None);
     };
@@ -76,7 +81,11 @@ fn load_clip(files: &ModelFiles, name: &str, with_projection: bool, device: &Dev
 
 impl StableDiffusion {
     /// Loads every part of the model in f32. `on_stage` names each part as it loads.
-    pub fn load(files: &ModelFiles, device: &Device, on_stage: &mut dyn FnMut(&str)) -> Result<Self> {
+    pub fn load(
+        files: &ModelFiles,
+        device: &Device,
+        on_stage: &mut dyn FnMut(&str),
+    ) -> Result<Self> {
         let kind = files.kind;
         if kind.family == Family::Svd {
             return Err(Error::InvalidArgument(
@@ -94,8 +103,13 @@ impl StableDiffusion {
         on_stage("text encoder");
         let sdxl = kind.family.is_sdxl();
         let text_encoder = load_clip(files, "text_encoder", false, device, files.tokenizer.pad_id)?;
-        let text_encoder_2 =
-            load_clip(files, "text_encoder_2", true, device, files.tokenizer_2.pad_id)?;
+        let text_encoder_2 = load_clip(
+            files,
+            "text_encoder_2",
+            true,
+            device,
+            files.tokenizer_2.pad_id,
+        )?;
         if text_encoder.is_none() && text_encoder_2.is_none() {
             return Err(Error::UnknownCheckpoint {
                 detail: "no text encoder".into(),
@@ -162,7 +176,10 @@ impl StableDiffusion {
     fn encoders(&self) -> Vec<(Encoder<'_>, Layer)> {
         let sdxl = self.kind.family.is_sdxl();
         let mut out = Vec::new();
-        for (model, pad) in [&self.text_encoder, &self.text_encoder_2].into_iter().flatten() {
+        for (model, pad) in [&self.text_encoder, &self.text_encoder_2]
+            .into_iter()
+            .flatten()
+        {
             let layer = if sdxl {
                 Layer::Penultimate { skip: 1 }
             } else {
@@ -183,7 +200,12 @@ impl StableDiffusion {
     }
 
     /// Encodes a prompt (SD: one encoder; SDXL: both, concatenated), padded to `min_chunks`.
-    pub fn encode_prompt(&self, prompt: &str, clip_skip: u32, min_chunks: usize) -> Result<Conditioning> {
+    pub fn encode_prompt(
+        &self,
+        prompt: &str,
+        clip_skip: u32,
+        min_chunks: usize,
+    ) -> Result<Conditioning> {
         let skip = clip_skip.max(1) as usize;
         let mut contexts = Vec::new();
         let mut pooled = None;
@@ -192,13 +214,23 @@ impl StableDiffusion {
                 Layer::Penultimate { .. } => Layer::Penultimate { skip },
                 Layer::WithFinalNorm { .. } => Layer::WithFinalNorm { skip },
             };
-            let (context, p) =
-                encode_with(&self.tokenizer, &encoder, prompt, layer, min_chunks, &self.device)?;
+            let (context, p) = encode_with(
+                &self.tokenizer,
+                &encoder,
+                prompt,
+                layer,
+                min_chunks,
+                &self.device,
+            )?;
             contexts.push(context);
             pooled = Some(p);
         }
         let context = Tensor::cat(&contexts, 2)?;
-        let pooled = if self.kind.family.is_sdxl() { pooled } else { None };
+        let pooled = if self.kind.family.is_sdxl() {
+            pooled
+        } else {
+            None
+        };
         Ok(Conditioning { context, pooled })
     }
 
@@ -213,7 +245,9 @@ impl StableDiffusion {
     /// Positive and negative conditioning with equal chunk counts.
     fn conditioning(&self, req: &GenerateRequest) -> Result<(Conditioning, Conditioning)> {
         let neg_text = req.negative.clone().unwrap_or_default();
-        let chunks = self.chunks_needed(&req.prompt).max(self.chunks_needed(&neg_text));
+        let chunks = self
+            .chunks_needed(&req.prompt)
+            .max(self.chunks_needed(&neg_text));
         let positive = self.encode_prompt(&req.prompt, req.clip_skip, chunks)?;
         let zero_negative = req.negative.is_none()
             && self.kind.family.is_sdxl()
@@ -258,11 +292,17 @@ impl StableDiffusion {
     /// Converts an RGB image to a `[1,3,H,W]` tensor in [-1,1].
     fn image_tensor(&self, image: &RgbImage) -> Result<Tensor> {
         let (w, h) = image.dimensions();
-        let data: Vec<f32> = image.as_raw().iter().map(|&v| v as f32 / 255.0 * 2.0 - 1.0).collect();
-        Ok(Tensor::from_vec(data, (h as usize, w as usize, 3), &self.device)?
-            .permute((2, 0, 1))?
-            .unsqueeze(0)?
-            .contiguous()?)
+        let data: Vec<f32> = image
+            .as_raw()
+            .iter()
+            .map(|&v| v as f32 / 255.0 * 2.0 - 1.0)
+            .collect();
+        Ok(
+            Tensor::from_vec(data, (h as usize, w as usize, 3), &self.device)?
+                .permute((2, 0, 1))?
+                .unsqueeze(0)?
+                .contiguous()?,
+        )
     }
 
     /// Runs the denoising loop and decodes one image.
@@ -273,7 +313,11 @@ impl StableDiffusion {
         cancel: &CancelToken,
     ) -> Result<RgbImage> {
         let factor = self.vae_scale_factor() as u32;
-        if req.width == 0 || req.height == 0 || req.width % 8 != 0 || req.height % 8 != 0 {
+        if req.width == 0
+            || req.height == 0
+            || !req.width.is_multiple_of(8)
+            || !req.height.is_multiple_of(8)
+        {
             return Err(Error::BadSize {
                 width: req.width,
                 height: req.height,
@@ -282,7 +326,10 @@ impl StableDiffusion {
         if req.steps == 0 {
             return Err(Error::InvalidArgument("steps must be at least 1".into()));
         }
-        let (h, w) = ((req.height / factor) as usize, (req.width / factor) as usize);
+        let (h, w) = (
+            (req.height / factor) as usize,
+            (req.width / factor) as usize,
+        );
         let (positive, negative) = self.conditioning(req)?;
         let use_cfg = req.cfg > 1.0;
         let mut rng = TorchRng::new(req.seed);
@@ -324,9 +371,14 @@ impl StableDiffusion {
         } else {
             positive.context.clone()
         };
-        let text_time = match (&positive.pooled, self.time_ids(req.height, req.width, false)?) {
+        let text_time = match (
+            &positive.pooled,
+            self.time_ids(req.height, req.width, false)?,
+        ) {
             (Some(pooled), Some(ids)) => Some(if use_cfg {
-                let neg_ids = self.time_ids(req.height, req.width, true)?.unwrap_or(ids.clone());
+                let neg_ids = self
+                    .time_ids(req.height, req.width, true)?
+                    .unwrap_or(ids.clone());
                 let neg_pooled = negative.pooled.clone().unwrap_or(pooled.zeros_like()?);
                 TextTimeInputs {
                     text_embeds: Tensor::cat(&[&neg_pooled, pooled], 0)?,

@@ -133,7 +133,10 @@ impl Scheduler {
         }
         // The user's decimal, as the Python float diffusers would get (0.3f32 → 0.3, not
         // 0.30000001192…), so that `int(n * strength)` truncates the same way.
-        let strength = strength.to_string().parse::<f64>().unwrap_or(f64::from(strength));
+        let strength = strength
+            .to_string()
+            .parse::<f64>()
+            .unwrap_or(f64::from(strength));
         let n = self.steps;
         let init = ((n as f64 * strength) as usize).min(n);
         let t_start = (n - init) * self.order();
@@ -338,7 +341,7 @@ impl Scheduler {
         sigmas.push(final_sigma);
         if self.kind == SamplerKind::Euler
             && self.config.continuous_timesteps
-            && self.config.prediction == Prediction::VPrediction
+            && self.config.prediction == Prediction::Velocity
         {
             timesteps = sigmas[..sigmas.len() - 1]
                 .iter()
@@ -400,7 +403,11 @@ impl Scheduler {
                 .map(|&s| {
                     let t = sigma_to_t(s, &log_sigmas);
                     // `.round()` (except for the cosine schedule), then `.to(int64)`.
-                    if round { t.round_ties_even() } else { t.trunc() }
+                    if round {
+                        t.round_ties_even()
+                    } else {
+                        t.trunc()
+                    }
                 })
                 .collect();
             sigmas
@@ -475,7 +482,7 @@ impl Scheduler {
     fn euler_x0(&self, sigma: f32, output: &[f32], sample: &[f32]) -> Vec<f32> {
         match self.config.prediction {
             Prediction::Epsilon => zip_map(sample, output, |x, e| x - sigma * e),
-            Prediction::VPrediction => {
+            Prediction::Velocity => {
                 let variance = sigma * sigma + 1.0;
                 let c_out = -sigma / variance.sqrt();
                 zip_map(sample, output, |x, v| v * c_out + x / variance)
@@ -534,10 +541,8 @@ impl Scheduler {
         // convert_model_output: the x₀ prediction.
         let (alpha_s0, sigma_s0) = vp_alpha_sigma(self.sigmas[position]);
         let x0 = match self.config.prediction {
-            Prediction::Epsilon => {
-                zip_map(sample, output, |x, e| (x - sigma_s0 * e) / alpha_s0)
-            }
-            Prediction::VPrediction => zip_map(sample, output, |x, v| alpha_s0 * x - sigma_s0 * v),
+            Prediction::Epsilon => zip_map(sample, output, |x, e| (x - sigma_s0 * e) / alpha_s0),
+            Prediction::Velocity => zip_map(sample, output, |x, v| alpha_s0 * x - sigma_s0 * v),
             Prediction::Sample => output.to_vec(),
         };
         let (alpha_t, sigma_t) = vp_alpha_sigma(self.sigmas[position + 1]);
@@ -592,7 +597,7 @@ impl Scheduler {
                 output.to_vec(),
                 zip_map(sample, output, |x, x0| (x - sqrt_alpha * x0) / sqrt_beta),
             ),
-            Prediction::VPrediction => (
+            Prediction::Velocity => (
                 zip_map(sample, output, |x, v| sqrt_alpha * x - sqrt_beta * v),
                 zip_map(sample, output, |x, v| sqrt_alpha * v + sqrt_beta * x),
             ),
@@ -670,7 +675,10 @@ fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
 }
 
 fn to_f32_vec(tensor: &Tensor) -> Result<Vec<f32>> {
-    Ok(tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    Ok(tensor
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }
 
 fn map_tensor(tensor: &Tensor, dtype: DType, f: impl Fn(f32) -> f32) -> Result<Tensor> {
@@ -679,94 +687,327 @@ fn map_tensor(tensor: &Tensor, dtype: DType, f: impl Fn(f32) -> f32) -> Result<T
 }
 
 #[cfg(test)]
-mod scratch_tests {
+mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> Option<PathBuf> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/refs")
+            .join(name);
+        if path.exists() {
+            Some(path)
+        } else {
+            eprintln!("skipping: {} not generated yet", path.display());
+            None
+        }
+    }
+
+    fn make(kind: SamplerKind, config: &SchedulerConfig, steps: usize) -> Scheduler {
+        Scheduler::new(kind, config, steps).expect("scheduler")
+    }
+
+    fn assert_close(got: &[f64], want: &[f64], tolerance: f64, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= tolerance, "{what}[{i}]: {g} vs {w}");
+        }
+    }
+
+    fn sigmas(scheduler: &Scheduler) -> Vec<f64> {
+        scheduler.sigmas.iter().map(|&s| f64::from(s)).collect()
+    }
+
+    // FORMATS §3.2 golden values (SD1.5 = PNDM config, SDXL = Euler leading config).
 
     #[test]
-    fn scratch_diffusers_schedules() {
-        let Ok(path) = std::env::var("KILN_SCHED_DUMP") else {
+    fn golden_sd15_euler_20() {
+        let s = make(SamplerKind::Euler, &SchedulerConfig::sd15_default(), 20);
+        let t = s.timesteps();
+        assert_close(&t[..3], &[999.0, 946.4211, 893.8421], 1e-4, "t");
+        assert_close(&t[18..], &[52.5789, 0.0], 1e-4, "t");
+        let sigma = sigmas(&s);
+        assert_close(&sigma[..3], &[14.61465, 10.74685, 8.08154], 1e-5, "sigma");
+        assert_close(&sigma[18..], &[0.23217, 0.02917, 0.0], 1e-5, "sigma");
+        assert!((s.init_noise_sigma() - 14.61465).abs() < 1e-5);
+        assert_eq!(s.len(), 20);
+        assert_eq!(s.order(), 1);
+    }
+
+    #[test]
+    fn golden_sdxl_euler_leading() {
+        let s = make(SamplerKind::Euler, &SchedulerConfig::sdxl_default(), 20);
+        let want: Vec<f64> = (0..20).rev().map(|i| f64::from(i * 50 + 1)).collect();
+        assert_close(s.timesteps(), &want, 0.0, "t");
+        assert_close(&sigmas(&s)[..2], &[11.02834, 8.39069], 1e-5, "sigma");
+        assert!((s.init_noise_sigma() - 11.07358).abs() < 1e-5);
+        let s30 = make(SamplerKind::Euler, &SchedulerConfig::sdxl_default(), 30);
+        assert_eq!(s30.timesteps()[0], 958.0);
+    }
+
+    #[test]
+    fn golden_dpm_linspace_and_karras_20() {
+        let sd15 = SchedulerConfig::sd15_default();
+        let s = make(SamplerKind::DpmPlusPlus2M, &sd15, 20);
+        let want: Vec<f64> = (1..=20).rev().map(|i| f64::from(i * 50) - 1.0).collect();
+        let mut want = want;
+        // round(linspace(0, 999, 21)) reversed, last dropped: 999, 949, 899 … 100, 50.
+        for (i, w) in want.iter_mut().enumerate() {
+            *w = (999.0 * (20 - i) as f64 / 20.0).round_ties_even();
+        }
+        assert_close(s.timesteps(), &want, 0.0, "dpm t");
+        assert_eq!(s.timesteps()[19], 50.0);
+        assert_eq!(s.init_noise_sigma(), 1.0);
+
+        let k = make(SamplerKind::DpmPlusPlus2MKarras, &sd15, 20);
+        let want = [
+            999.0, 962.0, 921.0, 876.0, 827.0, 772.0, 710.0, 640.0, 561.0, 474.0, 380.0, 285.0,
+            197.0, 123.0, 69.0, 35.0, 15.0, 6.0, 2.0, 0.0,
+        ];
+        assert_close(k.timesteps(), &want, 0.0, "karras t");
+        let sigma = sigmas(&k);
+        assert_close(
+            &sigma[..3],
+            &[14.6146, 11.7254, 9.3402],
+            1e-4,
+            "karras sigma",
+        );
+        assert_close(&sigma[18..], &[0.0485, 0.0292, 0.0], 1e-4, "karras sigma");
+    }
+
+    #[test]
+    fn golden_trailing_and_lcm() {
+        let trailing = SchedulerConfig {
+            timestep_spacing: Some("trailing".into()),
+            ..SchedulerConfig::sdxl_default()
+        };
+        for kind in [
+            SamplerKind::Euler,
+            SamplerKind::EulerAncestral,
+            SamplerKind::Ddim,
+        ] {
+            let s = make(kind, &trailing, 4);
+            assert_close(
+                s.timesteps(),
+                &[999.0, 749.0, 499.0, 249.0],
+                0.0,
+                "trailing",
+            );
+        }
+        // Trailing Euler a: init sigma is σ_max itself.
+        let s = make(SamplerKind::EulerAncestral, &trailing, 4);
+        assert!((s.init_noise_sigma() - 14.614_647).abs() < 1e-5);
+
+        let sd15 = SchedulerConfig::sd15_default();
+        let lcm4 = make(SamplerKind::Lcm, &sd15, 4);
+        assert_close(
+            lcm4.timesteps(),
+            &[999.0, 759.0, 499.0, 259.0],
+            0.0,
+            "lcm 4",
+        );
+        let lcm8 = make(SamplerKind::Lcm, &sd15, 8);
+        let want = [999.0, 879.0, 759.0, 639.0, 499.0, 379.0, 259.0, 139.0];
+        assert_close(lcm8.timesteps(), &want, 0.0, "lcm 8");
+        assert!(Scheduler::new(SamplerKind::Lcm, &sd15, 51).is_err());
+    }
+
+    #[test]
+    fn ddim_leading_and_img2img_strength() {
+        let sd15 = SchedulerConfig::sd15_default();
+        let mut s = make(SamplerKind::Ddim, &sd15, 20);
+        assert_eq!(s.timesteps()[0], 951.0);
+        assert_eq!(s.timesteps()[19], 1.0);
+        // n = 20, strength 0.6: init = 12, t_start = 8.
+        s.set_strength(0.6).expect("strength");
+        assert_eq!(s.len(), 12);
+        assert_eq!(s.timesteps()[0], 551.0);
+        // 0.3 · 10 is 3.0000000000000004 in Python: init 3, t_start 7 (not 0.30000001f32 · 10).
+        let mut s = make(SamplerKind::Euler, &sd15, 10);
+        s.set_strength(0.3).expect("strength");
+        assert_eq!(s.len(), 3);
+        assert!(s.set_strength(0.05).is_err());
+        assert!(s.set_strength(1.5).is_err());
+        assert!(
+            s.scale_model_input(
+                &Tensor::zeros(4, DType::F32, &candle_core::Device::Cpu).expect("t"),
+                3
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn steps_must_run_in_order() {
+        let device = candle_core::Device::Cpu;
+        let mut s = make(
+            SamplerKind::DpmPlusPlus2M,
+            &SchedulerConfig::sd15_default(),
+            4,
+        );
+        let x = Tensor::ones((1, 4, 2, 2), DType::F32, &device).expect("x");
+        let mut rng = TorchRng::new(0);
+        let x = s.step(&x, 0, &x, &mut rng).expect("step 0");
+        assert!(s.step(&x, 2, &x, &mut rng).is_err());
+        assert!(s.step(&x, 1, &x, &mut rng).is_ok());
+    }
+
+    /// `tests/fixtures/refs/schedules.json` (make_fixtures.py): diffusers timesteps, sigmas,
+    /// init_noise_sigma and img2img kept timesteps for every sampler on the SD1.5 and SDXL configs.
+    #[test]
+    fn matches_schedules_fixture() {
+        let Some(path) = fixture("schedules.json") else {
             return;
         };
-        let dump: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
-        let mut worst_t = 0f64;
-        let mut worst_s = 0f64;
-        let mut failures = 0;
-        for case in dump["cases"].as_array().expect("cases") {
-            let cname = case["config"].as_str().expect("c");
-            let config: SchedulerConfig =
-                serde_json::from_value(dump["configs"][cname].clone()).expect("cfg");
-            let kind = SamplerKind::from_cli_name(case["sampler"].as_str().expect("s")).expect("k");
-            let steps = case["steps"].as_u64().expect("n") as usize;
-            let label = format!("{cname}/{}/{steps}", kind.cli_name());
-            let made = Scheduler::new(kind, &config, steps);
-            if case.get("error").is_some() {
-                if made.is_ok() {
-                    eprintln!("{label}: diffusers errors, we don't");
-                    failures += 1;
-                }
-                continue;
-            }
-            let Ok(scheduler) = made else {
-                eprintln!("{label}: we error: {:?}", made.err());
-                failures += 1;
-                continue;
-            };
-            let want: Vec<f64> = serde_json::from_value(case["timesteps"].clone()).expect("t");
-            if want.len() != scheduler.timesteps().len() {
-                eprintln!("{label}: len {} vs {}", scheduler.timesteps().len(), want.len());
-                failures += 1;
-                continue;
-            }
-            for (g, w) in scheduler.timesteps().iter().zip(&want) {
-                let d = (g - w).abs();
-                worst_t = worst_t.max(d);
-                if d > 1e-3 {
-                    eprintln!("{label}: t {g} vs {w}");
-                    failures += 1;
-                    break;
+        let text = std::fs::read_to_string(&path).expect("read schedules.json");
+        let refs: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let schedules = refs["schedules"].as_array().expect("schedules");
+        for entry in schedules {
+            let base = entry["base"].as_str().expect("base");
+            let sampler = entry["sampler"].as_str().expect("sampler");
+            let steps = entry["steps"].as_u64().expect("steps") as usize;
+            let what = format!("{base}/{sampler}/{steps}");
+            let base_config = refs["configs"][base]["base_config"].to_string();
+            let config = SchedulerConfig::from_json_str(&base_config).expect("config");
+            let kind = SamplerKind::from_cli_name(sampler).expect("sampler name");
+            let scheduler = make(kind, &config, steps);
+            let timesteps: Vec<f64> =
+                serde_json::from_value(entry["timesteps"].clone()).expect("timesteps");
+            assert_close(
+                scheduler.timesteps(),
+                &timesteps,
+                1e-4,
+                &format!("{what} t"),
+            );
+            if let Some(want) = entry["sigmas"].as_array() {
+                let want: Vec<f64> = want.iter().map(|v| v.as_f64().expect("sigma")).collect();
+                let got = sigmas(&scheduler);
+                assert_eq!(got.len(), want.len(), "{what} sigmas");
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * w.abs().max(1e-3),
+                        "{what} sigma {g} vs {w}"
+                    );
                 }
             }
-            if let Some(ws) = case["sigmas"].as_array() {
-                for (g, w) in scheduler.sigmas.iter().zip(ws) {
-                    let w = w.as_f64().expect("s");
-                    let d = (f64::from(*g) - w).abs() / w.abs().max(1e-3);
-                    worst_s = worst_s.max(d);
-                    if d > 1e-5 {
-                        eprintln!("{label}: sigma {g} vs {w}");
-                        failures += 1;
-                        break;
-                    }
-                }
-            }
-            let ins = case["init_noise_sigma"].as_f64().expect("ins");
-            if (scheduler.init_noise_sigma() - ins).abs() > 1e-5 * ins {
-                eprintln!("{label}: init {} vs {ins}", scheduler.init_noise_sigma());
-                failures += 1;
-            }
-            for i2i in case["img2img"].as_array().expect("i2i") {
-                let strength = i2i["strength"].as_f64().expect("st") as f32;
-                let want: Vec<f64> = serde_json::from_value(i2i["timesteps"].clone()).expect("t");
+            let init = entry["init_noise_sigma"]
+                .as_f64()
+                .expect("init_noise_sigma");
+            assert!(
+                (scheduler.init_noise_sigma() - init).abs() <= 1e-5 * init,
+                "{what} init"
+            );
+            assert_eq!(
+                scheduler.order() as u64,
+                entry["order"].as_u64().expect("order")
+            );
+            for img2img in entry["img2img"].as_array().expect("img2img") {
+                let strength = img2img["strength"].as_f64().expect("strength") as f32;
+                let num_steps = img2img["num_steps"].as_u64().expect("num_steps") as usize;
+                let kept: Vec<f64> =
+                    serde_json::from_value(img2img["timesteps"].clone()).expect("kept");
                 let mut s = scheduler.clone();
-                match s.set_strength(strength) {
-                    Ok(()) => {
-                        let ok = s.timesteps().len() == want.len()
-                            && s.timesteps().iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-3);
-                        if !ok {
-                            eprintln!("{label}: img2img {strength} {:?} vs {want:?}", s.timesteps());
-                            failures += 1;
-                        }
-                    }
-                    Err(e) => {
-                        if !want.is_empty() {
-                            eprintln!("{label}: img2img {strength} error {e}");
-                            failures += 1;
-                        }
-                    }
+                let result = s.set_strength(strength);
+                if num_steps == 0 {
+                    assert!(
+                        result.is_err(),
+                        "{what} strength {strength}: expected no steps"
+                    );
+                    continue;
                 }
+                result.expect("set_strength");
+                assert_eq!(s.len(), num_steps, "{what} strength {strength}");
+                assert_close(
+                    s.timesteps(),
+                    &kept,
+                    1e-4,
+                    &format!("{what} img2img {strength}"),
+                );
             }
         }
-        eprintln!("worst t {worst_t:e}, worst sigma rel {worst_s:e}, failures {failures}");
-        assert_eq!(failures, 0);
+        assert!(
+            schedules.len() >= 72,
+            "schedules.json has {} entries",
+            schedules.len()
+        );
+    }
+
+    /// `tests/fixtures/refs/sampler_steps.safetensors` (`tests/fixtures/make_sampler_steps.py`):
+    /// diffusers trajectories with a fake UNet, `model_out = 0.1·model_in + sin(i)`; the RNG is
+    /// shared with the scheduler exactly as the pipelines share it.
+    #[test]
+    fn matches_sampler_steps_fixture() {
+        let Some(path) = fixture("sampler_steps.safetensors") else {
+            return;
+        };
+        let bytes = std::fs::read(&path).expect("read sampler_steps.safetensors");
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+        let metadata = metadata.metadata().clone().expect("metadata");
+        let configs: serde_json::Value =
+            serde_json::from_str(&metadata["configs"]).expect("configs");
+        let cases: Vec<serde_json::Value> =
+            serde_json::from_str(&metadata["cases"]).expect("cases");
+        let tensors =
+            candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).expect("load");
+        let reference = |name: &str| -> Option<Vec<f32>> {
+            tensors.get(name).map(|t| to_f32_vec(t).expect("f32"))
+        };
+        let mut worst = 0f64;
+        for case in &cases {
+            let name = case["name"].as_str().expect("name");
+            let config_text = configs[case["config"].as_str().expect("config")].to_string();
+            let config = SchedulerConfig::from_json_str(&config_text).expect("config");
+            let kind = SamplerKind::from_cli_name(case["sampler"].as_str().expect("sampler"))
+                .expect("sampler name");
+            let steps = case["steps"].as_u64().expect("steps") as usize;
+            let shape: Vec<usize> = serde_json::from_value(case["shape"].clone()).expect("shape");
+            let numel: usize = shape.iter().product();
+            let mut rng = TorchRng::new(case["seed"].as_u64().expect("seed"));
+            let mut scheduler = make(kind, &config, steps);
+            let device = candle_core::Device::Cpu;
+            let tensor = |v: Vec<f32>| Tensor::from_vec(v, shape.as_slice(), &device).expect("t");
+            let mut x = match case["strength"].as_f64() {
+                None => {
+                    let sigma = scheduler.init_noise_sigma() as f32;
+                    tensor(rng.randn(numel).into_iter().map(|v| v * sigma).collect())
+                }
+                Some(strength) => {
+                    scheduler.set_strength(strength as f32).expect("strength");
+                    let z = tensor(rng.randn(numel));
+                    let noise = tensor(rng.randn(numel));
+                    scheduler.add_noise(&z, &noise, 0).expect("add_noise")
+                }
+            };
+            let timesteps: Vec<f64> =
+                serde_json::from_value(case["timesteps"].clone()).expect("timesteps");
+            assert_close(scheduler.timesteps(), &timesteps, 1e-4, name);
+            let mut compare = |got: &Tensor, key: String| {
+                let want = reference(&key).unwrap_or_else(|| panic!("missing {key}"));
+                let got = to_f32_vec(got).expect("f32");
+                let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+                for (g, w) in got.iter().zip(&want) {
+                    let error = f64::from((g - w).abs() / scale);
+                    worst = worst.max(error);
+                    assert!(error <= 1e-5, "{key}: {g} vs {w}");
+                }
+            };
+            compare(&x, format!("{name}.x_init"));
+            for i in 0..scheduler.len() {
+                let model_in = scheduler.scale_model_input(&x, i).expect("scale");
+                if tensors.contains_key(&format!("{name}.model_in.{i}")) {
+                    compare(&model_in, format!("{name}.model_in.{i}"));
+                }
+                let offset = (i as f64).sin() as f32;
+                let values = to_f32_vec(&model_in).expect("f32");
+                let model_out = tensor(values.into_iter().map(|v| v * 0.1 + offset).collect());
+                x = scheduler.step(&model_out, i, &x, &mut rng).expect("step");
+                compare(&x, format!("{name}.out.{i}"));
+            }
+        }
+        eprintln!(
+            "{} sampler cases; worst error / max|x| = {worst:e}",
+            cases.len()
+        );
+        assert!(!cases.is_empty());
     }
 }

@@ -67,10 +67,21 @@ pub struct SchedulerConfig {
 }
 
 impl SchedulerConfig {
-    /// Parses the text of a `scheduler_config.json`.
+    /// Parses the text of a `scheduler_config.json`. Keys listed in `_use_default_values` (found
+    /// in configs dumped from a live diffusers scheduler, never in saved files) count as absent.
     pub fn from_json_str(text: &str) -> Result<Self> {
-        serde_json::from_str(text)
-            .map_err(|e| Error::InvalidArgument(format!("invalid scheduler_config.json: {e}")))
+        let invalid = |e: serde_json::Error| {
+            Error::InvalidArgument(format!("invalid scheduler_config.json: {e}"))
+        };
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+        if let Some(object) = value.as_object_mut()
+            && let Some(serde_json::Value::Array(defaulted)) = object.remove("_use_default_values")
+        {
+            for key in defaulted.iter().filter_map(|k| k.as_str()) {
+                object.remove(key);
+            }
+        }
+        serde_json::from_value(value).map_err(invalid)
     }
 
     /// The `runwayml/stable-diffusion-v1-5` `PNDMScheduler` config (no `timestep_spacing` key).
@@ -129,15 +140,18 @@ impl SchedulerConfig {
         };
         let prediction = match self.prediction_type.as_deref().unwrap_or("epsilon") {
             "epsilon" => Prediction::Epsilon,
-            "v_prediction" => Prediction::VPrediction,
+            "v_prediction" => Prediction::Velocity,
             "sample" if kind != SamplerKind::EulerAncestral => Prediction::Sample,
             other => return Err(unsupported("prediction_type", other)),
         };
         let spacing = match self
             .timestep_spacing
             .as_deref()
-            .unwrap_or(if leading_default { "leading" } else { "linspace" })
-        {
+            .unwrap_or(if leading_default {
+                "leading"
+            } else {
+                "linspace"
+            }) {
             "linspace" => Spacing::Linspace,
             "leading" => Spacing::Leading,
             "trailing" => Spacing::Trailing,
@@ -249,7 +263,7 @@ pub(crate) enum BetaSchedule {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Prediction {
     Epsilon,
-    VPrediction,
+    Velocity,
     Sample,
 }
 
@@ -294,8 +308,14 @@ mod tests {
         let spacing = |c: &SchedulerConfig, k| c.resolve(k).expect("resolve").spacing;
         // SD1.5's PNDM JSON has no timestep_spacing: each class keeps its own default.
         assert_eq!(spacing(&sd15, SamplerKind::Euler), Spacing::Linspace);
-        assert_eq!(spacing(&sd15, SamplerKind::EulerAncestral), Spacing::Linspace);
-        assert_eq!(spacing(&sd15, SamplerKind::DpmPlusPlus2M), Spacing::Linspace);
+        assert_eq!(
+            spacing(&sd15, SamplerKind::EulerAncestral),
+            Spacing::Linspace
+        );
+        assert_eq!(
+            spacing(&sd15, SamplerKind::DpmPlusPlus2M),
+            Spacing::Linspace
+        );
         assert_eq!(spacing(&sd15, SamplerKind::Ddim), Spacing::Leading);
         assert_eq!(spacing(&sd15, SamplerKind::Lcm), Spacing::Leading);
         for kind in SamplerKind::ALL {
@@ -312,6 +332,12 @@ mod tests {
         let config = SchedulerConfig::from_json_str(text).expect("parse");
         assert_eq!(config, SchedulerConfig::sd15_default());
         assert!(SchedulerConfig::from_json_str("[1, 2]").is_err());
+        // A config dumped from a live PNDMScheduler: its defaulted spacing does not count.
+        let dumped = r#"{"_class_name": "PNDMScheduler", "timestep_spacing": "leading",
+            "_use_default_values": ["timestep_spacing"], "steps_offset": 1}"#;
+        let config = SchedulerConfig::from_json_str(dumped).expect("parse");
+        assert_eq!(config.timestep_spacing, None);
+        assert_eq!(config.steps_offset, Some(1));
     }
 
     #[test]

@@ -55,7 +55,11 @@ impl ClipTextConfig {
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
         let config: ClipTextConfig = serde_json::from_value(value.clone())
             .map_err(|e| Error::InvalidArgument(format!("text encoder config: {e}")))?;
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(Error::InvalidArgument(format!(
                 "text encoder config: hidden_size {} is not divisible by {} heads",
                 config.hidden_size, config.num_attention_heads
@@ -187,11 +191,8 @@ impl ClipTextModel {
         };
         let d = config.hidden_size;
         let emb = tm.pp("embeddings");
-        let token_embedding = candle_nn::embedding(
-            config.vocab_size,
-            d,
-            emb.pp("token_embedding"),
-        )?;
+        let token_embedding =
+            candle_nn::embedding(config.vocab_size, d, emb.pp("token_embedding"))?;
         let position_embedding = emb
             .pp("position_embedding")
             .get((config.max_position_embeddings, d), "weight")?;
@@ -226,7 +227,9 @@ impl ClipTextModel {
 
     /// Output width of `text_projection`, if the model has one.
     pub fn projection_dim(&self) -> Option<usize> {
-        self.text_projection.as_ref().and(self.config.projection_dim)
+        self.text_projection
+            .as_ref()
+            .and(self.config.projection_dim)
     }
 
     /// Hidden width.
@@ -239,7 +242,8 @@ impl ClipTextModel {
     pub fn forward(&self, tokens: &[Vec<u32>], device: &Device) -> Result<ClipOutput> {
         let b = tokens.len();
         let n = tokens.first().map(Vec::len).unwrap_or(0);
-        if n == 0 || n > self.config.max_position_embeddings || tokens.iter().any(|t| t.len() != n) {
+        if n == 0 || n > self.config.max_position_embeddings || tokens.iter().any(|t| t.len() != n)
+        {
             return Err(Error::InvalidArgument(format!(
                 "text encoder needs rows of equal length ≤ {}",
                 self.config.max_position_embeddings

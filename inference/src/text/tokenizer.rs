@@ -340,12 +340,13 @@ fn bytes_to_unicode() -> [char; 256] {
     table
 }
 
-/// transformers 5 CLIP normalizer without NFC: whitespace runs → one space, then lowercase
-/// char by char (tokenizers' `Lowercase`, so a final `Σ` becomes `σ`, not `ς`).
+/// transformers 5 CLIP normalizer: NFC, whitespace runs → one space, then lowercase char by
+/// char (tokenizers' `Lowercase`, so a final `Σ` becomes `σ`, not `ς`).
 pub(crate) fn normalize(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
     let mut out = String::with_capacity(text.len());
     let mut in_space = false;
-    for ch in text.chars() {
+    for ch in text.nfc() {
         if ch.is_whitespace() {
             if !in_space {
                 out.push(' ');
@@ -513,6 +514,12 @@ mod tests {
         let empty = tok.encode_padded("", tok.eos());
         assert_eq!(empty[0], tok.bos());
         assert!(empty[1..].iter().all(|&id| id == tok.eos()));
+    }
+
+    #[test]
+    fn normalization_composes_like_nfc() {
+        // "e" + combining acute accent is the same token as the precomposed "é".
+        assert_eq!(normalize("cafe\u{301}"), normalize("caf\u{e9}"));
     }
 
     #[test]

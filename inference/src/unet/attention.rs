@@ -252,7 +252,11 @@ impl Transformer2D {
             Ok(if cfg.linear_projection {
                 Projection::Linear(candle_nn::linear(channels, channels, vb.pp(name))?)
             } else {
-                Projection::Conv(crate::unet::resnet::conv1x1(channels, channels, vb.pp(name))?)
+                Projection::Conv(crate::unet::resnet::conv1x1(
+                    channels,
+                    channels,
+                    vb.pp(name),
+                )?)
             })
         };
         let mut blocks = Vec::with_capacity(depth);
@@ -271,7 +275,14 @@ impl Transformer2D {
             *next_site += 2;
             blocks.push(TransformerBlock {
                 norm1: candle_nn::layer_norm(channels, 1e-5, bvb.pp("norm1"))?,
-                attn1: Attention::new(bvb.pp("attn1"), channels, channels, heads, cfg.upcast, site1)?,
+                attn1: Attention::new(
+                    bvb.pp("attn1"),
+                    channels,
+                    channels,
+                    heads,
+                    cfg.upcast,
+                    site1,
+                )?,
                 norm2: candle_nn::layer_norm(channels, 1e-5, bvb.pp("norm2"))?,
                 attn2: Attention::new(
                     bvb.pp("attn2"),
@@ -302,9 +313,8 @@ impl Transformer2D {
     ) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let normed = self.norm.forward(x)?;
-        let tokens = |t: Tensor| -> Result<Tensor> {
-            Ok(t.permute((0, 2, 3, 1))?.reshape((b, h * w, c))?)
-        };
+        let tokens =
+            |t: Tensor| -> Result<Tensor> { Ok(t.permute((0, 2, 3, 1))?.reshape((b, h * w, c))?) };
         let mut hidden = match &self.proj_in {
             Projection::Conv(conv) => tokens(conv.forward(&normed)?)?,
             Projection::Linear(lin) => lin.forward(&tokens(normed)?)?,
@@ -313,7 +323,9 @@ impl Transformer2D {
             hidden = block.forward(&hidden, context, processor)?;
         }
         let spatial = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()?)
+            Ok(t.reshape((b, h, w, c))?
+                .permute((0, 3, 1, 2))?
+                .contiguous()?)
         };
         let out = match &self.proj_out {
             Projection::Conv(conv) => conv.forward(&spatial(hidden)?)?,

@@ -186,7 +186,9 @@ impl TryFrom<UNetJson> for UNetConfig {
             return Err(unsupported("encoder_hid_dim_type".into()));
         }
         if j.time_cond_proj_dim.is_some() {
-            return Err(unsupported("time_cond_proj_dim (LCM-distilled UNet)".into()));
+            return Err(unsupported(
+                "time_cond_proj_dim (LCM-distilled UNet)".into(),
+            ));
         }
         if j.dual_cross_attention {
             return Err(unsupported("dual_cross_attention".into()));

@@ -172,7 +172,12 @@ pub fn unet_flop_count(
 
 /// FLOPs of one batch-1 UNet forward (see [`unet_flop_count`]). A CFG step runs batch 2: twice
 /// this.
-pub fn unet_flops(config: &UNetConfig, latent_h: usize, latent_w: usize, context_len: usize) -> f64 {
+pub fn unet_flops(
+    config: &UNetConfig,
+    latent_h: usize,
+    latent_w: usize,
+    context_len: usize,
+) -> f64 {
     unet_flop_count(config, latent_h, latent_w, context_len).total()
 }
 

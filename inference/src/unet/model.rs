@@ -3,7 +3,7 @@
 //! consistent self-attention).
 
 use crate::Result;
-use crate::unet::attention::{AttentionProcessor, TransformerConfig, Transformer2D, UNetPart};
+use crate::unet::attention::{AttentionProcessor, Transformer2D, TransformerConfig, UNetPart};
 use crate::unet::config::UNetConfig;
 use crate::unet::resnet::{
     Downsample, NormConfig, ResBlock, TimestepEmbedding, Upsample, conv3x3, timestep_embedding,
@@ -112,7 +112,10 @@ impl UNet {
                 }
             }
             let downsample = if i + 1 < levels {
-                Some(Downsample::new(bvb.pp("downsamplers").pp(0), level.channels)?)
+                Some(Downsample::new(
+                    bvb.pp("downsamplers").pp(0),
+                    level.channels,
+                )?)
             } else {
                 None
             };
@@ -328,7 +331,7 @@ impl UNet {
                 self.config.freq_shift,
                 device,
             )?
-                    .reshape((b, k * tt_cfg.time_embed_dim))?;
+            .reshape((b, k * tt_cfg.time_embed_dim))?;
             let add_in = Tensor::cat(&[&tt.text_embeds.to_dtype(DType::F32)?, &time_embeds], 1)?
                 .to_dtype(self.dtype)?;
             emb = (emb + add.forward(&add_in)?)?;

@@ -26,7 +26,13 @@ pub fn conv3x3(in_ch: usize, out_ch: usize, stride: usize, vb: VarBuilder) -> Re
 
 /// 1×1 convolution.
 pub fn conv1x1(in_ch: usize, out_ch: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Ok(candle_nn::conv2d(in_ch, out_ch, 1, Conv2dConfig::default(), vb)?)
+    Ok(candle_nn::conv2d(
+        in_ch,
+        out_ch,
+        1,
+        Conv2dConfig::default(),
+        vb,
+    )?)
 }
 
 /// diffusers `ResnetBlock2D`: two norm-act-conv stages plus an optional time embedding.

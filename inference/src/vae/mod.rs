@@ -106,7 +106,9 @@ impl MidAttention {
     fn new(vb: VarBuilder, channels: usize, groups: usize) -> Result<Self> {
         // Old diffusers files name the projections query/key/value/proj_attn.
         let name = |new: &str, old: &str| -> String {
-            if vb.contains_tensor(&format!("{new}.weight")) || !vb.contains_tensor(&format!("{old}.weight")) {
+            if vb.contains_tensor(&format!("{new}.weight"))
+                || !vb.contains_tensor(&format!("{old}.weight"))
+            {
                 new.to_string()
             } else {
                 old.to_string()
@@ -233,7 +235,12 @@ impl Encoder {
             conv_in: conv3x3(cfg.in_channels, first, 1, vb.pp("conv_in"))?,
             levels,
             mid: MidBlock::new(vb.pp("mid_block"), last, norm, cfg.mid_block_add_attention)?,
-            conv_norm_out: candle_nn::group_norm(norm.groups, last, VAE_EPS, vb.pp("conv_norm_out"))?,
+            conv_norm_out: candle_nn::group_norm(
+                norm.groups,
+                last,
+                VAE_EPS,
+                vb.pp("conv_norm_out"),
+            )?,
             conv_out: conv3x3(last, 2 * cfg.latent_channels, 1, vb.pp("conv_out"))?,
         })
     }
@@ -294,7 +301,12 @@ impl Decoder {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let upsample = if i + 1 < reversed.len() {
-                Some(conv3x3(out_ch, out_ch, 1, bvb.pp("upsamplers").pp(0).pp("conv"))?)
+                Some(conv3x3(
+                    out_ch,
+                    out_ch,
+                    1,
+                    bvb.pp("upsamplers").pp(0).pp("conv"),
+                )?)
             } else {
                 None
             };
@@ -304,7 +316,12 @@ impl Decoder {
             conv_in: conv3x3(cfg.latent_channels, top, 1, vb.pp("conv_in"))?,
             mid: MidBlock::new(vb.pp("mid_block"), top, norm, cfg.mid_block_add_attention)?,
             levels,
-            conv_norm_out: candle_nn::group_norm(norm.groups, bottom, VAE_EPS, vb.pp("conv_norm_out"))?,
+            conv_norm_out: candle_nn::group_norm(
+                norm.groups,
+                bottom,
+                VAE_EPS,
+                vb.pp("conv_norm_out"),
+            )?,
             conv_out: conv3x3(bottom, cfg.out_channels, 1, vb.pp("conv_out"))?,
         })
     }

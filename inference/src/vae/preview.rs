@@ -24,14 +24,20 @@ const SDXL_BIAS: [f32; 3] = [0.1084, -0.0175, -0.0011];
 pub fn latents_to_rgb(latents: &Tensor, family: Family) -> Result<RgbImage> {
     let (_, c, h, w) = latents.dims4()?;
     if c != 4 {
-        return Err(Error::InvalidArgument(format!("preview needs 4 latent channels, got {c}")));
+        return Err(Error::InvalidArgument(format!(
+            "preview needs 4 latent channels, got {c}"
+        )));
     }
     let (factors, bias) = if family.is_sdxl() {
         (SDXL_FACTORS, SDXL_BIAS)
     } else {
         (SD_FACTORS, [0.0; 3])
     };
-    let data: Vec<f32> = latents.get(0)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let data: Vec<f32> = latents
+        .get(0)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
     let plane = h * w;
     let mut out = Vec::with_capacity(plane * 3);
     for p in 0..plane {

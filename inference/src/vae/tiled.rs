@@ -49,9 +49,9 @@ pub fn tiled_decode(vae: &Vae, z: &Tensor) -> Result<Tensor> {
     for i in (0..h).step_by(step) {
         let mut row = Vec::new();
         for j in (0..w).step_by(step) {
-            let tile = z
-                .narrow(2, i, TILE_LATENT.min(h - i))?
-                .narrow(3, j, TILE_LATENT.min(w - j))?;
+            let tile =
+                z.narrow(2, i, TILE_LATENT.min(h - i))?
+                    .narrow(3, j, TILE_LATENT.min(w - j))?;
             row.push(vae.decode(&tile)?);
         }
         rows.push(row);
