@@ -114,7 +114,7 @@ print(f"\nmodel {r0['model']}, {r0['width']}x{r0['height']}, cfg {r0['cfg']} "
       f"(UNet batch {r0['unet_batch']}), {r0['threads']} threads, "
       f"{max(r['round'] for r in rows)} round(s); best of the rounds per tool")
 head = f"{'quantity':<27}" + "".join(f"{t:>16}" for t in tools)
-head += "".join(f"{k + '/' + p.replace('diffusers-', 'd-'):>16}" for k in kilns for p in peers)
+head += "".join(f"{k + '/' + p.replace('diffusers-', 'd-'):>19}" for k in kilns for p in peers)
 print(head)
 print("-" * len(head))
 for label, key in QUANT:
@@ -122,7 +122,7 @@ for label, key in QUANT:
     for k in kilns:
         for p in peers:
             a, b = best(k, key), best(p, key)
-            line += fmt(a / b if a is not None and b else None, 16)
+            line += fmt(a / b if a is not None and b else None, 19)
     print(line)
 if gflop:
     line = f"{'UNet GFLOP/s (median)':<27}"

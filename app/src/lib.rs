@@ -1,5 +1,8 @@
 //! Kiln, the app side: CLI commands (and, later, the desktop UI), output files, settings.
 
 pub mod cli;
+pub mod gui;
+pub mod i18n;
+pub mod library;
 pub mod output;
 pub mod worker;

@@ -4,6 +4,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    kiln::gui::timing::mark_process_start();
     // A panic must never reach the user as a backtrace: report one line and fail.
     std::panic::set_hook(Box::new(|info| {
         let message = info

@@ -90,6 +90,7 @@ fn random_seed() -> u64 {
 fn recipe_from(args: &GenerateArgs, seed: u64) -> anyhow::Result<Recipe> {
     let files = ModelFiles::open(&args.model)?;
     let family = files.kind.family;
+    eprintln!("model: {} ({})", files.kind.label(), args.model.display());
     let (native_w, native_h) = family.native_size();
     let init_size = match &args.init {
         Some(path) => {

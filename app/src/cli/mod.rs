@@ -32,14 +32,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Bench(args)) => bench::run(args),
-        None => {
-            use clap::CommandFactory;
-            let mut cmd = Cli::command();
-            cmd.print_help()?;
-            eprintln!(
-                "\nThe desktop app is not part of this build yet; use the subcommands above."
-            );
-            Ok(())
-        }
+        None => crate::gui::run(),
     }
 }

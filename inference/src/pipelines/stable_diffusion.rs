@@ -305,6 +305,36 @@ impl StableDiffusion {
         )
     }
 
+    /// Extra UNet input of 9-channel inpainting models when no mask is given: a mask of ones
+    /// and the latents of an all-masked (zero) image, so the whole picture is generated
+    /// (the A1111 convention for txt2img/img2img with inpainting checkpoints).
+    fn inpaint_channels(
+        &self,
+        req: &GenerateRequest,
+        h: usize,
+        w: usize,
+        sf: f64,
+    ) -> Result<Option<Tensor>> {
+        let in_channels = self.unet.config().in_channels;
+        let latent_channels = self.vae.config().latent_channels;
+        if in_channels == latent_channels {
+            return Ok(None);
+        }
+        if in_channels != 2 * latent_channels + 1 {
+            return Err(Error::InvalidArgument(format!(
+                "unsupported UNet with {in_channels} input channels"
+            )));
+        }
+        let blank = Tensor::zeros(
+            (1, 3, req.height as usize, req.width as usize),
+            DType::F32,
+            &self.device,
+        )?;
+        let masked = (self.vae.encode(&blank)?.mean * sf)?;
+        let mask = Tensor::ones((1, 1, h, w), DType::F32, &self.device)?;
+        Ok(Some(Tensor::cat(&[&mask, &masked], 1)?))
+    }
+
     /// Runs the denoising loop and decodes one image.
     pub fn generate(
         &self,
@@ -393,6 +423,7 @@ impl StableDiffusion {
             _ => None,
         };
 
+        let inpaint_extra = self.inpaint_channels(req, h, w, sf)?;
         let total = scheduler.len();
         let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
         for (i, t) in timesteps.iter().enumerate() {
@@ -400,6 +431,10 @@ impl StableDiffusion {
                 return Err(Error::Cancelled);
             }
             let model_in = scheduler.scale_model_input(&latents, i)?;
+            let model_in = match &inpaint_extra {
+                Some(extra) => Tensor::cat(&[&model_in, extra], 1)?,
+                None => model_in,
+            };
             let model_in = if use_cfg {
                 Tensor::cat(&[&model_in, &model_in], 0)?
             } else {

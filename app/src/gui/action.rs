@@ -1,0 +1,61 @@
+//! Requests panels make of the app, like rerun's `SystemCommand`: panels never touch the
+//! worker, the library or the disk; they push an [`Action`] and `KilnApp` routes it.
+
+use crate::gui::services::tasks::PickPurpose;
+use crate::gui::state::Section;
+use crate::i18n::Lang;
+use crate::library::settings::Theme;
+use crate::worker::JobId;
+use kiln_inference::Recipe;
+use std::path::PathBuf;
+
+/// Something a panel asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Open a section.
+    ShowSection(Section),
+    /// Queue a recipe.
+    Submit(Box<Recipe>),
+    /// Stop the running job (or remove a waiting one).
+    Cancel(JobId),
+    /// Remove a waiting job from the queue.
+    RemoveQueued(JobId),
+    /// Make this image the Generate form's init image (and open Generate).
+    UseAsInit(PathBuf),
+    /// Restore the Generate form from a recipe (and open Generate).
+    ReuseSettings(Box<Recipe>),
+    /// Copy an image file elsewhere (file dialog).
+    SaveAs(PathBuf),
+    /// Put an image on the clipboard.
+    CopyImage(PathBuf),
+    /// Show the folder containing a file.
+    OpenFolder(PathBuf),
+    /// Show a folder (created when missing, e.g. an empty models folder).
+    OpenDir(PathBuf),
+    /// Switch the UI language.
+    SetLanguage(Lang),
+    /// Switch the colour theme.
+    SetTheme(Theme),
+    /// A setting was edited: save the settings.
+    SettingsChanged,
+    /// Open a file or folder dialog.
+    Pick(PickPurpose),
+    /// Add a folder to the model folders (and rescan).
+    AddModelDir(PathBuf),
+    /// Remove a folder from the model folders (and rescan).
+    RemoveModelDir(PathBuf),
+    /// Scan the model folders again.
+    RescanModels,
+    /// Compute the AutoV2 hash of a model file.
+    HashModel(PathBuf),
+    /// Load these gallery pages of the current filter.
+    GalleryPages(Vec<usize>),
+    /// Load these thumbnails (most important first).
+    WantThumbnails(Vec<(i64, PathBuf)>),
+    /// Re-index the output folder.
+    RebuildIndex,
+    /// Hide a job's error.
+    DismissJobError(JobId),
+    /// Hide a notice.
+    DismissNotice(u64),
+}

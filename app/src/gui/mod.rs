@@ -1,0 +1,135 @@
+//! The desktop app (eframe/egui): `run()` opens the window with the wgpu renderer and falls back
+//! to glow (OpenGL) when wgpu finds no adapter.
+//!
+//! Layout: `app.rs` (`KilnApp`, thin: drains events, routes actions), `state/` (what panels
+//! show), `panels/` (one file per panel), `widgets/`, `services/` (background threads),
+//! `form.rs` (the Generate form → `Recipe`), `theme.rs` (colours and spacing).
+
+pub mod action;
+pub mod app;
+pub mod form;
+pub mod panels;
+pub mod services;
+pub mod state;
+pub mod theme;
+pub mod timing;
+pub mod widgets;
+
+pub use action::Action;
+pub use app::{AppPaths, KilnApp};
+
+use crate::i18n::Lang;
+use crate::library::settings::Settings;
+use state::{Section, language_of};
+
+/// Initial window size, in points.
+pub const WINDOW_SIZE: [f32; 2] = [1280.0, 800.0];
+/// Smallest window size, in points.
+pub const MIN_WINDOW_SIZE: [f32; 2] = [980.0, 640.0];
+
+/// `KILN_SCREENSHOT=1` with `KILN_SECTION` and `KILN_LANG` opens a given section in a given
+/// language without saving anything: for `scripts/screenshots.sh` only.
+#[derive(Clone, Debug, Default)]
+struct ScreenshotMode {
+    section: Option<Section>,
+    lang: Option<Lang>,
+    submit: bool,
+}
+
+impl ScreenshotMode {
+    fn from_env() -> Option<ScreenshotMode> {
+        if std::env::var_os("KILN_SCREENSHOT").is_none_or(|v| v != "1") {
+            return None;
+        }
+        let var = |name: &str| std::env::var(name).ok();
+        Some(ScreenshotMode {
+            section: var("KILN_SECTION").and_then(|s| Section::from_name(&s)),
+            lang: var("KILN_LANG").and_then(|l| Lang::from_code(&l)),
+            submit: var("KILN_SUBMIT").is_some_and(|v| v == "1"),
+        })
+    }
+}
+
+fn native_options(paths: &AppPaths, screenshot: bool, renderer: eframe::Renderer) -> eframe::NativeOptions {
+    let viewport = egui::ViewportBuilder::default()
+        .with_title("Kiln")
+        .with_app_id("kiln")
+        .with_inner_size(WINDOW_SIZE)
+        .with_min_inner_size(MIN_WINDOW_SIZE);
+    eframe::NativeOptions {
+        viewport,
+        renderer,
+        persist_window: !screenshot,
+        persistence_path: Some(paths.config_dir.join("window")),
+        // Kiln bundles its fonts (including CJK): identical text on every machine.
+        system_font_fallback: false,
+        ..eframe::NativeOptions::default()
+    }
+}
+
+/// Opens the desktop app and returns when its window closes.
+pub fn run() -> anyhow::Result<()> {
+    timing::milestone("main");
+    let paths = AppPaths::from_env();
+    let (settings, warning) = Settings::load_or_default(&paths.settings_file());
+    if let Some(warning) = &warning {
+        eprintln!("kiln: {warning}");
+    }
+    apply_thread_setting(&settings);
+    let screenshot = ScreenshotMode::from_env();
+    let result = run_with(&paths, &settings, screenshot.clone(), eframe::Renderer::Wgpu);
+    match result {
+        Err(eframe::Error::Wgpu(error)) => {
+            eprintln!("kiln: wgpu is not available ({error}); using OpenGL");
+            run_with(&paths, &settings, screenshot, eframe::Renderer::Glow)
+                .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+        }
+        other => other.map_err(|e| anyhow::anyhow!("cannot open the window: {e}")),
+    }
+}
+
+fn run_with(
+    paths: &AppPaths,
+    settings: &Settings,
+    screenshot: Option<ScreenshotMode>,
+    renderer: eframe::Renderer,
+) -> eframe::Result {
+    let options = native_options(paths, screenshot.is_some(), renderer);
+    let paths = paths.clone();
+    let mut settings = settings.clone();
+    eframe::run_native(
+        "kiln",
+        options,
+        Box::new(move |cc| {
+            timing::milestone("window and renderer ready");
+            if let Some(lang) = screenshot.as_ref().and_then(|s| s.lang) {
+                settings.language = language_of(lang);
+            }
+            let mut app = KilnApp::new(&cc.egui_ctx, paths, settings)?;
+            if let Some(screenshot) = screenshot {
+                app.set_persist(false);
+                if let Some(section) = screenshot.section {
+                    app.state.section = section;
+                }
+                if screenshot.submit
+                    && let Ok(recipe) = app.state.form.to_recipe()
+                {
+                    app.route(Action::Submit(Box::new(recipe)), &cc.egui_ctx);
+                }
+            }
+            Ok(Box::new(app))
+        }),
+    )
+}
+
+/// Applies the CPU-thread setting to the compute kernels (read once, at start-up).
+fn apply_thread_setting(settings: &Settings) {
+    if let Some(threads) = settings.threads
+        && std::env::var_os("RAYON_NUM_THREADS").is_none()
+    {
+        // SAFETY: called on the main thread before any other thread of this process exists
+        // (the window, the worker and the services start later), so nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
+    }
+}

@@ -1,0 +1,369 @@
+//! The Gallery panel: a virtual thumbnail grid over the SQLite index (newest first; only the
+//! visible rows are fetched and only their thumbnails loaded), text search, model and date
+//! filters, a details pane with the full recipe, and "rebuild index".
+
+use crate::gui::action::Action;
+use crate::gui::panels::{file_name, generate::sampler_label};
+use crate::gui::state::AppState;
+use crate::gui::state::gallery::{DateFilter, GalleryState, PAGE_SIZE, Thumb};
+use crate::gui::theme::{self, Palette};
+use crate::i18n::{Lang, tr, tr_args};
+use crate::library::gallery::GalleryEntry;
+use egui::{Rect, RichText, Sense, Vec2};
+use kiln_inference::SamplerKind;
+
+/// The Gallery panel.
+pub fn gallery_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    let lang = state.lang();
+    filter_bar_ui(ui, state, actions);
+    ui.add_space(8.0);
+    if let Some(error) = &state.gallery.error {
+        ui.label(RichText::new(error).color(Palette::of_ui(ui).error));
+    }
+    if state.gallery.selected.is_some() {
+        egui::Panel::right("gallery-details")
+            .exact_size(theme::DETAILS_WIDTH)
+            .resizable(false)
+            .show_separator_line(false)
+            .frame(egui::Frame::new().inner_margin(egui::Margin {
+                left: 12,
+                right: 0,
+                top: 0,
+                bottom: 0,
+            }))
+            .show(ui, |ui| details_ui(ui, state, lang, actions));
+    }
+    egui::CentralPanel::default()
+        .frame(egui::Frame::new())
+        .show(ui, |ui| grid_ui(ui, state, lang, actions));
+}
+
+fn filter_bar_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    let lang = state.lang();
+    let palette = Palette::of_ui(ui);
+    let gallery = &mut state.gallery;
+    let mut changed = false;
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(tr(lang, "gallery.title")).heading().strong());
+        if let Some(count) = gallery.count {
+            ui.label(
+                RichText::new(tr_args(lang, "gallery.count", &[("count", &count)]))
+                    .color(palette.muted),
+            );
+        }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            match gallery.rebuild {
+                Some((done, total)) => {
+                    let fraction = if total == 0 { 0.0 } else { done as f32 / total as f32 };
+                    ui.add(
+                        egui::ProgressBar::new(fraction)
+                            .desired_width(180.0)
+                            .text(tr_args(lang, "gallery.rebuilding", &[("done", &done), ("total", &total)])),
+                    );
+                }
+                None => {
+                    if ui
+                        .button(tr(lang, "gallery.rebuild"))
+                        .on_hover_text(tr(lang, "gallery.rebuild_hint"))
+                        .clicked()
+                    {
+                        actions.push(Action::RebuildIndex);
+                    }
+                    match &gallery.rebuild_result {
+                        Some(Ok(count)) => {
+                            ui.label(
+                                RichText::new(tr_args(lang, "gallery.rebuilt", &[("count", count)]))
+                                    .small()
+                                    .color(palette.success),
+                            );
+                        }
+                        Some(Err(error)) => {
+                            ui.label(RichText::new(error).small().color(palette.error));
+                        }
+                        None => {}
+                    }
+                }
+            }
+        });
+    });
+    ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        let search = ui.add(
+            egui::TextEdit::singleline(&mut gallery.search)
+                .desired_width(280.0)
+                .hint_text(tr(lang, "gallery.search_hint")),
+        );
+        changed |= search.changed();
+        let all_models = tr(lang, "gallery.all_models").to_owned();
+        ui.name_inputs(tr(lang, "gallery.model_filter"), |ui| {
+            egui::ComboBox::from_id_salt("gallery-model")
+                .width(200.0)
+                .selected_text(gallery.model.clone().unwrap_or_else(|| all_models.clone()))
+                .truncate()
+                .show_ui(ui, |ui| {
+                    changed |= ui.selectable_value(&mut gallery.model, None, all_models).changed();
+                    for model in gallery.models.clone() {
+                        changed |= ui
+                            .selectable_value(&mut gallery.model, Some(model.clone()), model)
+                            .changed();
+                    }
+                });
+        });
+        ui.name_inputs(tr(lang, "gallery.date_filter"), |ui| {
+            egui::ComboBox::from_id_salt("gallery-date")
+                .width(150.0)
+                .selected_text(tr(lang, gallery.date.label_key()))
+                .show_ui(ui, |ui| {
+                    for date in DateFilter::ALL {
+                        changed |= ui
+                            .selectable_value(&mut gallery.date, date, tr(lang, date.label_key()))
+                            .changed();
+                    }
+                });
+        });
+    });
+    if changed {
+        gallery.invalidate();
+    }
+}
+
+fn grid_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut Vec<Action>) {
+    let palette = Palette::of_ui(ui);
+    let frame = state.frame;
+    let gallery = &mut state.gallery;
+    let total = gallery.count.unwrap_or(0);
+    if gallery.count == Some(0) {
+        let filtered = !gallery.search.trim().is_empty()
+            || gallery.model.is_some()
+            || gallery.date != DateFilter::All;
+        let (title, hint) = if filtered {
+            ("gallery.no_matches", "gallery.no_matches_hint")
+        } else {
+            ("gallery.empty", "gallery.empty_hint")
+        };
+        ui.add_space(60.0);
+        ui.vertical_centered(|ui| {
+            ui.label(RichText::new(tr(lang, title)).size(17.0));
+            ui.label(RichText::new(tr(lang, hint)).color(palette.muted));
+        });
+        return;
+    }
+    let cell = theme::THUMB_CELL;
+    let gap = theme::GRID_GAP;
+    let width = ui.available_width();
+    let columns = (((width + gap) / (cell + gap)).floor() as usize).max(1);
+    let rows = total.div_ceil(columns);
+    let mut wanted_pages = Vec::new();
+    let mut wanted_thumbs = Vec::new();
+    let mut clicked = None;
+    ui.spacing_mut().item_spacing.y = gap;
+    egui::ScrollArea::vertical()
+        .id_salt("gallery-grid")
+        .auto_shrink([false, false])
+        .show_rows(ui, cell, rows, |ui, row_range| {
+            for row in row_range {
+                ui.horizontal(|ui| {
+                    ui.spacing_mut().item_spacing.x = gap;
+                    for column in 0..columns {
+                        let index = row * columns + column;
+                        if index >= total {
+                            break;
+                        }
+                        let page = index / PAGE_SIZE;
+                        if !wanted_pages.contains(&page) {
+                            wanted_pages.push(page);
+                        }
+                        let entry = gallery.entry(index).cloned();
+                        let selected = entry
+                            .as_ref()
+                            .zip(gallery.selected.as_ref())
+                            .is_some_and(|(a, b)| a.id == b.id);
+                        let response = cell_ui(ui, gallery, entry.as_ref(), selected, frame, &mut wanted_thumbs);
+                        if response.clicked() {
+                            clicked = entry;
+                        }
+                    }
+                });
+            }
+        });
+    if let Some(entry) = clicked {
+        gallery.selected = Some(entry);
+    }
+    let missing: Vec<usize> = wanted_pages
+        .into_iter()
+        .filter(|page| !gallery.requested.contains(page))
+        .collect();
+    if !missing.is_empty() {
+        actions.push(Action::GalleryPages(missing));
+    }
+    let ids: Vec<i64> = wanted_thumbs.iter().map(|(id, _)| *id).collect();
+    if ids != gallery.last_wanted {
+        gallery.last_wanted = ids;
+        actions.push(Action::WantThumbnails(wanted_thumbs));
+    }
+}
+
+/// One grid cell: the thumbnail fitted into a square card.
+fn cell_ui(
+    ui: &mut egui::Ui,
+    gallery: &mut GalleryState,
+    entry: Option<&GalleryEntry>,
+    selected: bool,
+    frame: u64,
+    wanted: &mut Vec<(i64, std::path::PathBuf)>,
+) -> egui::Response {
+    let palette = Palette::of_ui(ui);
+    let size = Vec2::splat(theme::THUMB_CELL);
+    let (rect, response) = ui.allocate_exact_size(size, Sense::click());
+    let label = entry.map(|e| e.prompt.clone()).unwrap_or_default();
+    response.widget_info(|| egui::WidgetInfo::selected(egui::Role::ListBoxOption, true, selected, &label));
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, theme::RADIUS, palette.canvas);
+    if let Some(entry) = entry {
+        match gallery.thumbnails.get_mut(&entry.id) {
+            Some(Thumb::Loaded { texture, last_used }) => {
+                *last_used = frame;
+                let image_size = texture.size_vec2();
+                let scale = (rect.width() / image_size.x).min(rect.height() / image_size.y);
+                let image_rect = Rect::from_center_size(rect.center(), image_size * scale);
+                let uv = Rect::from_min_max(egui::Pos2::ZERO, egui::Pos2::new(1.0, 1.0));
+                painter.image(texture.id(), image_rect, uv, egui::Color32::WHITE);
+            }
+            Some(Thumb::Failed) => {
+                painter.text(
+                    rect.center(),
+                    egui::Align2::CENTER_CENTER,
+                    "?",
+                    egui::FontId::proportional(28.0),
+                    palette.muted,
+                );
+            }
+            None => wanted.push((entry.id, entry.path.clone())),
+        }
+    }
+    let stroke = if selected {
+        egui::Stroke::new(2.5, palette.accent)
+    } else if response.hovered() {
+        egui::Stroke::new(1.5, palette.accent)
+    } else {
+        egui::Stroke::new(1.0, palette.card_stroke)
+    };
+    painter.rect_stroke(rect, theme::RADIUS, stroke, egui::StrokeKind::Inside);
+    match entry {
+        Some(entry) if !entry.prompt.is_empty() => response.on_hover_text(&entry.prompt),
+        _ => response,
+    }
+}
+
+/// A "label: value" line in the details pane.
+fn detail_row(ui: &mut egui::Ui, label: &str, value: &str) {
+    let palette = Palette::of_ui(ui);
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(label).color(palette.muted));
+        ui.label(value);
+    });
+}
+
+fn details_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut Vec<Action>) {
+    let palette = Palette::of_ui(ui);
+    let Some(entry) = state.gallery.selected.clone() else {
+        return;
+    };
+    egui::ScrollArea::vertical()
+        .id_salt("gallery-details-scroll")
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(tr(lang, "gallery.details")).strong());
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui.small_button(tr(lang, "common.close")).clicked() {
+                        state.gallery.selected = None;
+                    }
+                });
+            });
+            if let Some(Thumb::Loaded { texture, .. }) = state.gallery.thumbnails.get(&entry.id) {
+                let image_size = texture.size_vec2();
+                let width = ui.available_width();
+                let scale = (width / image_size.x).min(260.0 / image_size.y);
+                ui.add(egui::Image::new((texture.id(), image_size * scale)).corner_radius(theme::RADIUS));
+            }
+            ui.add_space(6.0);
+            ui.horizontal_wrapped(|ui| {
+                let recipe = entry.recipe();
+                if ui
+                    .add_enabled(recipe.is_some(), egui::Button::new(tr(lang, "result.reuse")))
+                    .on_disabled_hover_text(tr(lang, "gallery.no_recipe"))
+                    .clicked()
+                    && let Some(recipe) = recipe
+                {
+                    actions.push(Action::ReuseSettings(Box::new(recipe)));
+                }
+                if ui.button(tr(lang, "result.use_as_init")).clicked() {
+                    actions.push(Action::UseAsInit(entry.path.clone()));
+                }
+                if ui.button(tr(lang, "result.open_folder")).clicked() {
+                    actions.push(Action::OpenFolder(entry.path.clone()));
+                }
+                if ui.button(tr(lang, "result.copy")).clicked() {
+                    actions.push(Action::CopyImage(entry.path.clone()));
+                }
+            });
+            ui.add_space(6.0);
+            ui.label(RichText::new(tr(lang, "generate.prompt")).color(palette.muted));
+            ui.add(egui::Label::new(&entry.prompt).selectable(true).wrap());
+            if let Some(negative) = entry.negative.as_deref().filter(|n| !n.is_empty()) {
+                ui.label(RichText::new(tr(lang, "generate.negative")).color(palette.muted));
+                ui.add(egui::Label::new(negative).selectable(true).wrap());
+            }
+            ui.add_space(6.0);
+            detail_row(ui, tr(lang, "generate.model"), &entry.model);
+            if let Some(hash) = &entry.model_hash {
+                detail_row(ui, tr(lang, "models.hash"), hash);
+            }
+            detail_row(ui, tr(lang, "generate.seed"), &entry.seed.to_string());
+            detail_row(
+                ui,
+                tr(lang, "generate.size"),
+                &format!("{} × {}", entry.width, entry.height),
+            );
+            let sampler = SamplerKind::from_cli_name(&entry.sampler)
+                .map(sampler_label)
+                .unwrap_or_else(|| entry.sampler.clone());
+            detail_row(ui, tr(lang, "generate.sampler"), &sampler);
+            detail_row(ui, tr(lang, "generate.steps"), &entry.steps.to_string());
+            detail_row(ui, tr(lang, "generate.cfg"), &format!("{:.1}", entry.cfg));
+            detail_row(ui, tr(lang, "gallery.created"), &format_date(entry.created_unix));
+            if let Some(parent) = &entry.parent {
+                detail_row(ui, tr(lang, "gallery.parent"), &file_name(parent));
+            }
+            detail_row(ui, tr(lang, "gallery.file"), &file_name(&entry.path));
+            if let Some(recipe) = entry.recipe() {
+                ui.add_space(6.0);
+                egui::CollapsingHeader::new(tr(lang, "gallery.full_recipe"))
+                    .id_salt("gallery-recipe")
+                    .show(ui, |ui| {
+                        let json = serde_json::to_string_pretty(&recipe).unwrap_or_default();
+                        ui.add(egui::Label::new(RichText::new(json).monospace().small()).selectable(true).wrap());
+                    });
+            }
+        });
+}
+
+/// "2026-11-23 09:41 UTC".
+fn format_date(unix_secs: i64) -> String {
+    let stamp = crate::gui::services::saver::timestamp(unix_secs);
+    // `YYYYMMDD-HHMMSS` → `YYYY-MM-DD HH:MM`.
+    let digits: Vec<char> = stamp.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() < 12 {
+        return stamp;
+    }
+    let part = |from: usize, to: usize| digits.get(from..to).map(|d| d.iter().collect::<String>()).unwrap_or_default();
+    format!(
+        "{}-{}-{} {}:{} UTC",
+        part(0, 4),
+        part(4, 6),
+        part(6, 8),
+        part(8, 10),
+        part(10, 12)
+    )
+}

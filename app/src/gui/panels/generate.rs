@@ -1,0 +1,531 @@
+//! The Generate panel: the form on the left (model, prompts with token counts, seed, sampler,
+//! steps, CFG, size presets, batch, init image), the live preview or result viewer with its
+//! actions in the middle, and the job queue underneath. Ctrl+Enter generates, Esc cancels.
+
+use crate::gui::action::Action;
+use crate::gui::form::{Aspect, FormError, GenerateForm, MAX_BATCH, MAX_SIDE, MAX_STEPS, SeedMode};
+use crate::gui::panels::{file_name, primary_button, queue};
+use crate::gui::services::tasks::PickPurpose;
+use crate::gui::state::{AppState, Section};
+use crate::gui::theme::{self, Palette};
+use crate::i18n::{Lang, tr, tr_args};
+use egui::{Key, Modifiers, RichText, Vec2};
+use kiln_inference::SamplerKind;
+
+/// The Generate panel.
+pub fn generate_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    shortcuts(ui, state, actions);
+    let palette = Palette::of_ui(ui);
+    egui::Panel::left("generate-form")
+        .exact_size(theme::FORM_WIDTH)
+        .resizable(false)
+        .show_separator_line(false)
+        .frame(egui::Frame::new().inner_margin(egui::Margin {
+            left: 0,
+            right: 12,
+            top: 0,
+            bottom: 0,
+        }))
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("generate-form-scroll")
+                .auto_shrink([false, false])
+                .show(ui, |ui| {
+                    ui.add_space(2.0);
+                    form_ui(ui, state, actions);
+                    ui.add_space(8.0);
+                });
+        });
+    egui::Panel::bottom("generate-queue")
+        .exact_size(theme::QUEUE_HEIGHT)
+        .resizable(false)
+        .show_separator_line(false)
+        .frame(egui::Frame::new().inner_margin(egui::Margin {
+            left: 0,
+            right: 0,
+            top: 10,
+            bottom: 0,
+        }))
+        .show(ui, |ui| queue::queue_ui(ui, state, actions));
+    egui::CentralPanel::default()
+        .frame(egui::Frame::new().fill(palette.panel))
+        .show(ui, |ui| {
+            job_errors_ui(ui, state, actions);
+            viewer_ui(ui, state, actions);
+        });
+}
+
+/// Ctrl+Enter generates (when the form is valid), Esc cancels the running job.
+fn shortcuts(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Action>) {
+    if ui.input_mut(|i| i.consume_key(Modifiers::COMMAND, Key::Enter))
+        && let Ok(recipe) = state.form.to_recipe()
+    {
+        actions.push(Action::Submit(Box::new(recipe)));
+    }
+    if let Some(running) = state.jobs.running()
+        && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape))
+    {
+        actions.push(Action::Cancel(running.id));
+    }
+}
+
+/// A form row: a fixed-width label, then the widgets it names.
+fn row_ui<R>(ui: &mut egui::Ui, label: &str, add: impl FnOnce(&mut egui::Ui) -> R) -> R {
+    ui.horizontal(|ui| {
+        let label = fixed_label(ui, label, theme::LABEL_WIDTH);
+        ui.label_inputs_by(label.id, add)
+    })
+    .inner
+}
+
+/// A left-aligned label in a column of `width` points.
+pub fn fixed_label(ui: &mut egui::Ui, text: &str, width: f32) -> egui::Response {
+    let size = egui::vec2(width, ui.spacing().interact_size.y);
+    ui.allocate_ui_with_layout(size, egui::Layout::left_to_right(egui::Align::Center), |ui| {
+        ui.set_min_size(size);
+        ui.add(egui::Label::new(text).truncate())
+    })
+    .inner
+}
+
+/// A small section title inside the form.
+fn group_title(ui: &mut egui::Ui, text: &str) {
+    ui.add_space(theme::SECTION_GAP / 2.0);
+    ui.label(RichText::new(text).strong());
+    ui.add_space(2.0);
+}
+
+fn form_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    let lang = state.lang();
+    model_ui(ui, state, actions);
+    prompts_ui(ui, state);
+    group_title(ui, tr(lang, "generate.parameters"));
+    seed_ui(ui, state);
+    sampler_ui(ui, &mut state.form, lang);
+    size_ui(ui, &mut state.form, lang);
+    row_ui(ui, tr(lang, "generate.batch"), |ui| {
+        ui.add(egui::DragValue::new(&mut state.form.batch).range(1..=MAX_BATCH).speed(0.1));
+        ui.label(RichText::new(tr(lang, "generate.batch_hint")).small().color(Palette::of_ui(ui).muted));
+    });
+    init_ui(ui, state, actions);
+    ui.add_space(theme::SECTION_GAP);
+    generate_button_ui(ui, state, actions);
+}
+
+fn model_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    let lang = state.lang();
+    let palette = Palette::of_ui(ui);
+    group_title(ui, tr(lang, "generate.model"));
+    let selected_name = match &state.form.model {
+        Some(path) => state
+            .models
+            .entry(path)
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| file_name(path)),
+        None => tr(lang, "generate.no_model").to_owned(),
+    };
+    let mut chosen = None;
+    ui.horizontal(|ui| {
+        let browse_width = 90.0;
+        let combo_width = (ui.available_width() - browse_width - ui.spacing().item_spacing.x).max(120.0);
+        ui.name_inputs(tr(lang, "generate.model"), |ui| {
+            egui::ComboBox::from_id_salt("model-picker")
+                .width(combo_width)
+                .selected_text(selected_name)
+                .truncate()
+                .show_ui(ui, |ui| {
+                    let mut any = false;
+                    for entry in state.models.checkpoints() {
+                        any = true;
+                        let selected = state.form.model.as_deref() == Some(entry.path.as_path());
+                        let family = entry.family.map(|f| f.label()).unwrap_or("?");
+                        let label = format!("{}  ·  {family}", entry.name);
+                        if ui.selectable_label(selected, label).clicked() {
+                            chosen = Some(entry.clone());
+                        }
+                    }
+                    if !any {
+                        ui.label(RichText::new(tr(lang, "generate.no_models_found")).color(palette.muted));
+                    }
+                });
+        });
+        if ui
+            .add_sized([browse_width, ui.spacing().interact_size.y], egui::Button::new(tr(lang, "common.browse")))
+            .on_hover_text(tr(lang, "generate.browse_model_hint"))
+            .clicked()
+        {
+            actions.push(Action::Pick(PickPurpose::Model));
+        }
+    });
+    if let Some(entry) = chosen {
+        state.form.set_model(entry.path, entry.family, entry.hash);
+    }
+    match (&state.form.model, state.form.family) {
+        (Some(_), Some(family)) => {
+            let (w, h) = family.native_size();
+            ui.label(
+                RichText::new(tr_args(
+                    lang,
+                    "generate.family_line",
+                    &[("family", &family.label()), ("size", &format!("{w}×{h}"))],
+                ))
+                .small()
+                .color(palette.muted),
+            );
+        }
+        (None, _) if state.models.scanned && state.models.checkpoints().next().is_none() => {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(RichText::new(tr(lang, "generate.no_models_found")).small().color(palette.muted));
+                if ui.small_button(tr(lang, "generate.open_models")).clicked() {
+                    actions.push(Action::ShowSection(Section::Models));
+                }
+            });
+        }
+        _ => {}
+    }
+}
+
+fn token_label(counts: Option<(usize, usize)>, lang: Lang, ui: &egui::Ui) -> RichText {
+    let palette = Palette::of_ui(ui);
+    match counts {
+        Some((tokens, limit)) => {
+            let text = tr_args(lang, "generate.tokens", &[("count", &tokens), ("limit", &limit)]);
+            // Past the first chunk the prompt is split, as A1111 does: worth a glance.
+            let color = if tokens > 75 { palette.accent } else { palette.muted };
+            RichText::new(text).small().color(color)
+        }
+        None => RichText::new("…").small().color(palette.muted),
+    }
+}
+
+fn prompts_ui(ui: &mut egui::Ui, state: &mut AppState) {
+    let lang = state.lang();
+    for (key, hint_key, rows, negative) in [
+        ("generate.prompt", "generate.prompt_hint", 5, false),
+        ("generate.negative", "generate.negative_hint", 2, true),
+    ] {
+        ui.add_space(theme::SECTION_GAP / 2.0);
+        let counts = if negative {
+            state.tokens.negative
+        } else {
+            state.tokens.prompt
+        };
+        let label = ui
+            .horizontal(|ui| {
+                let label = ui.label(RichText::new(tr(lang, key)).strong());
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.label(token_label(counts, lang, ui));
+                });
+                label
+            })
+            .inner;
+        let text = if negative {
+            &mut state.form.negative
+        } else {
+            &mut state.form.prompt
+        };
+        ui.add(
+            egui::TextEdit::multiline(text)
+                .desired_rows(rows)
+                .desired_width(f32::INFINITY)
+                .hint_text(tr(lang, hint_key)),
+        )
+        .labelled_by(label.id);
+    }
+}
+
+fn seed_ui(ui: &mut egui::Ui, state: &mut AppState) {
+    let lang = state.lang();
+    let last_seed = state.jobs.last_seed;
+    let form = &mut state.form;
+    row_ui(ui, tr(lang, "generate.seed"), |ui| {
+        ui.selectable_value(&mut form.seed_mode, SeedMode::Random, tr(lang, "generate.seed_random"));
+        ui.selectable_value(&mut form.seed_mode, SeedMode::Fixed, tr(lang, "generate.seed_fixed"));
+        ui.add_enabled(
+            form.seed_mode == SeedMode::Fixed,
+            egui::DragValue::new(&mut form.seed).range(0..=u64::from(u32::MAX)),
+        );
+        let reuse = ui
+            .add_enabled(last_seed.is_some(), egui::Button::new(tr(lang, "generate.seed_reuse")).small())
+            .on_hover_text(tr(lang, "generate.seed_reuse_hint"));
+        if reuse.clicked()
+            && let Some(seed) = last_seed
+        {
+            form.seed = seed;
+            form.seed_mode = SeedMode::Fixed;
+        }
+    });
+}
+
+/// "DPM++ 2M Karras", as A1111 users know the samplers.
+pub fn sampler_label(sampler: SamplerKind) -> String {
+    match sampler.a1111_names() {
+        (name, "Automatic") => name.to_owned(),
+        (name, schedule) => format!("{name} {schedule}"),
+    }
+}
+
+fn sampler_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
+    row_ui(ui, tr(lang, "generate.sampler"), |ui| {
+        egui::ComboBox::from_id_salt("sampler")
+            .width(ui.available_width())
+            .selected_text(sampler_label(form.sampler))
+            .show_ui(ui, |ui| {
+                for sampler in SamplerKind::ALL {
+                    ui.selectable_value(&mut form.sampler, sampler, sampler_label(sampler));
+                }
+            });
+    });
+    row_ui(ui, tr(lang, "generate.steps"), |ui| {
+        ui.spacing_mut().slider_width = ui.available_width() - 60.0;
+        ui.add(egui::Slider::new(&mut form.steps, 1..=MAX_STEPS));
+    });
+    row_ui(ui, tr(lang, "generate.cfg"), |ui| {
+        ui.spacing_mut().slider_width = ui.available_width() - 60.0;
+        ui.add(egui::Slider::new(&mut form.cfg, 1.0..=20.0).step_by(0.5).fixed_decimals(1));
+    });
+}
+
+fn size_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
+    row_ui(ui, tr(lang, "generate.size"), |ui| {
+        let mut changed = false;
+        changed |= ui
+            .add(egui::DragValue::new(&mut form.width).range(64..=MAX_SIDE).speed(8))
+            .changed();
+        ui.label("×");
+        changed |= ui
+            .add(egui::DragValue::new(&mut form.height).range(64..=MAX_SIDE).speed(8))
+            .changed();
+        if changed {
+            form.width = form.width / 8 * 8;
+            form.height = form.height / 8 * 8;
+            form.aspect = Aspect::matching((form.width, form.height), form.native_size());
+        }
+        ui.label(RichText::new(tr(lang, "generate.pixels")).small().color(Palette::of_ui(ui).muted));
+    });
+    // The presets span the form's width, equally sized.
+    ui.horizontal(|ui| {
+        let gap = 4.0;
+        ui.spacing_mut().item_spacing.x = gap;
+        let count = Aspect::ALL.len() as f32;
+        let width = ((ui.available_width() - gap * (count - 1.0)) / count).floor();
+        for aspect in Aspect::ALL {
+            let button = egui::Button::selectable(form.aspect == Some(aspect), aspect.label())
+                .min_size(egui::vec2(width, 24.0));
+            if ui
+                .add(button)
+                .on_hover_text(tr(lang, "generate.aspect"))
+                .clicked()
+            {
+                form.set_aspect(aspect);
+            }
+        }
+    });
+}
+
+fn init_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    let lang = state.lang();
+    let palette = Palette::of_ui(ui);
+    group_title(ui, tr(lang, "generate.init"));
+    let form = &mut state.form;
+    match form.init.clone() {
+        Some(path) => {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(file_name(&path)).monospace())
+                    .on_hover_text(path.display().to_string());
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui.small_button(tr(lang, "generate.init_clear")).clicked() {
+                        form.init = None;
+                    }
+                    if ui.small_button(tr(lang, "common.change")).clicked() {
+                        actions.push(Action::Pick(PickPurpose::InitImage));
+                    }
+                });
+            });
+            row_ui(ui, tr(lang, "generate.strength"), |ui| {
+                ui.spacing_mut().slider_width = ui.available_width() - 60.0;
+                ui.add(egui::Slider::new(&mut form.strength, 0.05..=1.0).fixed_decimals(2));
+            });
+        }
+        None => {
+            ui.horizontal_wrapped(|ui| {
+                if ui.button(tr(lang, "generate.init_choose")).clicked() {
+                    actions.push(Action::Pick(PickPurpose::InitImage));
+                }
+                ui.label(RichText::new(tr(lang, "generate.init_hint")).small().color(palette.muted));
+            });
+        }
+    }
+}
+
+fn generate_button_ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Action>) {
+    let lang = state.lang();
+    let validity = state.form.to_recipe_with(|| 0);
+    let enabled = validity.is_ok();
+    ui.horizontal(|ui| {
+        let response = primary_button(ui, tr(lang, "generate.run"), enabled, ui.available_width() - 96.0);
+        let response = match &validity {
+            Err(error) => response.on_disabled_hover_text(form_error_text(error, lang)),
+            Ok(_) => response.on_hover_text(tr(lang, "generate.run_hint")),
+        };
+        if response.clicked()
+            && let Ok(recipe) = state.form.to_recipe()
+        {
+            actions.push(Action::Submit(Box::new(recipe)));
+        }
+        ui.label(RichText::new("Ctrl+Enter").small().color(Palette::of_ui(ui).muted));
+    });
+    if let Err(error) = &validity {
+        ui.label(
+            RichText::new(form_error_text(error, lang))
+                .small()
+                .color(Palette::of_ui(ui).muted),
+        );
+    }
+}
+
+/// The message for a form error.
+pub fn form_error_text(error: &FormError, lang: Lang) -> String {
+    match error {
+        FormError::BadSize { width, height } => tr_args(
+            lang,
+            error.message_key(),
+            &[("width", width), ("height", height)],
+        ),
+        _ => tr(lang, error.message_key()).to_owned(),
+    }
+}
+
+fn job_errors_ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Action>) {
+    let lang = state.lang();
+    let palette = Palette::of_ui(ui);
+    for error in &state.jobs.errors {
+        palette.error_frame().show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.horizontal(|ui| {
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
+                    if ui.button(tr(lang, "common.dismiss")).clicked() {
+                        actions.push(Action::DismissJobError(error.id));
+                    }
+                    ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
+                        ui.label(
+                            RichText::new(tr_args(lang, "generate.job_failed", &[("id", &error.id)]))
+                                .strong()
+                                .color(palette.error),
+                        );
+                        ui.add(egui::Label::new(RichText::new(&error.message).color(palette.error)).wrap());
+                    });
+                });
+            });
+        });
+        ui.add_space(8.0);
+    }
+}
+
+fn viewer_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    let lang = state.lang();
+    let palette = Palette::of_ui(ui);
+    // The running job's preview wins over the last result.
+    let running_preview = state
+        .jobs
+        .preview
+        .as_ref()
+        .filter(|(id, _)| state.jobs.running().is_some_and(|job| job.id == *id))
+        .map(|(_, texture)| (texture.id(), texture.size_vec2()));
+    let result = state.jobs.selected_result();
+    ui.horizontal(|ui| {
+        let title = if running_preview.is_some() {
+            tr(lang, "generate.preview").to_owned()
+        } else if let Some(result) = result {
+            tr_args(
+                lang,
+                "generate.result_line",
+                &[
+                    ("width", &result.size[0]),
+                    ("height", &result.size[1]),
+                    ("seed", &result.recipe.seed),
+                ],
+            )
+        } else {
+            tr(lang, "generate.result").to_owned()
+        };
+        ui.label(RichText::new(title).strong());
+    });
+    if running_preview.is_none()
+        && let Some(result) = result
+    {
+        ui.horizontal_wrapped(|ui| {
+            let path = result.path.clone();
+            if ui.button(tr(lang, "result.fit")).clicked() {
+                state.viewer.fit();
+            }
+            if ui.button(tr(lang, "result.save_as")).clicked() {
+                actions.push(Action::SaveAs(path.clone()));
+            }
+            if ui.button(tr(lang, "result.copy")).clicked() {
+                actions.push(Action::CopyImage(path.clone()));
+            }
+            if ui.button(tr(lang, "result.open_folder")).clicked() {
+                actions.push(Action::OpenFolder(path.clone()));
+            }
+            if ui.button(tr(lang, "result.use_as_init")).clicked() {
+                actions.push(Action::UseAsInit(path.clone()));
+            }
+            if ui.button(tr(lang, "result.reuse")).clicked() {
+                actions.push(Action::ReuseSettings(Box::new(result.recipe.clone())));
+            }
+        });
+        if state.jobs.results.len() > 1 {
+            ui.horizontal_wrapped(|ui| {
+                for index in 0..state.jobs.results.len() {
+                    let label = format!("{}", index + 1);
+                    if ui
+                        .add(egui::Button::selectable(state.jobs.selected == index, label).small())
+                        .clicked()
+                    {
+                        state.jobs.selected = index;
+                        state.viewer.fit();
+                    }
+                }
+            });
+        }
+    }
+    ui.add_space(4.0);
+    let shown = running_preview.or_else(|| {
+        state
+            .jobs
+            .selected_result()
+            .map(|r| (r.texture.id(), r.texture.size_vec2()))
+    });
+    match shown {
+        Some((texture, size)) => {
+            state.viewer.ui(ui, texture, size);
+        }
+        None => {
+            let size = ui.available_size().max(Vec2::splat(32.0));
+            let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+            let painter = ui.painter_at(rect);
+            painter.rect_filled(rect, 4.0, palette.canvas);
+            let running = state.jobs.running().is_some();
+            let text = if running {
+                tr(lang, "generate.waiting_for_preview")
+            } else {
+                tr(lang, "generate.empty_viewer")
+            };
+            painter.text(
+                rect.center() - Vec2::new(0.0, 10.0),
+                egui::Align2::CENTER_CENTER,
+                text,
+                egui::FontId::proportional(16.0),
+                palette.muted,
+            );
+            painter.text(
+                rect.center() + Vec2::new(0.0, 14.0),
+                egui::Align2::CENTER_CENTER,
+                tr(lang, "generate.empty_viewer_hint"),
+                egui::FontId::proportional(12.5),
+                palette.muted,
+            );
+        }
+    }
+}

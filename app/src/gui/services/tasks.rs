@@ -1,0 +1,131 @@
+//! One-off background work (file dialogs, save as, copy to clipboard, reading a dropped file,
+//! saving settings): each task runs on its own short-lived thread and its [`TaskDone`] is
+//! polled in `logic`, like rerun's `BackgroundTasks`.
+
+use crossbeam_channel::{Receiver, Sender};
+use kiln_inference::Recipe;
+use kiln_inference::io::family::Family;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Which file dialog a picked path answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PickPurpose {
+    /// A model file or folder for the Generate panel.
+    Model,
+    /// An init image.
+    InitImage,
+    /// The output folder (Settings).
+    OutputDir,
+    /// A folder to add to the model folders.
+    ModelDir,
+}
+
+/// What a dropped or opened image turned out to be.
+#[derive(Clone, Debug)]
+pub enum DroppedImage {
+    /// A PNG with a Kiln recipe or A1111 parameters: the form is restored from it.
+    Recipe(Box<Recipe>),
+    /// Any other image: it becomes the init image.
+    Image(PathBuf),
+    /// Not an image Kiln can read.
+    Unreadable(String),
+}
+
+/// The outcome of one background task.
+#[derive(Debug)]
+pub enum TaskDone {
+    /// A file dialog closed (`None`: cancelled).
+    Picked(PickPurpose, Option<PathBuf>),
+    /// A model's family was detected (or not).
+    ModelInspected {
+        /// The model.
+        path: PathBuf,
+        /// Its family, or why it cannot be used.
+        family: Result<Family, String>,
+    },
+    /// A dropped file was read.
+    Dropped(DroppedImage),
+    /// "Save as" finished (`Ok(None)`: the dialog was cancelled).
+    SavedAs(Result<Option<PathBuf>, String>),
+    /// A folder was opened in the file manager (or why not).
+    Opened(Result<(), String>),
+    /// The image is on the clipboard (or why not).
+    Copied(Result<(), String>),
+    /// Settings were written (or why not).
+    SettingsSaved(Result<(), String>),
+    /// A model-folder scan finished.
+    ModelsScanned {
+        /// The scan's generation (older scans are dropped).
+        generation: u64,
+        /// Models found, in folder order.
+        entries: Vec<crate::library::models::ModelEntry>,
+        /// Other apps' installs found.
+        externals: Vec<crate::library::models::ExternalLayout>,
+    },
+    /// Something failed that has no better place to report.
+    Failed(String),
+}
+
+/// Runs one-off tasks and collects their results.
+pub struct Tasks {
+    done_tx: Sender<TaskDone>,
+    done_rx: Receiver<TaskDone>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Results buffered before a finishing task waits for the UI.
+const CAPACITY: usize = 64;
+
+impl Tasks {
+    /// A task runner; `wake` asks the UI for a frame when a task finishes.
+    pub fn new(wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let (done_tx, done_rx) = crossbeam_channel::bounded(CAPACITY);
+        Tasks {
+            done_tx,
+            done_rx,
+            wake,
+            running: Arc::default(),
+        }
+    }
+
+    /// Runs `work` on a new thread named `name`.
+    pub fn spawn(&self, name: &str, work: impl FnOnce() -> TaskDone + Send + 'static) {
+        use std::sync::atomic::Ordering;
+        let done_tx = self.done_tx.clone();
+        let wake = self.wake.clone();
+        let running = self.running.clone();
+        running.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name(format!("kiln-{name}"))
+            .spawn(move || {
+                let done = work();
+                running.fetch_sub(1, Ordering::Relaxed);
+                // The UI is gone when this fails; nothing is left to tell.
+                done_tx.send(done).ok();
+                wake();
+            });
+        if let Err(e) = spawned {
+            self.running.fetch_sub(1, Ordering::Relaxed);
+            self.done_tx
+                .try_send(TaskDone::Failed(format!("cannot start a background task: {e}")))
+                .ok();
+        }
+    }
+
+    /// Finished tasks since the last call, without blocking.
+    pub fn try_done(&self) -> impl Iterator<Item = TaskDone> + '_ {
+        self.done_rx.try_iter()
+    }
+
+    /// A sender for long-lived services that report as tasks.
+    pub fn sender(&self) -> Sender<TaskDone> {
+        self.done_tx.clone()
+    }
+
+    /// Tasks still running.
+    pub fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
