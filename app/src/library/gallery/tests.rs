@@ -141,9 +141,11 @@ fn add_query_search_filter_and_page() {
         "prompt or negative"
     );
     assert_eq!(
-        prompts(&gallery.query(&text("clay fox")).unwrap()),
+        prompts(&gallery.query(&text("clay snow")).unwrap()),
         ["a clay fox in the snow"]
     );
+    // Each word may match either field: "fox" is in the woman's negative prompt.
+    assert_eq!(gallery.count(&text("clay fox")).unwrap(), 2);
     assert_eq!(
         gallery.count(&text("ox")).unwrap(),
         2,

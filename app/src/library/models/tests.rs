@@ -23,7 +23,7 @@ fn write_safetensors(path: &Path, tensors: &[(&str, &[usize])]) {
         offset += bytes;
     }
     let mut json = serde_json::to_vec(&header).unwrap();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut file = (json.len() as u64).to_le_bytes().to_vec();
@@ -49,9 +49,12 @@ fn find<'a>(entries: &'a [ModelEntry], relative: &str, root: &Path) -> &'a Model
         .unwrap_or_else(|| panic!("{relative} not listed in {entries:#?}"))
 }
 
+/// A file to write: path relative to the models folder, and its tensors (name, shape).
+type FakeFile<'a> = (&'a str, &'a [(&'a str, &'a [usize])]);
+
 /// A models folder with one file of each kind, some broken ones and some to ignore.
 fn sample_models(root: &Path) {
-    let files: &[(&str, &[(&str, &[usize])])] = &[
+    let files: &[FakeFile] = &[
         (
             "Lora/style_kohya.safetensors",
             &[
