@@ -4,13 +4,13 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use kiln_inference::SamplerKind;
 use kiln_inference::io::model::ModelFiles;
 use kiln_inference::pipelines::stable_diffusion::StableDiffusion;
 use kiln_inference::sampling::rng::TorchRng;
 use kiln_inference::sampling::scheduler::{Scheduler, SchedulerConfig};
 use kiln_inference::unet::flops::{unet_flops, vae_decode_flops};
 use kiln_inference::unet::{TextTimeInputs, UNetHooks};
-use kiln_inference::SamplerKind;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -57,7 +57,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     /// Prompt to encode.
-    #[arg(long, default_value = "a photograph of an astronaut riding a horse on the moon")]
+    #[arg(
+        long,
+        default_value = "a photograph of an astronaut riding a horse on the moon"
+    )]
     prompt: String,
     /// Negative prompt to encode.
     #[arg(long, default_value = "blurry, low quality, watermark")]
@@ -80,7 +83,7 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
     };
     let w: u32 = w.parse().map_err(|_| bad())?;
     let h: u32 = h.parse().map_err(|_| bad())?;
-    if w == 0 || h == 0 || w % 8 != 0 || h % 8 != 0 {
+    if w == 0 || h == 0 || !w.is_multiple_of(8) || !h.is_multiple_of(8) {
         return Err(format!("size must be positive multiples of 8, got {w}x{h}"));
     }
     if w > 8192 || h > 8192 {
@@ -147,7 +150,6 @@ struct Report {
     vae_gflops_per_s: Option<f64>,
     peak_rss_bytes: Option<u64>,
 }
-
 
 /// `[a; b]` along the batch dimension. The app does not link candle itself (only the inference
 /// crate does), so this works through tensor methods: zero-pad both to the joint batch and add.
@@ -269,8 +271,8 @@ fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     if timesteps.is_empty() {
         bail!("the scheduler gave no timesteps for {} steps", args.steps);
     }
-    let latents = (rng.randn_tensor(&[1, unet_config.in_channels, lh, lw])?
-        * scheduler.init_noise_sigma())?;
+    let latents =
+        (rng.randn_tensor(&[1, unet_config.in_channels, lh, lw])? * scheduler.init_noise_sigma())?;
     let hooks = UNetHooks::default();
     let cfg_scale = f64::from(args.cfg);
     let step = |index: usize| -> anyhow::Result<f64> {
@@ -357,7 +359,14 @@ fn print_table(r: &Report) {
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     println!(
         "kiln bench: {} ({}), {}x{}, {}, {} threads, cfg {} (UNet batch {}), {} context tokens",
-        r.model, r.family, r.width, r.height, r.precision, r.threads, r.cfg, r.unet_batch,
+        r.model,
+        r.family,
+        r.width,
+        r.height,
+        r.precision,
+        r.threads,
+        r.cfg,
+        r.unet_batch,
         r.context_tokens
     );
     println!("{:<24} {:>12} {:>14}", "quantity", "value", "GFLOP/s");

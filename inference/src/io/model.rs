@@ -88,6 +88,20 @@ impl ModelFiles {
     }
 }
 
+/// A config object without its `null` entries, so serde defaults apply to them (published
+/// configs write e.g. `"upcast_attention": null`).
+pub fn without_nulls(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Hex SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
     use std::io::Read;

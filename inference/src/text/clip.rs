@@ -53,7 +53,7 @@ fn default_eps() -> f64 {
 impl ClipTextConfig {
     /// Parses a transformers `config.json` (unknown keys ignored) and checks it.
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        let config: ClipTextConfig = serde_json::from_value(value.clone())
+        let config: ClipTextConfig = serde_json::from_value(crate::io::model::without_nulls(value))
             .map_err(|e| Error::InvalidArgument(format!("text encoder config: {e}")))?;
         if config.num_attention_heads == 0
             || !config

@@ -157,7 +157,7 @@ pub struct UNetConfig {
 impl UNetConfig {
     /// Parses and validates a diffusers `unet/config.json`.
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        let json: UNetJson = serde_json::from_value(value.clone())
+        let json: UNetJson = serde_json::from_value(crate::io::model::without_nulls(value))
             .map_err(|e| Error::InvalidArgument(format!("unet config: {e}")))?;
         json.try_into()
     }
@@ -314,5 +314,47 @@ impl UNetConfig {
     /// Number of 2× downsamplings (levels − 1).
     pub fn downsamplings(&self) -> usize {
         self.down.len().saturating_sub(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published SDXL base `unet/config.json` (abridged to the keys that matter), which
+    /// writes several fields as `null`.
+    #[test]
+    fn sdxl_base_config_with_nulls_parses() {
+        let json: serde_json::Value = serde_json::from_str(
+            r#"{
+            "_class_name": "UNet2DConditionModel",
+            "addition_embed_type": "text_time", "addition_embed_type_num_heads": 64,
+            "addition_time_embed_dim": 256, "attention_head_dim": [5, 10, 20],
+            "block_out_channels": [320, 640, 1280], "center_input_sample": false,
+            "class_embed_type": null, "conv_in_kernel": 3, "conv_out_kernel": 3,
+            "cross_attention_dim": 2048, "cross_attention_norm": null,
+            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+            "dual_cross_attention": false, "encoder_hid_dim": null, "encoder_hid_dim_type": null,
+            "flip_sin_to_cos": true, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
+            "mid_block_only_cross_attention": null, "mid_block_scale_factor": 1,
+            "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05, "norm_num_groups": 32,
+            "num_attention_heads": null, "num_class_embeds": null, "only_cross_attention": false,
+            "out_channels": 4, "projection_class_embeddings_input_dim": 2816,
+            "resnet_out_scale_factor": 1.0, "resnet_skip_time_act": false,
+            "resnet_time_scale_shift": "default", "sample_size": 128, "time_cond_proj_dim": null,
+            "time_embedding_act_fn": null, "time_embedding_dim": null,
+            "time_embedding_type": "positional", "timestep_post_act": null,
+            "transformer_layers_per_block": [1, 2, 10],
+            "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+            "upcast_attention": null, "use_linear_projection": true
+        }"#,
+        )
+        .unwrap();
+        let cfg = UNetConfig::from_json(&json).unwrap();
+        assert!(!cfg.upcast_attention);
+        assert_eq!(cfg.down[2].heads, 20);
+        assert_eq!(cfg.down[2].transformer_depth, 10);
+        assert_eq!(cfg.mid, Some((10, 20)));
+        assert_eq!(cfg.text_time.as_ref().unwrap().input_dim, 2816);
     }
 }

@@ -68,7 +68,7 @@ fn yes() -> bool {
 impl VaeConfig {
     /// Parses a `vae/config.json` value and checks it.
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        let config: VaeConfig = serde_json::from_value(value.clone())
+        let config: VaeConfig = serde_json::from_value(crate::io::model::without_nulls(value))
             .map_err(|e| Error::InvalidArgument(format!("vae config: {e}")))?;
         if config.block_out_channels.is_empty()
             || config
