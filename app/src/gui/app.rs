@@ -4,13 +4,13 @@
 
 use crate::gui::action::Action;
 use crate::gui::panels;
+use crate::gui::services::EngineRunner;
 use crate::gui::services::clipboard::ClipboardService;
 use crate::gui::services::gallery::{GalleryAnswer, GalleryRequest, GalleryService};
 use crate::gui::services::saver::{SharedOutputDir, make_saver};
 use crate::gui::services::tasks::{DroppedImage, PickPurpose, TaskDone, Tasks};
 use crate::gui::services::thumbnails::ThumbnailLoader;
 use crate::gui::services::tokens::{PromptField, TokenCounter};
-use crate::gui::services::EngineRunner;
 use crate::gui::state::gallery::{PAGE_SIZE, Thumb};
 use crate::gui::state::{AppState, NoticeKind, Section, language_of};
 use crate::gui::theme;
@@ -128,6 +128,8 @@ impl KilnApp {
         let worker_wake = wake.clone();
         let worker = crate::worker::spawn(runner, saver, move || worker_wake())
             .context("cannot start the worker thread")?;
+        // A first start with outputs already on disk (from the CLI, or a lost index) lists them.
+        let fresh_index = !paths.gallery_db().exists() && settings.output_dir.is_dir();
         let tasks = Tasks::new(wake.clone());
         let clipboard = ClipboardService::spawn(tasks.sender(), wake.clone()).ok();
         let hash_wake = wake.clone();
@@ -157,6 +159,9 @@ impl KilnApp {
             first_frame_logged: false,
         };
         app.rescan_models();
+        if fresh_index {
+            app.route(Action::RebuildIndex, ctx);
+        }
         Ok(app)
     }
 
@@ -197,7 +202,12 @@ impl KilnApp {
     /// Draws the panels and routes their actions.
     pub fn ui_step(&mut self, ui: &mut egui::Ui) {
         let mut actions = Vec::new();
-        panels::app_ui(ui, &mut self.state, self.services.tasks.running() > 0, &mut actions);
+        panels::app_ui(
+            ui,
+            &mut self.state,
+            self.services.tasks.running() > 0,
+            &mut actions,
+        );
         let ctx = ui.ctx().clone();
         for action in actions {
             self.route(action, &ctx);
@@ -235,7 +245,9 @@ impl KilnApp {
         let lang = self.state.lang();
         match task {
             TaskDone::Picked(_, None) => {}
-            TaskDone::Picked(PickPurpose::Model, Some(path)) => self.select_model(path),
+            TaskDone::Picked(PickPurpose::Model | PickPurpose::ModelFolder, Some(path)) => {
+                self.select_model(path);
+            }
             TaskDone::Picked(PickPurpose::InitImage, Some(path)) => {
                 self.state.form.init = Some(path);
             }
@@ -446,12 +458,8 @@ impl KilnApp {
     }
 
     fn read_dropped_files(&mut self, ctx: &egui::Context) {
-        let (hovering, dropped) = ctx.input(|i| {
-            (
-                !i.raw.hovered_files.is_empty(),
-                i.raw.dropped_files.clone(),
-            )
-        });
+        let (hovering, dropped) =
+            ctx.input(|i| (!i.raw.hovered_files.is_empty(), i.raw.dropped_files.clone()));
         self.state.files_hovering = hovering;
         // The first file counts; a drop of several is most likely a mistake.
         let first = dropped.iter().find_map(|file| {
@@ -543,7 +551,10 @@ impl KilnApp {
             Action::RebuildIndex => {
                 let dir = self.state.settings.output_dir.clone();
                 if self.state.gallery.rebuild.is_none()
-                    && self.services.gallery.request(GalleryRequest::Rebuild { dir })
+                    && self
+                        .services
+                        .gallery
+                        .request(GalleryRequest::Rebuild { dir })
                 {
                     self.state.gallery.rebuild = Some((0, 0));
                     self.state.gallery.rebuild_result = None;
@@ -606,7 +617,7 @@ impl KilnApp {
         let title = tr(lang, pick_title_key(purpose)).to_owned();
         let start = match purpose {
             PickPurpose::OutputDir => Some(self.state.settings.output_dir.clone()),
-            PickPurpose::Model | PickPurpose::ModelDir => {
+            PickPurpose::Model | PickPurpose::ModelFolder | PickPurpose::ModelDir => {
                 self.state.settings.model_dirs.first().cloned()
             }
             PickPurpose::InitImage => None,
@@ -623,7 +634,9 @@ impl KilnApp {
                 PickPurpose::InitImage => dialog
                     .add_filter("image", &["png", "jpg", "jpeg", "webp", "bmp"])
                     .pick_file(),
-                PickPurpose::OutputDir | PickPurpose::ModelDir => dialog.pick_folder(),
+                PickPurpose::ModelFolder | PickPurpose::OutputDir | PickPurpose::ModelDir => {
+                    dialog.pick_folder()
+                }
             };
             TaskDone::Picked(purpose, picked)
         });
@@ -670,6 +683,22 @@ impl KilnApp {
         });
     }
 
+    /// Stores the form as `last_recipe` when it changed, writing the settings at once (a small
+    /// file; this runs at shutdown, when no background thread may finish any more).
+    pub fn remember_form(&mut self) {
+        let form = &self.state.form;
+        let Ok(recipe) = form.to_recipe_with(|| form.seed) else {
+            return;
+        };
+        if self.state.settings.last_recipe.as_ref() == Some(&recipe) || !self.persist {
+            return;
+        }
+        self.state.settings.last_recipe = Some(recipe);
+        if let Err(e) = self.state.settings.save_to(&self.paths.settings_file()) {
+            eprintln!("kiln: settings could not be saved: {e:#}");
+        }
+    }
+
     fn save_settings(&mut self) {
         if !self.persist {
             return;
@@ -685,6 +714,7 @@ impl KilnApp {
 fn pick_title_key(purpose: PickPurpose) -> &'static str {
     match purpose {
         PickPurpose::Model => "dialog.pick_model",
+        PickPurpose::ModelFolder => "dialog.pick_model_folder",
         PickPurpose::InitImage => "dialog.pick_init",
         PickPurpose::OutputDir => "dialog.pick_output",
         PickPurpose::ModelDir => "dialog.pick_model_dir",
@@ -737,5 +767,10 @@ impl eframe::App for KilnApp {
 
     fn persist_egui_memory(&self) -> bool {
         false
+    }
+
+    /// Called by eframe every 30 s and on shutdown: keeps the form as the last-used settings.
+    fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+        self.remember_form();
     }
 }

@@ -350,7 +350,10 @@ mod tests {
                 assert_eq!(w % 8, 0);
                 assert_eq!(h % 8, 0);
                 let area = f64::from(w * h);
-                assert!((area / native_area - 1.0).abs() < 0.05, "{family:?} {aspect:?}");
+                assert!(
+                    (area / native_area - 1.0).abs() < 0.05,
+                    "{family:?} {aspect:?}"
+                );
             }
         }
         assert_eq!(Aspect::Square.size_for((512, 512)), (512, 512));

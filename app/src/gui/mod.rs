@@ -28,12 +28,14 @@ pub const WINDOW_SIZE: [f32; 2] = [1280.0, 800.0];
 pub const MIN_WINDOW_SIZE: [f32; 2] = [980.0, 640.0];
 
 /// `KILN_SCREENSHOT=1` with `KILN_SECTION` and `KILN_LANG` opens a given section in a given
-/// language without saving anything: for `scripts/screenshots.sh` only.
+/// language without saving anything: for `scripts/screenshots.sh` only. `KILN_SUBMIT=1` also
+/// queues the restored form, `KILN_SELECT_FIRST=1` selects the newest gallery image.
 #[derive(Clone, Debug, Default)]
 struct ScreenshotMode {
     section: Option<Section>,
     lang: Option<Lang>,
     submit: bool,
+    select_first: bool,
 }
 
 impl ScreenshotMode {
@@ -46,11 +48,16 @@ impl ScreenshotMode {
             section: var("KILN_SECTION").and_then(|s| Section::from_name(&s)),
             lang: var("KILN_LANG").and_then(|l| Lang::from_code(&l)),
             submit: var("KILN_SUBMIT").is_some_and(|v| v == "1"),
+            select_first: var("KILN_SELECT_FIRST").is_some_and(|v| v == "1"),
         })
     }
 }
 
-fn native_options(paths: &AppPaths, screenshot: bool, renderer: eframe::Renderer) -> eframe::NativeOptions {
+fn native_options(
+    paths: &AppPaths,
+    screenshot: bool,
+    renderer: eframe::Renderer,
+) -> eframe::NativeOptions {
     let viewport = egui::ViewportBuilder::default()
         .with_title("Kiln")
         .with_app_id("kiln")
@@ -77,7 +84,12 @@ pub fn run() -> anyhow::Result<()> {
     }
     apply_thread_setting(&settings);
     let screenshot = ScreenshotMode::from_env();
-    let result = run_with(&paths, &settings, screenshot.clone(), eframe::Renderer::Wgpu);
+    let result = run_with(
+        &paths,
+        &settings,
+        screenshot.clone(),
+        eframe::Renderer::Wgpu,
+    );
     match result {
         Err(eframe::Error::Wgpu(error)) => {
             eprintln!("kiln: wgpu is not available ({error}); using OpenGL");
@@ -111,6 +123,15 @@ fn run_with(
                 if let Some(section) = screenshot.section {
                     app.state.section = section;
                 }
+                app.state.gallery.select_first = screenshot.select_first;
+                // Keep the pointer off the widgets: no hover highlights or tooltips in shots.
+                cc.egui_ctx
+                    .send_viewport_cmd(egui::ViewportCommand::CursorPosition(egui::pos2(
+                        4.0,
+                        WINDOW_SIZE[1] - 4.0,
+                    )));
+                cc.egui_ctx
+                    .send_viewport_cmd(egui::ViewportCommand::CursorVisible(false));
                 if screenshot.submit
                     && let Ok(recipe) = app.state.form.to_recipe()
                 {

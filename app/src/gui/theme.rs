@@ -9,7 +9,7 @@ pub const SIDEBAR_WIDTH: f32 = 168.0;
 /// Width of the Generate form column.
 pub const FORM_WIDTH: f32 = 380.0;
 /// Width of detail panes (gallery details).
-pub const DETAILS_WIDTH: f32 = 340.0;
+pub const DETAILS_WIDTH: f32 = 360.0;
 /// Height of the queue strip under the viewer.
 pub const QUEUE_HEIGHT: f32 = 168.0;
 /// Side of a gallery thumbnail cell, in points.
@@ -25,7 +25,7 @@ pub const PANEL_MARGIN: i8 = 14;
 /// Corner radius of cards and buttons.
 pub const RADIUS: u8 = 6;
 /// Width of label columns in forms.
-pub const LABEL_WIDTH: f32 = 120.0;
+pub const LABEL_WIDTH: f32 = 108.0;
 
 /// The app's colours for one theme.
 #[derive(Clone, Copy, Debug)]
@@ -142,11 +142,23 @@ fn egui_theme(theme: Theme) -> egui::Theme {
 
 fn style_for(style: &mut egui::Style, palette: Palette) {
     style.text_styles = [
-        (TextStyle::Small, FontId::new(11.5, FontFamily::Proportional)),
+        (
+            TextStyle::Small,
+            FontId::new(11.5, FontFamily::Proportional),
+        ),
         (TextStyle::Body, FontId::new(14.0, FontFamily::Proportional)),
-        (TextStyle::Button, FontId::new(14.0, FontFamily::Proportional)),
-        (TextStyle::Heading, FontId::new(20.0, FontFamily::Proportional)),
-        (TextStyle::Monospace, FontId::new(13.0, FontFamily::Monospace)),
+        (
+            TextStyle::Button,
+            FontId::new(14.0, FontFamily::Proportional),
+        ),
+        (
+            TextStyle::Heading,
+            FontId::new(20.0, FontFamily::Proportional),
+        ),
+        (
+            TextStyle::Monospace,
+            FontId::new(13.0, FontFamily::Monospace),
+        ),
     ]
     .into();
     let spacing = &mut style.spacing;

@@ -19,7 +19,10 @@ pub fn enabled() -> bool {
 pub fn milestone(what: &str) {
     if enabled() {
         let since = PROCESS_START.get_or_init(Instant::now).elapsed();
-        eprintln!("kiln timing: {what} after {:.0} ms", since.as_secs_f64() * 1000.0);
+        eprintln!(
+            "kiln timing: {what} after {:.0} ms",
+            since.as_secs_f64() * 1000.0
+        );
     }
 }
 

@@ -103,7 +103,7 @@ fn tables() -> &'static [Table; 2] {
 
 /// The text for `key` in `lang`; English when the language lacks it, the key itself when
 /// neither has it (so a missing string is visible, never a blank).
-pub fn tr<'k>(lang: Lang, key: &'k str) -> &'k str {
+pub fn tr(lang: Lang, key: &str) -> &str {
     let tables = tables();
     let found = tables
         .get(lang.index())
@@ -122,6 +122,18 @@ pub fn tr_args(lang: Lang, key: &str, args: &[(&str, &dyn Display)]) -> String {
         text = text.replace(&format!("{{{name}}}"), &value.to_string());
     }
     text
+}
+
+/// A count in a sentence: `{key}_one` when `count` is 1 (English "1 image"), else `key`
+/// ("3 images"); `{count}` is filled in. Chinese has the same text for both.
+pub fn tr_count(lang: Lang, key: &str, count: usize) -> String {
+    let one = format!("{key}_one");
+    let chosen = if count == 1 && tr(lang, &one) != one {
+        one.as_str()
+    } else {
+        key
+    };
+    tr_args(lang, chosen, &[("count", &count)])
 }
 
 #[cfg(test)]
@@ -168,9 +180,20 @@ mod tests {
         assert_eq!(tr(Lang::En, "nav.generate"), "Generate");
         assert_eq!(tr(Lang::ZhCn, "nav.generate"), "生成");
         assert_eq!(
-            tr_args(Lang::En, "generate.tokens", &[("count", &3), ("limit", &75)]),
+            tr_args(
+                Lang::En,
+                "generate.tokens",
+                &[("count", &3), ("limit", &75)]
+            ),
             "3 / 75"
         );
+    }
+
+    #[test]
+    fn counts_use_the_singular_for_one() {
+        assert_eq!(tr_count(Lang::En, "gallery.count", 1), "1 image");
+        assert_eq!(tr_count(Lang::En, "gallery.count", 3), "3 images");
+        assert_eq!(tr_count(Lang::ZhCn, "gallery.count", 1), "1 张图像");
     }
 
     #[test]

@@ -72,7 +72,15 @@ fn collect(handle: &WorkerHandle, finished: usize) -> Vec<WorkerEvent> {
 
 #[test]
 fn progress_arrives_in_order_then_the_saved_result() {
-    let handle = spawn(FakeRunner { steps: 5, step_ms: 1 }, saver(), || {}).unwrap();
+    let handle = spawn(
+        FakeRunner {
+            steps: 5,
+            step_ms: 1,
+        },
+        saver(),
+        || {},
+    )
+    .unwrap();
     let id = handle.submit(recipe("fox"));
     let events = collect(&handle, 1);
     let steps: Vec<usize> = events
@@ -98,7 +106,15 @@ fn progress_arrives_in_order_then_the_saved_result() {
 
 #[test]
 fn cancel_stops_the_running_job_and_removes_waiting_ones() {
-    let handle = spawn(FakeRunner { steps: 1000, step_ms: 5 }, saver(), || {}).unwrap();
+    let handle = spawn(
+        FakeRunner {
+            steps: 1000,
+            step_ms: 5,
+        },
+        saver(),
+        || {},
+    )
+    .unwrap();
     let first = handle.submit(recipe("long"));
     let second = handle.submit(recipe("waiting"));
     let third = handle.submit(recipe("after"));
@@ -116,7 +132,10 @@ fn cancel_stops_the_running_job_and_removes_waiting_ones() {
     let started = Instant::now();
     assert!(handle.cancel(first));
     let events = collect(&handle, 1);
-    assert!(started.elapsed() < Duration::from_secs(2), "cancel within a step");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cancel within a step"
+    );
     assert!(events.iter().any(|e| matches!(
         e,
         WorkerEvent::Finished { id, outcome: JobOutcome::Cancelled(_) } if *id == first
@@ -124,12 +143,24 @@ fn cancel_stops_the_running_job_and_removes_waiting_ones() {
     // The third job runs next; the second never does.
     assert!(handle.cancel(third) || handle.queue().is_empty());
     let events = collect(&handle, 1);
-    assert!(!events.iter().any(|e| matches!(e, WorkerEvent::Started { id } if *id == second)));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, WorkerEvent::Started { id } if *id == second))
+    );
 }
 
 #[test]
 fn a_panicking_job_fails_and_the_worker_carries_on() {
-    let handle = spawn(FakeRunner { steps: 2, step_ms: 1 }, saver(), || {}).unwrap();
+    let handle = spawn(
+        FakeRunner {
+            steps: 2,
+            step_ms: 1,
+        },
+        saver(),
+        || {},
+    )
+    .unwrap();
     let bad = handle.submit(recipe("panic"));
     let good = handle.submit(recipe("fine"));
     let events = collect(&handle, 2);
@@ -146,7 +177,15 @@ fn a_panicking_job_fails_and_the_worker_carries_on() {
 #[test]
 fn a_failing_save_is_reported() {
     let failing: Saver = Box::new(|_| anyhow::bail!("disk full"));
-    let handle = spawn(FakeRunner { steps: 1, step_ms: 1 }, failing, || {}).unwrap();
+    let handle = spawn(
+        FakeRunner {
+            steps: 1,
+            step_ms: 1,
+        },
+        failing,
+        || {},
+    )
+    .unwrap();
     handle.submit(recipe("x"));
     let events = collect(&handle, 1);
     assert!(events.iter().any(|e| matches!(

@@ -7,7 +7,7 @@ use crate::gui::panels::{file_name, generate::sampler_label};
 use crate::gui::state::AppState;
 use crate::gui::state::gallery::{DateFilter, GalleryState, PAGE_SIZE, Thumb};
 use crate::gui::theme::{self, Palette};
-use crate::i18n::{Lang, tr, tr_args};
+use crate::i18n::{Lang, tr, tr_args, tr_count};
 use crate::library::gallery::GalleryEntry;
 use egui::{Rect, RichText, Sense, Vec2};
 use kiln_inference::SamplerKind;
@@ -46,19 +46,25 @@ fn filter_bar_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Acti
     ui.horizontal(|ui| {
         ui.label(RichText::new(tr(lang, "gallery.title")).heading().strong());
         if let Some(count) = gallery.count {
-            ui.label(
-                RichText::new(tr_args(lang, "gallery.count", &[("count", &count)]))
-                    .color(palette.muted),
-            );
+            ui.label(RichText::new(tr_count(lang, "gallery.count", count)).color(palette.muted));
         }
-        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            match gallery.rebuild {
+        ui.with_layout(
+            egui::Layout::right_to_left(egui::Align::Center),
+            |ui| match gallery.rebuild {
                 Some((done, total)) => {
-                    let fraction = if total == 0 { 0.0 } else { done as f32 / total as f32 };
+                    let fraction = if total == 0 {
+                        0.0
+                    } else {
+                        done as f32 / total as f32
+                    };
                     ui.add(
                         egui::ProgressBar::new(fraction)
                             .desired_width(180.0)
-                            .text(tr_args(lang, "gallery.rebuilding", &[("done", &done), ("total", &total)])),
+                            .text(tr_args(
+                                lang,
+                                "gallery.rebuilding",
+                                &[("done", &done), ("total", &total)],
+                            )),
                     );
                 }
                 None => {
@@ -72,7 +78,7 @@ fn filter_bar_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Acti
                     match &gallery.rebuild_result {
                         Some(Ok(count)) => {
                             ui.label(
-                                RichText::new(tr_args(lang, "gallery.rebuilt", &[("count", count)]))
+                                RichText::new(tr_count(lang, "gallery.rebuilt", *count))
                                     .small()
                                     .color(palette.success),
                             );
@@ -83,8 +89,8 @@ fn filter_bar_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Acti
                         None => {}
                     }
                 }
-            }
-        });
+            },
+        );
     });
     ui.add_space(4.0);
     ui.horizontal(|ui| {
@@ -101,7 +107,9 @@ fn filter_bar_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Acti
                 .selected_text(gallery.model.clone().unwrap_or_else(|| all_models.clone()))
                 .truncate()
                 .show_ui(ui, |ui| {
-                    changed |= ui.selectable_value(&mut gallery.model, None, all_models).changed();
+                    changed |= ui
+                        .selectable_value(&mut gallery.model, None, all_models)
+                        .changed();
                     for model in gallery.models.clone() {
                         changed |= ui
                             .selectable_value(&mut gallery.model, Some(model.clone()), model)
@@ -148,14 +156,17 @@ fn grid_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut Ve
         });
         return;
     }
-    let cell = theme::THUMB_CELL;
     let gap = theme::GRID_GAP;
-    let width = ui.available_width();
-    let columns = (((width + gap) / (cell + gap)).floor() as usize).max(1);
+    let width = ui.available_width() - ui.spacing().scroll.bar_width - gap;
+    let columns = (((width + gap) / (theme::THUMB_CELL + gap)).floor() as usize).max(1);
+    // Cells grow a little so the columns fill the width.
+    let cell = ((width - gap * (columns as f32 - 1.0)) / columns as f32).floor();
     let rows = total.div_ceil(columns);
     let mut wanted_pages = Vec::new();
     let mut wanted_thumbs = Vec::new();
     let mut clicked = None;
+    let mut visible: Option<std::ops::Range<usize>> = None;
+    let mut without_entry = 0;
     ui.spacing_mut().item_spacing.y = gap;
     egui::ScrollArea::vertical()
         .id_salt("gallery-grid")
@@ -174,11 +185,22 @@ fn grid_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut Ve
                             wanted_pages.push(page);
                         }
                         let entry = gallery.entry(index).cloned();
+                        visible = Some(match visible.take() {
+                            Some(range) => range.start.min(index)..range.end.max(index + 1),
+                            None => index..index + 1,
+                        });
+                        without_entry += usize::from(entry.is_none());
                         let selected = entry
                             .as_ref()
                             .zip(gallery.selected.as_ref())
                             .is_some_and(|(a, b)| a.id == b.id);
-                        let response = cell_ui(ui, gallery, entry.as_ref(), selected, frame, &mut wanted_thumbs);
+                        let response = cell_ui(
+                            ui,
+                            gallery,
+                            entry.as_ref(),
+                            (cell, selected, frame),
+                            &mut wanted_thumbs,
+                        );
                         if response.clicked() {
                             clicked = entry;
                         }
@@ -188,6 +210,20 @@ fn grid_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut Ve
         });
     if let Some(entry) = clicked {
         gallery.selected = Some(entry);
+    }
+    gallery.visible = visible.unwrap_or(0..0);
+    gallery.visible_without_entry = without_entry;
+    // Prefetch the pages next to the visible ones, so scrolling rarely shows empty cells.
+    let visible = gallery.visible.clone();
+    if !visible.is_empty() {
+        let last_page = total.saturating_sub(1) / PAGE_SIZE;
+        let before = (visible.start / PAGE_SIZE).saturating_sub(1);
+        let after = ((visible.end - 1) / PAGE_SIZE + 1).min(last_page);
+        for page in [before, after] {
+            if !wanted_pages.contains(&page) {
+                wanted_pages.push(page);
+            }
+        }
     }
     let missing: Vec<usize> = wanted_pages
         .into_iter()
@@ -208,15 +244,16 @@ fn cell_ui(
     ui: &mut egui::Ui,
     gallery: &mut GalleryState,
     entry: Option<&GalleryEntry>,
-    selected: bool,
-    frame: u64,
+    (cell, selected, frame): (f32, bool, u64),
     wanted: &mut Vec<(i64, std::path::PathBuf)>,
 ) -> egui::Response {
     let palette = Palette::of_ui(ui);
-    let size = Vec2::splat(theme::THUMB_CELL);
+    let size = Vec2::splat(cell);
     let (rect, response) = ui.allocate_exact_size(size, Sense::click());
     let label = entry.map(|e| e.prompt.clone()).unwrap_or_default();
-    response.widget_info(|| egui::WidgetInfo::selected(egui::Role::ListBoxOption, true, selected, &label));
+    response.widget_info(|| {
+        egui::WidgetInfo::selected(egui::Role::ListBoxOption, true, selected, &label)
+    });
     let painter = ui.painter_at(rect);
     painter.rect_filled(rect, theme::RADIUS, palette.canvas);
     if let Some(entry) = entry {
@@ -255,13 +292,12 @@ fn cell_ui(
     }
 }
 
-/// A "label: value" line in the details pane.
+/// A "label  value" row of the details grid.
 fn detail_row(ui: &mut egui::Ui, label: &str, value: &str) {
     let palette = Palette::of_ui(ui);
-    ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new(label).color(palette.muted));
-        ui.label(value);
-    });
+    ui.label(RichText::new(label).color(palette.muted));
+    ui.add(egui::Label::new(value).wrap());
+    ui.end_row();
 }
 
 fn details_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut Vec<Action>) {
@@ -284,30 +320,14 @@ fn details_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut
             if let Some(Thumb::Loaded { texture, .. }) = state.gallery.thumbnails.get(&entry.id) {
                 let image_size = texture.size_vec2();
                 let width = ui.available_width();
-                let scale = (width / image_size.x).min(260.0 / image_size.y);
-                ui.add(egui::Image::new((texture.id(), image_size * scale)).corner_radius(theme::RADIUS));
+                let scale = (width / image_size.x).min(340.0 / image_size.y);
+                ui.add(
+                    egui::Image::new((texture.id(), image_size * scale))
+                        .corner_radius(theme::RADIUS),
+                );
             }
             ui.add_space(6.0);
-            ui.horizontal_wrapped(|ui| {
-                let recipe = entry.recipe();
-                if ui
-                    .add_enabled(recipe.is_some(), egui::Button::new(tr(lang, "result.reuse")))
-                    .on_disabled_hover_text(tr(lang, "gallery.no_recipe"))
-                    .clicked()
-                    && let Some(recipe) = recipe
-                {
-                    actions.push(Action::ReuseSettings(Box::new(recipe)));
-                }
-                if ui.button(tr(lang, "result.use_as_init")).clicked() {
-                    actions.push(Action::UseAsInit(entry.path.clone()));
-                }
-                if ui.button(tr(lang, "result.open_folder")).clicked() {
-                    actions.push(Action::OpenFolder(entry.path.clone()));
-                }
-                if ui.button(tr(lang, "result.copy")).clicked() {
-                    actions.push(Action::CopyImage(entry.path.clone()));
-                }
-            });
+            details_actions_ui(ui, &entry, lang, actions);
             ui.add_space(6.0);
             ui.label(RichText::new(tr(lang, "generate.prompt")).color(palette.muted));
             ui.add(egui::Label::new(&entry.prompt).selectable(true).wrap());
@@ -316,37 +336,99 @@ fn details_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut
                 ui.add(egui::Label::new(negative).selectable(true).wrap());
             }
             ui.add_space(6.0);
-            detail_row(ui, tr(lang, "generate.model"), &entry.model);
-            if let Some(hash) = &entry.model_hash {
-                detail_row(ui, tr(lang, "models.hash"), hash);
-            }
-            detail_row(ui, tr(lang, "generate.seed"), &entry.seed.to_string());
-            detail_row(
-                ui,
-                tr(lang, "generate.size"),
-                &format!("{} × {}", entry.width, entry.height),
-            );
-            let sampler = SamplerKind::from_cli_name(&entry.sampler)
-                .map(sampler_label)
-                .unwrap_or_else(|| entry.sampler.clone());
-            detail_row(ui, tr(lang, "generate.sampler"), &sampler);
-            detail_row(ui, tr(lang, "generate.steps"), &entry.steps.to_string());
-            detail_row(ui, tr(lang, "generate.cfg"), &format!("{:.1}", entry.cfg));
-            detail_row(ui, tr(lang, "gallery.created"), &format_date(entry.created_unix));
-            if let Some(parent) = &entry.parent {
-                detail_row(ui, tr(lang, "gallery.parent"), &file_name(parent));
-            }
-            detail_row(ui, tr(lang, "gallery.file"), &file_name(&entry.path));
+            egui::Grid::new("gallery-details-grid")
+                .num_columns(2)
+                .spacing([12.0, 6.0])
+                .show(ui, |ui| details_grid_ui(ui, &entry, lang));
             if let Some(recipe) = entry.recipe() {
                 ui.add_space(6.0);
                 egui::CollapsingHeader::new(tr(lang, "gallery.full_recipe"))
                     .id_salt("gallery-recipe")
                     .show(ui, |ui| {
                         let json = serde_json::to_string_pretty(&recipe).unwrap_or_default();
-                        ui.add(egui::Label::new(RichText::new(json).monospace().small()).selectable(true).wrap());
+                        ui.add(
+                            egui::Label::new(RichText::new(json).monospace().small())
+                                .selectable(true)
+                                .wrap(),
+                        );
                     });
             }
         });
+}
+
+/// The entry's actions as a 2×2 block of equal buttons.
+fn details_actions_ui(
+    ui: &mut egui::Ui,
+    entry: &GalleryEntry,
+    lang: Lang,
+    actions: &mut Vec<Action>,
+) {
+    let gap = ui.spacing().item_spacing.x;
+    let width = ((ui.available_width() - gap) / 2.0).floor();
+    let size = egui::vec2(width, 28.0);
+    let recipe = entry.recipe();
+    ui.horizontal(|ui| {
+        let reuse = ui
+            .add_enabled_ui(recipe.is_some(), |ui| {
+                ui.add_sized(size, egui::Button::new(tr(lang, "result.reuse")))
+            })
+            .inner
+            .on_disabled_hover_text(tr(lang, "gallery.no_recipe"));
+        if reuse.clicked()
+            && let Some(recipe) = recipe
+        {
+            actions.push(Action::ReuseSettings(Box::new(recipe)));
+        }
+        if ui
+            .add_sized(size, egui::Button::new(tr(lang, "result.use_as_init")))
+            .clicked()
+        {
+            actions.push(Action::UseAsInit(entry.path.clone()));
+        }
+    });
+    ui.horizontal(|ui| {
+        if ui
+            .add_sized(size, egui::Button::new(tr(lang, "result.open_folder")))
+            .clicked()
+        {
+            actions.push(Action::OpenFolder(entry.path.clone()));
+        }
+        if ui
+            .add_sized(size, egui::Button::new(tr(lang, "result.copy")))
+            .clicked()
+        {
+            actions.push(Action::CopyImage(entry.path.clone()));
+        }
+    });
+}
+
+/// Model, seed, size, sampler … of an entry, as rows of a two-column grid.
+fn details_grid_ui(ui: &mut egui::Ui, entry: &GalleryEntry, lang: Lang) {
+    detail_row(ui, tr(lang, "generate.model"), &entry.model);
+    if let Some(hash) = &entry.model_hash {
+        detail_row(ui, tr(lang, "models.hash"), hash);
+    }
+    detail_row(ui, tr(lang, "generate.seed"), &entry.seed.to_string());
+    detail_row(
+        ui,
+        tr(lang, "generate.size"),
+        &format!("{} × {}", entry.width, entry.height),
+    );
+    let sampler = SamplerKind::from_cli_name(&entry.sampler)
+        .map(sampler_label)
+        .unwrap_or_else(|| entry.sampler.clone());
+    detail_row(ui, tr(lang, "generate.sampler"), &sampler);
+    detail_row(ui, tr(lang, "generate.steps"), &entry.steps.to_string());
+    detail_row(ui, tr(lang, "generate.cfg"), &format!("{:.1}", entry.cfg));
+    detail_row(
+        ui,
+        tr(lang, "gallery.created"),
+        &format_date(entry.created_unix),
+    );
+    if let Some(parent) = &entry.parent {
+        detail_row(ui, tr(lang, "gallery.parent"), &file_name(parent));
+    }
+    detail_row(ui, tr(lang, "gallery.file"), &file_name(&entry.path));
 }
 
 /// "2026-11-23 09:41 UTC".
@@ -357,7 +439,12 @@ fn format_date(unix_secs: i64) -> String {
     if digits.len() < 12 {
         return stamp;
     }
-    let part = |from: usize, to: usize| digits.get(from..to).map(|d| d.iter().collect::<String>()).unwrap_or_default();
+    let part = |from: usize, to: usize| {
+        digits
+            .get(from..to)
+            .map(|d| d.iter().collect::<String>())
+            .unwrap_or_default()
+    };
     format!(
         "{}-{}-{} {}:{} UTC",
         part(0, 4),

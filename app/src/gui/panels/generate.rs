@@ -81,10 +81,14 @@ fn row_ui<R>(ui: &mut egui::Ui, label: &str, add: impl FnOnce(&mut egui::Ui) -> 
 /// A left-aligned label in a column of `width` points.
 pub fn fixed_label(ui: &mut egui::Ui, text: &str, width: f32) -> egui::Response {
     let size = egui::vec2(width, ui.spacing().interact_size.y);
-    ui.allocate_ui_with_layout(size, egui::Layout::left_to_right(egui::Align::Center), |ui| {
-        ui.set_min_size(size);
-        ui.add(egui::Label::new(text).truncate())
-    })
+    ui.allocate_ui_with_layout(
+        size,
+        egui::Layout::left_to_right(egui::Align::Center),
+        |ui| {
+            ui.set_min_size(size);
+            ui.add(egui::Label::new(text).truncate())
+        },
+    )
     .inner
 }
 
@@ -104,8 +108,16 @@ fn form_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     sampler_ui(ui, &mut state.form, lang);
     size_ui(ui, &mut state.form, lang);
     row_ui(ui, tr(lang, "generate.batch"), |ui| {
-        ui.add(egui::DragValue::new(&mut state.form.batch).range(1..=MAX_BATCH).speed(0.1));
-        ui.label(RichText::new(tr(lang, "generate.batch_hint")).small().color(Palette::of_ui(ui).muted));
+        ui.add(
+            egui::DragValue::new(&mut state.form.batch)
+                .range(1..=MAX_BATCH)
+                .speed(0.1),
+        );
+        ui.label(
+            RichText::new(tr(lang, "generate.batch_hint"))
+                .small()
+                .color(Palette::of_ui(ui).muted),
+        );
     });
     init_ui(ui, state, actions);
     ui.add_space(theme::SECTION_GAP);
@@ -127,7 +139,8 @@ fn model_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     let mut chosen = None;
     ui.horizontal(|ui| {
         let browse_width = 90.0;
-        let combo_width = (ui.available_width() - browse_width - ui.spacing().item_spacing.x).max(120.0);
+        let combo_width =
+            (ui.available_width() - browse_width - ui.spacing().item_spacing.x).max(120.0);
         ui.name_inputs(tr(lang, "generate.model"), |ui| {
             egui::ComboBox::from_id_salt("model-picker")
                 .width(combo_width)
@@ -145,17 +158,29 @@ fn model_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
                         }
                     }
                     if !any {
-                        ui.label(RichText::new(tr(lang, "generate.no_models_found")).color(palette.muted));
+                        ui.label(
+                            RichText::new(tr(lang, "generate.no_models_found"))
+                                .color(palette.muted),
+                        );
                     }
                 });
         });
-        if ui
-            .add_sized([browse_width, ui.spacing().interact_size.y], egui::Button::new(tr(lang, "common.browse")))
-            .on_hover_text(tr(lang, "generate.browse_model_hint"))
-            .clicked()
-        {
-            actions.push(Action::Pick(PickPurpose::Model));
-        }
+        ui.allocate_ui_with_layout(
+            egui::vec2(browse_width, ui.spacing().interact_size.y),
+            egui::Layout::right_to_left(egui::Align::Center),
+            |ui| {
+                ui.menu_button(tr(lang, "common.browse"), |ui| {
+                    if ui.button(tr(lang, "generate.browse_file")).clicked() {
+                        actions.push(Action::Pick(PickPurpose::Model));
+                    }
+                    if ui.button(tr(lang, "generate.browse_folder")).clicked() {
+                        actions.push(Action::Pick(PickPurpose::ModelFolder));
+                    }
+                })
+                .response
+                .on_hover_text(tr(lang, "generate.browse_model_hint"));
+            },
+        );
     });
     if let Some(entry) = chosen {
         state.form.set_model(entry.path, entry.family, entry.hash);
@@ -175,7 +200,11 @@ fn model_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         }
         (None, _) if state.models.scanned && state.models.checkpoints().next().is_none() => {
             ui.horizontal_wrapped(|ui| {
-                ui.label(RichText::new(tr(lang, "generate.no_models_found")).small().color(palette.muted));
+                ui.label(
+                    RichText::new(tr(lang, "generate.no_models_found"))
+                        .small()
+                        .color(palette.muted),
+                );
                 if ui.small_button(tr(lang, "generate.open_models")).clicked() {
                     actions.push(Action::ShowSection(Section::Models));
                 }
@@ -189,9 +218,17 @@ fn token_label(counts: Option<(usize, usize)>, lang: Lang, ui: &egui::Ui) -> Ric
     let palette = Palette::of_ui(ui);
     match counts {
         Some((tokens, limit)) => {
-            let text = tr_args(lang, "generate.tokens", &[("count", &tokens), ("limit", &limit)]);
+            let text = tr_args(
+                lang,
+                "generate.tokens",
+                &[("count", &tokens), ("limit", &limit)],
+            );
             // Past the first chunk the prompt is split, as A1111 does: worth a glance.
-            let color = if tokens > 75 { palette.accent } else { palette.muted };
+            let color = if tokens > 75 {
+                palette.accent
+            } else {
+                palette.muted
+            };
             RichText::new(text).small().color(color)
         }
         None => RichText::new("…").small().color(palette.muted),
@@ -239,14 +276,26 @@ fn seed_ui(ui: &mut egui::Ui, state: &mut AppState) {
     let last_seed = state.jobs.last_seed;
     let form = &mut state.form;
     row_ui(ui, tr(lang, "generate.seed"), |ui| {
-        ui.selectable_value(&mut form.seed_mode, SeedMode::Random, tr(lang, "generate.seed_random"));
-        ui.selectable_value(&mut form.seed_mode, SeedMode::Fixed, tr(lang, "generate.seed_fixed"));
+        ui.selectable_value(
+            &mut form.seed_mode,
+            SeedMode::Random,
+            tr(lang, "generate.seed_random"),
+        );
+        ui.selectable_value(
+            &mut form.seed_mode,
+            SeedMode::Fixed,
+            tr(lang, "generate.seed_fixed"),
+        );
+        ui.spacing_mut().item_spacing.x = 6.0;
         ui.add_enabled(
             form.seed_mode == SeedMode::Fixed,
             egui::DragValue::new(&mut form.seed).range(0..=u64::from(u32::MAX)),
         );
         let reuse = ui
-            .add_enabled(last_seed.is_some(), egui::Button::new(tr(lang, "generate.seed_reuse")).small())
+            .add_enabled(
+                last_seed.is_some(),
+                egui::Button::new(tr(lang, "generate.seed_reuse")).small(),
+            )
             .on_hover_text(tr(lang, "generate.seed_reuse_hint"));
         if reuse.clicked()
             && let Some(seed) = last_seed
@@ -268,7 +317,7 @@ pub fn sampler_label(sampler: SamplerKind) -> String {
 fn sampler_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
     row_ui(ui, tr(lang, "generate.sampler"), |ui| {
         egui::ComboBox::from_id_salt("sampler")
-            .width(ui.available_width())
+            .width(ui.available_width() - ui.spacing().icon_width - 8.0)
             .selected_text(sampler_label(form.sampler))
             .show_ui(ui, |ui| {
                 for sampler in SamplerKind::ALL {
@@ -282,7 +331,11 @@ fn sampler_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
     });
     row_ui(ui, tr(lang, "generate.cfg"), |ui| {
         ui.spacing_mut().slider_width = ui.available_width() - 60.0;
-        ui.add(egui::Slider::new(&mut form.cfg, 1.0..=20.0).step_by(0.5).fixed_decimals(1));
+        ui.add(
+            egui::Slider::new(&mut form.cfg, 1.0..=20.0)
+                .step_by(0.5)
+                .fixed_decimals(1),
+        );
     });
 }
 
@@ -290,18 +343,30 @@ fn size_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
     row_ui(ui, tr(lang, "generate.size"), |ui| {
         let mut changed = false;
         changed |= ui
-            .add(egui::DragValue::new(&mut form.width).range(64..=MAX_SIDE).speed(8))
+            .add(
+                egui::DragValue::new(&mut form.width)
+                    .range(64..=MAX_SIDE)
+                    .speed(8),
+            )
             .changed();
         ui.label("×");
         changed |= ui
-            .add(egui::DragValue::new(&mut form.height).range(64..=MAX_SIDE).speed(8))
+            .add(
+                egui::DragValue::new(&mut form.height)
+                    .range(64..=MAX_SIDE)
+                    .speed(8),
+            )
             .changed();
         if changed {
             form.width = form.width / 8 * 8;
             form.height = form.height / 8 * 8;
             form.aspect = Aspect::matching((form.width, form.height), form.native_size());
         }
-        ui.label(RichText::new(tr(lang, "generate.pixels")).small().color(Palette::of_ui(ui).muted));
+        ui.label(
+            RichText::new(tr(lang, "generate.pixels"))
+                .small()
+                .color(Palette::of_ui(ui).muted),
+        );
     });
     // The presets span the form's width, equally sized.
     ui.horizontal(|ui| {
@@ -352,7 +417,11 @@ fn init_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                 if ui.button(tr(lang, "generate.init_choose")).clicked() {
                     actions.push(Action::Pick(PickPurpose::InitImage));
                 }
-                ui.label(RichText::new(tr(lang, "generate.init_hint")).small().color(palette.muted));
+                ui.label(
+                    RichText::new(tr(lang, "generate.init_hint"))
+                        .small()
+                        .color(palette.muted),
+                );
             });
         }
     }
@@ -363,7 +432,12 @@ fn generate_button_ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Act
     let validity = state.form.to_recipe_with(|| 0);
     let enabled = validity.is_ok();
     ui.horizontal(|ui| {
-        let response = primary_button(ui, tr(lang, "generate.run"), enabled, ui.available_width() - 96.0);
+        let response = primary_button(
+            ui,
+            tr(lang, "generate.run"),
+            enabled,
+            ui.available_width() - 96.0,
+        );
         let response = match &validity {
             Err(error) => response.on_disabled_hover_text(form_error_text(error, lang)),
             Ok(_) => response.on_hover_text(tr(lang, "generate.run_hint")),
@@ -373,7 +447,11 @@ fn generate_button_ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Act
         {
             actions.push(Action::Submit(Box::new(recipe)));
         }
-        ui.label(RichText::new("Ctrl+Enter").small().color(Palette::of_ui(ui).muted));
+        ui.label(
+            RichText::new("Ctrl+Enter")
+                .small()
+                .color(Palette::of_ui(ui).muted),
+        );
     });
     if let Err(error) = &validity {
         ui.label(
@@ -409,11 +487,18 @@ fn job_errors_ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Action>)
                     }
                     ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
                         ui.label(
-                            RichText::new(tr_args(lang, "generate.job_failed", &[("id", &error.id)]))
-                                .strong()
-                                .color(palette.error),
+                            RichText::new(tr_args(
+                                lang,
+                                "generate.job_failed",
+                                &[("id", &error.id)],
+                            ))
+                            .strong()
+                            .color(palette.error),
                         );
-                        ui.add(egui::Label::new(RichText::new(&error.message).color(palette.error)).wrap());
+                        ui.add(
+                            egui::Label::new(RichText::new(&error.message).color(palette.error))
+                                .wrap(),
+                        );
                     });
                 });
             });

@@ -69,7 +69,9 @@ fn notices_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>
                         actions.push(Action::DismissNotice(notice.id));
                     }
                     ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
-                        ui.add(egui::Label::new(egui::RichText::new(&notice.text).color(color)).wrap());
+                        ui.add(
+                            egui::Label::new(egui::RichText::new(&notice.text).color(color)).wrap(),
+                        );
                     });
                 });
             });
@@ -117,7 +119,12 @@ pub fn heading_ui(ui: &mut egui::Ui, title: &str, subtitle: Option<&str>) {
 }
 
 /// A primary (accent-filled) button.
-pub fn primary_button(ui: &mut egui::Ui, text: &str, enabled: bool, min_width: f32) -> egui::Response {
+pub fn primary_button(
+    ui: &mut egui::Ui,
+    text: &str,
+    enabled: bool,
+    min_width: f32,
+) -> egui::Response {
     let palette = Palette::of_ui(ui);
     let label = egui::RichText::new(text).strong().color(if enabled {
         palette.on_accent
@@ -125,7 +132,11 @@ pub fn primary_button(ui: &mut egui::Ui, text: &str, enabled: bool, min_width: f
         palette.muted
     });
     let button = egui::Button::new(label)
-        .fill(if enabled { palette.accent } else { palette.card })
+        .fill(if enabled {
+            palette.accent
+        } else {
+            palette.card
+        })
         .min_size(egui::vec2(min_width, 34.0));
     ui.add_enabled(enabled, button)
 }
@@ -176,7 +187,10 @@ mod tests {
         assert_eq!(human_size(512), "512 B");
         assert_eq!(human_size(2_132_000_000), "2.1 GB");
         assert_eq!(human_size(312_400_000), "312 MB");
-        assert_eq!(human_duration(std::time::Duration::from_millis(12_345)), "12.3 s");
+        assert_eq!(
+            human_duration(std::time::Duration::from_millis(12_345)),
+            "12.3 s"
+        );
         assert_eq!(human_duration(std::time::Duration::from_secs(65)), "1:05");
     }
 }

@@ -7,7 +7,7 @@ use crate::gui::panels::human_size;
 use crate::gui::services::tasks::PickPurpose;
 use crate::gui::state::{AppState, Section};
 use crate::gui::theme::{self, Palette};
-use crate::i18n::{Lang, tr, tr_args};
+use crate::i18n::{Lang, tr, tr_args, tr_count};
 use crate::library::models::{ExternalLayout, ModelEntry, ModelFileKind};
 use egui::RichText;
 
@@ -18,11 +18,10 @@ pub fn models_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Ve
     ui.horizontal(|ui| {
         ui.label(RichText::new(tr(lang, "models.title")).heading().strong());
         if state.models.scanning {
-            ui.add(egui::Spinner::new().size(14.0));
             ui.label(RichText::new(tr(lang, "models.scanning")).color(palette.muted));
         } else if state.models.scanned {
             ui.label(
-                RichText::new(tr_args(lang, "models.count", &[("count", &state.models.entries.len())]))
+                RichText::new(tr_count(lang, "models.count", state.models.entries.len()))
                     .color(palette.muted),
             );
         }
@@ -69,7 +68,12 @@ fn folders_ui(ui: &mut egui::Ui, state: &AppState, lang: Lang, actions: &mut Vec
     ui.add_space(theme::SECTION_GAP / 2.0);
 }
 
-fn externals_ui(ui: &mut egui::Ui, externals: &[ExternalLayout], lang: Lang, actions: &mut Vec<Action>) {
+fn externals_ui(
+    ui: &mut egui::Ui,
+    externals: &[ExternalLayout],
+    lang: Lang,
+    actions: &mut Vec<Action>,
+) {
     let palette = Palette::of_ui(ui);
     for layout in externals {
         palette.card_frame().show(ui, |ui| {
@@ -83,10 +87,18 @@ fn externals_ui(ui: &mut egui::Ui, externals: &[ExternalLayout], lang: Lang, act
                     }
                     ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
                         ui.label(
-                            RichText::new(tr_args(lang, "models.found_install", &[("app", &layout.app)]))
-                                .strong(),
+                            RichText::new(tr_args(
+                                lang,
+                                "models.found_install",
+                                &[("app", &layout.app)],
+                            ))
+                            .strong(),
                         );
-                        ui.label(RichText::new(layout.root.display().to_string()).monospace().small());
+                        ui.label(
+                            RichText::new(layout.root.display().to_string())
+                                .monospace()
+                                .small(),
+                        );
                     });
                 });
             });
@@ -105,13 +117,20 @@ fn empty_ui(ui: &mut egui::Ui, state: &AppState, lang: Lang, actions: &mut Vec<A
         .unwrap_or_default();
     palette.card_frame().show(ui, |ui| {
         ui.set_width(ui.available_width());
-        ui.label(RichText::new(tr(lang, "models.empty_title")).size(17.0).strong());
+        ui.label(
+            RichText::new(tr(lang, "models.empty_title"))
+                .size(17.0)
+                .strong(),
+        );
         ui.add_space(4.0);
         ui.add(egui::Label::new(tr(lang, "models.empty_body")).wrap());
         ui.add_space(4.0);
         ui.label(RichText::new(models_dir).monospace());
         ui.add_space(4.0);
-        ui.add(egui::Label::new(RichText::new(tr(lang, "models.empty_formats")).color(palette.muted)).wrap());
+        ui.add(
+            egui::Label::new(RichText::new(tr(lang, "models.empty_formats")).color(palette.muted))
+                .wrap(),
+        );
         ui.add_space(8.0);
         ui.horizontal(|ui| {
             if let Some(dir) = state.settings.model_dirs.first()
@@ -190,11 +209,15 @@ fn table_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut V
             ui.end_row();
             for entry in &state.models.entries {
                 ui.vertical(|ui| {
-                    ui.set_max_width(330.0);
+                    ui.set_min_width(320.0);
+                    ui.set_max_width(420.0);
                     ui.add(egui::Label::new(RichText::new(&entry.name).strong()).truncate())
                         .on_hover_text(entry.path.display().to_string());
                     if let Some(problem) = &entry.problem {
-                        ui.add(egui::Label::new(RichText::new(problem).small().color(palette.error)).wrap());
+                        ui.add(
+                            egui::Label::new(RichText::new(problem).small().color(palette.error))
+                                .wrap(),
+                        );
                     }
                 });
                 ui.label(tr(lang, kind_key(entry.kind)));
@@ -202,10 +225,18 @@ fn table_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut V
                 ui.label(human_size(entry.size_bytes));
                 let (hash, muted) = hash_text(state, entry, lang);
                 let hash = RichText::new(hash).monospace();
-                ui.label(if muted { hash.color(palette.muted) } else { hash });
+                ui.label(if muted {
+                    hash.color(palette.muted)
+                } else {
+                    hash
+                });
                 if entry.kind.is_base_model() && entry.usable() {
                     let in_use = state.form.model.as_deref() == Some(entry.path.as_path());
-                    let label = if in_use { "models.in_use" } else { "models.use" };
+                    let label = if in_use {
+                        "models.in_use"
+                    } else {
+                        "models.use"
+                    };
                     if ui
                         .add_enabled(!in_use, egui::Button::new(tr(lang, label)).small())
                         .clicked()

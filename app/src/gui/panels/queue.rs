@@ -6,7 +6,7 @@ use crate::gui::panels::human_duration;
 use crate::gui::state::AppState;
 use crate::gui::state::jobs::JobProgress;
 use crate::gui::theme::Palette;
-use crate::i18n::{Lang, tr, tr_args};
+use crate::i18n::{Lang, tr, tr_args, tr_count};
 use crate::worker::{JobState, QueuedJob};
 use egui::RichText;
 use kiln_inference::Stage;
@@ -22,7 +22,7 @@ pub fn queue_ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Action>) 
         ui.label(RichText::new(tr(lang, "queue.title")).strong());
         if !state.jobs.queue.is_empty() {
             ui.label(
-                RichText::new(tr_args(lang, "queue.count", &[("count", &state.jobs.queue.len())]))
+                RichText::new(tr_count(lang, "queue.count", state.jobs.queue.len()))
                     .color(palette.muted),
             );
         }
@@ -92,7 +92,23 @@ fn job_card_ui(
     let palette = Palette::of_ui(ui);
     palette.card_frame().show(ui, |ui| {
         ui.set_width(CARD_WIDTH);
-        ui.add(egui::Label::new(RichText::new(prompt_line(&job.recipe.prompt, lang)).strong()).truncate());
+        ui.vertical(|ui| job_card_contents_ui(ui, job, progress, lang, actions));
+    });
+}
+
+fn job_card_contents_ui(
+    ui: &mut egui::Ui,
+    job: &QueuedJob,
+    progress: Option<&JobProgress>,
+    lang: Lang,
+    actions: &mut Vec<Action>,
+) {
+    let palette = Palette::of_ui(ui);
+    {
+        ui.add(
+            egui::Label::new(RichText::new(prompt_line(&job.recipe.prompt, lang)).strong())
+                .truncate(),
+        );
         let recipe = &job.recipe;
         let details = tr_args(
             lang,
@@ -133,14 +149,21 @@ fn job_card_ui(
                     let timing = tr_args(
                         lang,
                         "queue.timing",
-                        &[("elapsed", &human_duration(progress.elapsed)), ("eta", &eta)],
+                        &[
+                            ("elapsed", &human_duration(progress.elapsed)),
+                            ("eta", &eta),
+                        ],
                     );
                     ui.label(RichText::new(timing).small().color(palette.muted));
                 }
             }
             JobState::Waiting => {
                 ui.horizontal(|ui| {
-                    ui.label(RichText::new(tr(lang, "queue.waiting")).small().color(palette.muted));
+                    ui.label(
+                        RichText::new(tr(lang, "queue.waiting"))
+                            .small()
+                            .color(palette.muted),
+                    );
                     ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                         if ui.small_button(tr(lang, "queue.remove")).clicked() {
                             actions.push(Action::RemoveQueued(job.id));
@@ -149,5 +172,5 @@ fn job_card_ui(
                 });
             }
         }
-    });
+    }
 }

@@ -17,15 +17,25 @@ const MAX_THREADS: usize = 256;
 /// The Settings panel.
 pub fn settings_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     let lang = state.lang();
-    heading_ui(ui, tr(lang, "settings.title"), Some(tr(lang, "settings.subtitle")));
+    heading_ui(
+        ui,
+        tr(lang, "settings.title"),
+        Some(tr(lang, "settings.subtitle")),
+    );
     egui::ScrollArea::vertical()
         .id_salt("settings-scroll")
         .auto_shrink([false, false])
         .show(ui, |ui| {
             ui.set_max_width(760.0);
-            card(ui, tr(lang, "settings.files"), |ui| files_ui(ui, state, lang, actions));
-            card(ui, tr(lang, "settings.appearance"), |ui| appearance_ui(ui, state, lang, actions));
-            card(ui, tr(lang, "settings.performance"), |ui| performance_ui(ui, state, lang, actions));
+            card(ui, tr(lang, "settings.files"), |ui| {
+                files_ui(ui, state, lang, actions)
+            });
+            card(ui, tr(lang, "settings.appearance"), |ui| {
+                appearance_ui(ui, state, lang, actions)
+            });
+            card(ui, tr(lang, "settings.performance"), |ui| {
+                performance_ui(ui, state, lang, actions)
+            });
             let palette = Palette::of_ui(ui);
             ui.label(
                 RichText::new(tr(lang, "settings.saved_automatically"))
@@ -38,12 +48,15 @@ pub fn settings_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut 
 /// A titled card.
 fn card(ui: &mut egui::Ui, title: &str, add: impl FnOnce(&mut egui::Ui)) {
     let palette = Palette::of_ui(ui);
-    palette.card_frame().inner_margin(egui::Margin::same(14)).show(ui, |ui| {
-        ui.set_width(ui.available_width());
-        ui.label(RichText::new(title).strong().size(15.0));
-        ui.add_space(6.0);
-        add(ui);
-    });
+    palette
+        .card_frame()
+        .inner_margin(egui::Margin::same(14))
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.label(RichText::new(title).strong().size(15.0));
+            ui.add_space(6.0);
+            add(ui);
+        });
     ui.add_space(theme::SECTION_GAP);
 }
 
@@ -103,7 +116,10 @@ fn appearance_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &
         }
     });
     row(ui, tr(lang, "settings.theme"), |ui| {
-        for (theme, key) in [(Theme::Dark, "settings.theme_dark"), (Theme::Light, "settings.theme_light")] {
+        for (theme, key) in [
+            (Theme::Dark, "settings.theme_dark"),
+            (Theme::Light, "settings.theme_light"),
+        ] {
             if ui
                 .selectable_label(state.settings.theme == theme, tr(lang, key))
                 .clicked()
@@ -120,13 +136,20 @@ fn performance_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: 
     let available = std::thread::available_parallelism().map_or(1, usize::from);
     row(ui, tr(lang, "settings.threads"), |ui| {
         let mut automatic = state.settings.threads.is_none();
-        if ui.checkbox(&mut automatic, tr(lang, "settings.threads_auto")).changed() {
+        if ui
+            .checkbox(&mut automatic, tr(lang, "settings.threads_auto"))
+            .changed()
+        {
             state.settings.threads = if automatic { None } else { Some(available) };
             actions.push(Action::SettingsChanged);
         }
         if let Some(threads) = &mut state.settings.threads
             && ui
-                .add(egui::DragValue::new(threads).range(1..=MAX_THREADS).speed(0.1))
+                .add(
+                    egui::DragValue::new(threads)
+                        .range(1..=MAX_THREADS)
+                        .speed(0.1),
+                )
                 .changed()
         {
             actions.push(Action::SettingsChanged);
@@ -135,14 +158,21 @@ fn performance_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: 
     ui.horizontal(|ui| {
         ui.add_space(theme::LABEL_WIDTH + 30.0 + ui.spacing().item_spacing.x);
         ui.label(
-            RichText::new(tr_args(lang, "settings.threads_hint", &[("count", &available)]))
-                .small()
-                .color(palette.muted),
+            RichText::new(tr_args(
+                lang,
+                "settings.threads_hint",
+                &[("count", &available)],
+            ))
+            .small()
+            .color(palette.muted),
         );
     });
     row(ui, tr(lang, "settings.previews"), |ui| {
         if ui
-            .checkbox(&mut state.settings.previews, tr(lang, "settings.previews_on"))
+            .checkbox(
+                &mut state.settings.previews,
+                tr(lang, "settings.previews_on"),
+            )
             .changed()
         {
             actions.push(Action::SettingsChanged);

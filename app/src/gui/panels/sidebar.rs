@@ -3,7 +3,7 @@
 use crate::gui::action::Action;
 use crate::gui::state::{AppState, Section};
 use crate::gui::theme::{self, Palette};
-use crate::i18n::{tr, tr_args};
+use crate::i18n::{tr, tr_args, tr_count};
 use egui::{Margin, RichText, Sense, Vec2};
 
 /// Height of a section entry.
@@ -41,9 +41,7 @@ pub fn sidebar_ui(ui: &mut egui::Ui, state: &AppState, busy: bool, actions: &mut
             });
             ui.add_space(18.0);
             for section in Section::ALL {
-                if entry_ui(ui, tr(lang, section.label_key()), state.section == section)
-                    .clicked()
-                {
+                if entry_ui(ui, tr(lang, section.label_key()), state.section == section).clicked() {
                     actions.push(Action::ShowSection(section));
                 }
                 ui.add_space(2.0);
@@ -59,21 +57,20 @@ fn entry_ui(ui: &mut egui::Ui, label: &str, selected: bool) -> egui::Response {
     let palette = Palette::of_ui(ui);
     let width = ui.available_width();
     let (rect, response) = ui.allocate_exact_size(Vec2::new(width, ENTRY_HEIGHT), Sense::click());
-    response.widget_info(|| {
-        egui::WidgetInfo::selected(egui::Role::Tab, true, selected, label)
-    });
+    response.widget_info(|| egui::WidgetInfo::selected(egui::Role::Tab, true, selected, label));
     let visuals = ui.visuals();
     let fill = if selected {
-        visuals.widgets.active.weak_bg_fill
+        palette.card
     } else if response.hovered() {
-        visuals.widgets.hovered.weak_bg_fill
+        palette.card.gamma_multiply(0.5)
     } else {
         egui::Color32::TRANSPARENT
     };
     let painter = ui.painter();
     painter.rect_filled(rect, theme::RADIUS, fill);
     if selected {
-        let bar = egui::Rect::from_min_size(rect.min, Vec2::new(3.0, rect.height())).shrink2(Vec2::new(0.0, 7.0));
+        let bar = egui::Rect::from_min_size(rect.min, Vec2::new(3.0, rect.height()))
+            .shrink2(Vec2::new(0.0, 7.0));
         painter.rect_filled(bar, 1.5, palette.accent);
     }
     let text_color = if selected {
@@ -100,7 +97,11 @@ fn status_ui(ui: &mut egui::Ui, state: &AppState, busy: bool) {
             .small()
             .color(palette.muted),
     );
-    let waiting = state.jobs.queue.len().saturating_sub(usize::from(state.jobs.running().is_some()));
+    let waiting = state
+        .jobs
+        .queue
+        .len()
+        .saturating_sub(usize::from(state.jobs.running().is_some()));
     let text = match &state.jobs.progress {
         Some(progress) if state.jobs.running().is_some() => tr_args(
             lang,
@@ -112,14 +113,18 @@ fn status_ui(ui: &mut egui::Ui, state: &AppState, busy: bool) {
     };
     if waiting > 0 {
         ui.label(
-            RichText::new(tr_args(lang, "sidebar.waiting", &[("count", &waiting)]))
+            RichText::new(tr_count(lang, "sidebar.waiting", waiting))
                 .small()
                 .color(palette.muted),
         );
     }
     ui.horizontal(|ui| {
+        // A still dot, not a spinner: an animation would repaint the window every frame and take
+        // CPU time from the generation running on the same cores.
         if state.jobs.running().is_some() || busy {
-            ui.add(egui::Spinner::new().size(12.0));
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(8.0, 8.0), Sense::hover());
+            ui.painter()
+                .circle_filled(rect.center(), 4.0, palette.accent);
         }
         ui.label(RichText::new(text).small());
     });

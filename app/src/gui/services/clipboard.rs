@@ -17,7 +17,10 @@ const CAPACITY: usize = 8;
 
 impl ClipboardService {
     /// Starts the thread; results arrive as [`TaskDone::Copied`] on `done`.
-    pub fn spawn(done: Sender<TaskDone>, wake: Arc<dyn Fn() + Send + Sync>) -> std::io::Result<Self> {
+    pub fn spawn(
+        done: Sender<TaskDone>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> std::io::Result<Self> {
         let (requests, request_rx) = crossbeam_channel::bounded::<PathBuf>(CAPACITY);
         std::thread::Builder::new()
             .name("kiln-clipboard".into())

@@ -17,10 +17,7 @@ pub type SharedOutputDir = Arc<Mutex<PathBuf>>;
 pub fn make_saver(output_dir: SharedOutputDir, db_path: PathBuf) -> Saver {
     let mut gallery: Option<Gallery> = None;
     Box::new(move |output: &Output| {
-        let dir = output_dir
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let dir = output_dir.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let path = save_png(&dir, output, unix_now())?;
         if gallery.is_none() {
             gallery = Gallery::open(&db_path)
@@ -42,11 +39,7 @@ pub fn make_saver(output_dir: SharedOutputDir, db_path: PathBuf) -> Saver {
 pub fn save_png(dir: &Path, output: &Output, unix_secs: i64) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-    let name = format!(
-        "kiln-{}-{}.png",
-        timestamp(unix_secs),
-        output.recipe.seed
-    );
+    let name = format!("kiln-{}-{}.png", timestamp(unix_secs), output.recipe.seed);
     let plan = OutputPlan::new(&dir.join(name), 1, false)?;
     let bytes = encode_output(output)?;
     let target = plan
@@ -117,7 +110,9 @@ mod tests {
         assert_eq!(a, dir.path().join("kiln-19700101-000000-42.png"));
         assert_ne!(a, b);
         let bytes = std::fs::read(&b).unwrap();
-        let recipe = kiln_inference::io::png_meta::read_recipe(&bytes).unwrap().unwrap();
+        let recipe = kiln_inference::io::png_meta::read_recipe(&bytes)
+            .unwrap()
+            .unwrap();
         assert_eq!(recipe.prompt, "a clay fox");
     }
 }

@@ -11,8 +11,10 @@ use std::sync::Arc;
 /// Which file dialog a picked path answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PickPurpose {
-    /// A model file or folder for the Generate panel.
+    /// A model file (single-file checkpoint) for the Generate panel.
     Model,
+    /// A diffusers model folder for the Generate panel.
+    ModelFolder,
     /// An init image.
     InitImage,
     /// The output folder (Settings).
@@ -109,7 +111,9 @@ impl Tasks {
         if let Err(e) = spawned {
             self.running.fetch_sub(1, Ordering::Relaxed);
             self.done_tx
-                .try_send(TaskDone::Failed(format!("cannot start a background task: {e}")))
+                .try_send(TaskDone::Failed(format!(
+                    "cannot start a background task: {e}"
+                )))
                 .ok();
         }
     }

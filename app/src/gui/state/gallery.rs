@@ -92,6 +92,12 @@ pub struct GalleryState {
     pub stale: bool,
     /// Thumbnail ids last asked for (to ask again only when they change).
     pub last_wanted: Vec<i64>,
+    /// Select the newest entry once it is loaded (screenshots).
+    pub select_first: bool,
+    /// Indices of the cells drawn in the last frame.
+    pub visible: std::ops::Range<usize>,
+    /// How many of them were still waiting for their entry (page not loaded yet).
+    pub visible_without_entry: usize,
 }
 
 impl GalleryState {
@@ -156,6 +162,13 @@ impl GalleryState {
             && let Some(updated) = entries.iter().find(|e| e.id == selected.id)
         {
             self.selected = Some(updated.clone());
+        }
+        if self.select_first
+            && page == 0
+            && let Some(first) = entries.first()
+        {
+            self.select_first = false;
+            self.selected = Some(first.clone());
         }
         self.pages.insert(page, (generation, entries));
     }

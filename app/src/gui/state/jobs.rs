@@ -117,7 +117,8 @@ impl JobsState {
                             texture.set(image, TextureOptions::LINEAR);
                         }
                         _ => {
-                            let texture = ctx.load_texture("preview", image, TextureOptions::LINEAR);
+                            let texture =
+                                ctx.load_texture("preview", image, TextureOptions::LINEAR);
                             self.preview = Some((id, texture));
                         }
                     }

@@ -37,7 +37,12 @@ impl ImageViewer {
     }
 
     /// Shows `texture` (of `image_size` pixels) filling the available space.
-    pub fn ui(&mut self, ui: &mut egui::Ui, texture: egui::TextureId, image_size: Vec2) -> egui::Response {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        texture: egui::TextureId,
+        image_size: Vec2,
+    ) -> egui::Response {
         let palette = Palette::of_ui(ui);
         let size = ui.available_size().max(Vec2::splat(32.0));
         let (rect, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
@@ -46,9 +51,10 @@ impl ImageViewer {
         if image_size.x < 1.0 || image_size.y < 1.0 {
             return response;
         }
+        // Fitting may enlarge a small image (a latent preview) beyond the manual zoom range.
         let fit_zoom = (rect.width() / image_size.x)
             .min(rect.height() / image_size.y)
-            .clamp(ZOOM_RANGE.0, ZOOM_RANGE.1);
+            .max(ZOOM_RANGE.0);
         let mut zoom = if self.fit { fit_zoom } else { self.zoom };
 
         if response.double_clicked() {

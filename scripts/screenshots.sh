@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Screenshots of the real `kiln` window, every section in English and Simplified Chinese:
+# docs/screenshots/<section>-<lang>.png (1280×800).
+#
+# Builds the release binary, prepares a throw-away library (settings, a few outputs made with
+# the tiny fixture models, the fixtures as the model folder), then opens the app under Xvfb
+# once per shot (KILN_SCREENSHOT=1 with KILN_SECTION / KILN_LANG; nothing is saved) and grabs
+# the screen with ImageMagick's `import`. Prints the start-up timing (KILN_TIMING=1).
+#
+# Usage: scripts/screenshots.sh [out_dir]      (needs scripts/install-ui-test-deps.sh once)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out_dir="${1:-$repo/docs/screenshots}"
+fixtures="$repo/tests/fixtures"
+
+for tool in xvfb-run import; do
+    if ! command -v "$tool" > /dev/null; then
+        echo "missing $tool: run scripts/install-ui-test-deps.sh first" >&2
+        exit 1
+    fi
+done
+
+echo "Building kiln (release)…"
+(cd "$repo" && cargo build --release -p kiln --quiet)
+kiln="$repo/target/release/kiln"
+
+demo="$(mktemp -d -t kiln-screenshots.XXXXXX)"
+trap 'rm -rf "$demo"' EXIT
+mkdir -p "$demo/config" "$demo/data" "$demo/out" "$demo/models" "$demo/xdg"
+chmod 700 "$demo/xdg"
+
+# The model folder: the tiny fixtures, plus a damaged file to show how problems look.
+ln -s "$fixtures/tiny-sd15" "$demo/models/tiny-sd15"
+ln -s "$fixtures/tiny-sdxl" "$demo/models/tiny-sdxl"
+ln -s "$fixtures/tiny-sd15.safetensors" "$demo/models/tiny-sd15-single-file.safetensors"
+printf 'not a safetensors file' > "$demo/models/half-downloaded.safetensors"
+
+# A few outputs for the gallery (the CLI embeds the recipe; the app indexes them at start).
+echo "Making gallery images with the tiny model…"
+prompts=(
+    "a clay fox in a misty forest, soft light"
+    "a porcelain teapot with blue flowers, studio photo"
+    "an isometric clay village at dusk"
+    "a knitted whale floating above the sea"
+    "黏土小狐狸，雾气森林，柔和光线"
+    "a paper-cut mountain landscape, layered"
+    "a ceramic owl on a bookshelf"
+    "青花瓷茶壶，棚拍"
+)
+i=0
+for prompt in "${prompts[@]}"; do
+    seed=$((100 + i * 17))
+    args=(--model "$fixtures/tiny-sd15" --prompt "$prompt" --negative "blurry, low quality"
+          --steps 6 --seed "$seed" --output "$demo/out/kiln-demo-$i.png")
+    if (( i % 2 == 1 )); then
+        args+=(--init "$fixtures/init-64.png" --strength 0.35 --width 96 --height 96)
+    else
+        args+=(--width 96 --height 96)
+    fi
+    "$kiln" generate "${args[@]}" > /dev/null 2>&1
+    i=$((i + 1))
+done
+
+cat > "$demo/config/settings.toml" <<EOF
+output_dir = "$demo/out"
+model_dirs = ["$demo/models"]
+language = "en"
+theme = "dark"
+previews = true
+last_recipe = '{"model":{"path":"$demo/models/tiny-sd15","family":"sd1"},"prompt":"a clay fox in a misty forest, soft light, studio photo","negative":"blurry, low quality","seed":1234,"sampler":"dpm++2m-karras","steps":12,"cfg":7.0,"width":128,"height":128,"batch":2}'
+EOF
+
+mkdir -p "$out_dir"
+
+# shoot SECTION LANG FILE [extra env…]: one window, one screenshot.
+shoot() {
+    local section="$1" lang="$2" file="$3"
+    shift 3
+    local log="$demo/log-$section-$lang.txt"
+    local before
+    before=$(ls "$demo/out" | wc -l)
+    env KILN_CONFIG_DIR="$demo/config" KILN_DATA_DIR="$demo/data" XDG_RUNTIME_DIR="$demo/xdg" \
+        KILN_SCREENSHOT=1 KILN_SECTION="$section" KILN_LANG="$lang" KILN_TIMING=1 "$@" \
+        xvfb-run -a -s "-screen 0 1280x800x24" bash -c '
+            "$0" > "$1" 2>&1 &
+            pid=$!
+            # Wait for the first frame, then for what the shot needs.
+            for _ in $(seq 100); do grep -q "first frame" "$1" && break; sleep 0.1; done
+            if [ -n "${WAIT_FOR_OUTPUTS:-}" ]; then
+                for _ in $(seq 600); do
+                    [ "$(ls "$3" | wc -l)" -ge "$WAIT_FOR_OUTPUTS" ] && break
+                    sleep 0.1
+                done
+            fi
+            sleep "${SETTLE:-2}"
+            import -window root "$2"
+            kill "$pid"; wait "$pid" 2> /dev/null || true
+        ' "$kiln" "$log" "$file" "$demo/out"
+    grep "kiln timing" "$log" | sed "s/^/  $section-$lang: /" || true
+    local after
+    after=$(ls "$demo/out" | wc -l)
+    [ "$after" -ge "$before" ]
+}
+
+for lang in en zh-CN; do
+    echo "Screenshots ($lang)…"
+    count=$(ls "$demo/out" | wc -l)
+    # Generate: the restored form queued, shot once its two images are done.
+    shoot generate "$lang" "$out_dir/generate-$lang.png" \
+        KILN_SUBMIT=1 WAIT_FOR_OUTPUTS=$((count + 2)) SETTLE=2
+    # Generate while running: live preview and the queue.
+    shoot generate "$lang" "$out_dir/generate-running-$lang.png" KILN_SUBMIT=1 SETTLE=6
+    shoot gallery "$lang" "$out_dir/gallery-$lang.png" KILN_SELECT_FIRST=1 SETTLE=3
+    shoot models "$lang" "$out_dir/models-$lang.png" SETTLE=3
+    shoot settings "$lang" "$out_dir/settings-$lang.png" SETTLE=2
+done
+
+echo "Wrote:"
+ls -1 "$out_dir"/*.png
