@@ -19,19 +19,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let _ = a.broadcast_matmul(&w.t()?)?;
     let s = t.elapsed().as_secs_f64();
-    println!("linear 8192x320x320 {:.4} s, {:.1} GFLOP/s", s, 2.0 * 8192.0 * 320.0 * 320.0 / s / 1e9);
+    println!(
+        "linear 8192x320x320 {:.4} s, {:.1} GFLOP/s",
+        s,
+        2.0 * 8192.0 * 320.0 * 320.0 / s / 1e9
+    );
     let x = Tensor::randn(0f32, 1.0, (2, 320, 64, 64), &dev)?;
-    let gn = candle_nn::GroupNorm::new(Tensor::ones(320, candle_core::DType::F32, &dev)?, Tensor::zeros(320, candle_core::DType::F32, &dev)?, 320, 32, 1e-5)?;
+    let gn = candle_nn::GroupNorm::new(
+        Tensor::ones(320, candle_core::DType::F32, &dev)?,
+        Tensor::zeros(320, candle_core::DType::F32, &dev)?,
+        320,
+        32,
+        1e-5,
+    )?;
     let t = Instant::now();
-    for _ in 0..10 { let _ = candle_nn::Module::forward(&gn, &x)?; }
-    println!("groupnorm 2x320x64x64: {:.4} s each", t.elapsed().as_secs_f64() / 10.0);
-    let conv = candle_nn::Conv2d::new(Tensor::randn(0f32, 0.1, (320, 320, 3, 3), &dev)?, None, candle_nn::Conv2dConfig { padding: 1, ..Default::default() });
+    for _ in 0..10 {
+        let _ = candle_nn::Module::forward(&gn, &x)?;
+    }
+    println!(
+        "groupnorm 2x320x64x64: {:.4} s each",
+        t.elapsed().as_secs_f64() / 10.0
+    );
+    let wt = Tensor::randn(0f32, 0.1, (320, 320, 3, 3), &dev)?;
     let t = Instant::now();
-    let _ = candle_nn::Module::forward(&conv, &x)?;
+    let _ = x.conv2d(&wt, 1, 1, 1, 1)?;
     let s = t.elapsed().as_secs_f64();
-    println!("conv3x3 320->320 64x64 b2: {:.3} s, {:.1} GFLOP/s", s, 2.0*2.0*4096.0*320.0*320.0*9.0/s/1e9);
+    println!(
+        "candle conv3x3 320->320 64x64 b2: {:.3} s, {:.1} GFLOP/s",
+        s,
+        2.0 * 2.0 * 4096.0 * 320.0 * 320.0 * 9.0 / s / 1e9
+    );
+    let vb = candle_nn::VarBuilder::from_tensors(
+        [("weight".to_string(), wt.clone())].into_iter().collect(),
+        candle_core::DType::F32,
+        &dev,
+    );
+    let conv = kiln_inference::kernels::conv::Conv2d::new(320, 320, 3, 1, 1, vb)?;
     let t = Instant::now();
-    for _ in 0..10 { let _ = x.silu()?; }
+    let _ = conv.forward(&x)?;
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "conv3x3 320->320 64x64 b2: {:.3} s, {:.1} GFLOP/s",
+        s,
+        2.0 * 2.0 * 4096.0 * 320.0 * 320.0 * 9.0 / s / 1e9
+    );
+    let t = Instant::now();
+    for _ in 0..10 {
+        let _ = x.silu()?;
+    }
     println!("silu: {:.4} s each", t.elapsed().as_secs_f64() / 10.0);
     Ok(())
 }

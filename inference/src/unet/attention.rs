@@ -4,8 +4,9 @@
 
 use crate::Result;
 use crate::kernels::attention::attention;
+use crate::kernels::conv::Conv2d;
 use candle_core::{DType, Tensor};
-use candle_nn::{Conv2d, GroupNorm, LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{GroupNorm, LayerNorm, Linear, Module, VarBuilder};
 
 /// Where an attention layer sits in the UNet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,13 +3,14 @@
 //! consistent self-attention).
 
 use crate::Result;
+use crate::kernels::conv::Conv2d;
 use crate::unet::attention::{AttentionProcessor, Transformer2D, TransformerConfig, UNetPart};
 use crate::unet::config::UNetConfig;
 use crate::unet::resnet::{
     Downsample, NormConfig, ResBlock, TimestepEmbedding, Upsample, conv3x3, timestep_embedding,
 };
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Module, VarBuilder};
+use candle_nn::{GroupNorm, Module, VarBuilder};
 
 /// Optional inputs that later features feed into a UNet pass.
 #[derive(Default)]

@@ -2,8 +2,9 @@
 //! The VAE reuses the resnet without a time embedding.
 
 use crate::Result;
+use crate::kernels::conv::Conv2d;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, Module, VarBuilder};
+use candle_nn::{GroupNorm, Linear, Module, VarBuilder};
 
 /// Group-norm settings shared by a block.
 #[derive(Clone, Copy, Debug)]
@@ -16,23 +17,12 @@ pub struct NormConfig {
 
 /// 3×3 convolution with padding 1 (and the given stride).
 pub fn conv3x3(in_ch: usize, out_ch: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: 1,
-        stride,
-        ..Default::default()
-    };
-    Ok(candle_nn::conv2d(in_ch, out_ch, 3, cfg, vb)?)
+    Conv2d::new(in_ch, out_ch, 3, stride, 1, vb)
 }
 
 /// 1×1 convolution.
 pub fn conv1x1(in_ch: usize, out_ch: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Ok(candle_nn::conv2d(
-        in_ch,
-        out_ch,
-        1,
-        Conv2dConfig::default(),
-        vb,
-    )?)
+    Conv2d::new(in_ch, out_ch, 1, 1, 0, vb)
 }
 
 /// diffusers `ResnetBlock2D`: two norm-act-conv stages plus an optional time embedding.

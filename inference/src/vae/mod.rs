@@ -3,10 +3,11 @@
 pub mod preview;
 pub mod tiled;
 
+use crate::kernels::conv::Conv2d;
 use crate::unet::resnet::{NormConfig, ResBlock, conv1x1, conv3x3};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, Module, VarBuilder};
+use candle_nn::{GroupNorm, Linear, Module, VarBuilder};
 use serde::Deserialize;
 
 /// Mirror of diffusers `vae/config.json` (fields Kiln reads).
@@ -211,15 +212,12 @@ impl Encoder {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let downsample = if i + 1 < chans.len() {
-                let conv_cfg = Conv2dConfig {
-                    stride: 2,
-                    ..Default::default()
-                };
-                Some(candle_nn::conv2d(
+                Some(Conv2d::new(
                     out_ch,
                     out_ch,
                     3,
-                    conv_cfg,
+                    2,
+                    0,
                     bvb.pp("downsamplers").pp(0).pp("conv"),
                 )?)
             } else {
