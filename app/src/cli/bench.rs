@@ -151,14 +151,11 @@ struct Report {
     peak_rss_bytes: Option<u64>,
 }
 
-/// `[a; b]` along the batch dimension. The app does not link candle itself (only the inference
-/// crate does), so this works through tensor methods: zero-pad both to the joint batch and add.
+/// `[a; b]` along the batch dimension.
 macro_rules! cat_batch {
-    ($a:expr, $b:expr) => {{
-        let (a, b) = ($a, $b);
-        let (na, nb) = (a.dim(0)?, b.dim(0)?);
-        (a.pad_with_zeros(0, 0, nb)? + b.pad_with_zeros(0, na, 0)?)?
-    }};
+    ($a:expr, $b:expr) => {
+        candle_core::Tensor::cat(&[$a, $b], 0)?
+    };
 }
 
 /// Runs `kiln bench`.
@@ -251,11 +248,20 @@ fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
                 Some(neg) if use_cfg => cat_batch!(neg, pooled),
                 _ => pooled.clone(),
             };
-            // Micro-conditioning ids: their values do not change the cost, so all are the
-            // height (a real run has [h, w, 0, 0, h, w]).
-            let time_ids = rng
-                .randn_tensor(&[batch, ids])?
-                .affine(0.0, f64::from(height))?;
+            // Micro-conditioning ids as a real run has them: [h, w, 0, 0, h, w] (refiner:
+            // [h, w, 0, 0, aesthetic score]).
+            let (h, w) = (height as f32, width as f32);
+            let row: Vec<f32> = if ids == 5 {
+                vec![h, w, 0.0, 0.0, 6.0]
+            } else {
+                vec![h, w, 0.0, 0.0, h, w]
+            };
+            let values: Vec<f32> = (0..batch).flat_map(|_| row.iter().copied()).collect();
+            let time_ids = candle_core::Tensor::from_vec(
+                values,
+                (batch, row.len()),
+                &candle_core::Device::Cpu,
+            )?;
             Some(TextTimeInputs {
                 text_embeds,
                 time_ids,
