@@ -110,7 +110,7 @@ for lang in en zh-CN; do
     shoot generate "$lang" "$out_dir/generate-$lang.png" \
         KILN_SUBMIT=1 WAIT_FOR_OUTPUTS=$((count + 2)) SETTLE=2
     # Generate while running: live preview and the queue.
-    shoot generate "$lang" "$out_dir/generate-running-$lang.png" KILN_SUBMIT=1 SETTLE=6
+    shoot generate "$lang" "$out_dir/generate-running-$lang.png" KILN_SUBMIT=1 SETTLE=3
     shoot gallery "$lang" "$out_dir/gallery-$lang.png" KILN_SELECT_FIRST=1 SETTLE=3
     shoot models "$lang" "$out_dir/models-$lang.png" SETTLE=3
     shoot settings "$lang" "$out_dir/settings-$lang.png" SETTLE=2

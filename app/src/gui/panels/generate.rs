@@ -9,6 +9,7 @@ use crate::gui::services::tasks::PickPurpose;
 use crate::gui::state::{AppState, Section};
 use crate::gui::theme::{self, Palette};
 use crate::i18n::{Lang, tr, tr_args};
+use crate::library::models::ModelEntry;
 use egui::{Key, Modifiers, RichText, Vec2};
 use kiln_inference::SamplerKind;
 
@@ -128,60 +129,8 @@ fn model_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
     let lang = state.lang();
     let palette = Palette::of_ui(ui);
     group_title(ui, tr(lang, "generate.model"));
-    let selected_name = match &state.form.model {
-        Some(path) => state
-            .models
-            .entry(path)
-            .map(|e| e.name.clone())
-            .unwrap_or_else(|| file_name(path)),
-        None => tr(lang, "generate.no_model").to_owned(),
-    };
     let mut chosen = None;
-    ui.horizontal(|ui| {
-        let browse_width = 90.0;
-        let combo_width =
-            (ui.available_width() - browse_width - ui.spacing().item_spacing.x).max(120.0);
-        ui.name_inputs(tr(lang, "generate.model"), |ui| {
-            egui::ComboBox::from_id_salt("model-picker")
-                .width(combo_width)
-                .selected_text(selected_name)
-                .truncate()
-                .show_ui(ui, |ui| {
-                    let mut any = false;
-                    for entry in state.models.checkpoints() {
-                        any = true;
-                        let selected = state.form.model.as_deref() == Some(entry.path.as_path());
-                        let family = entry.family.map(|f| f.label()).unwrap_or("?");
-                        let label = format!("{}  ·  {family}", entry.name);
-                        if ui.selectable_label(selected, label).clicked() {
-                            chosen = Some(entry.clone());
-                        }
-                    }
-                    if !any {
-                        ui.label(
-                            RichText::new(tr(lang, "generate.no_models_found"))
-                                .color(palette.muted),
-                        );
-                    }
-                });
-        });
-        ui.allocate_ui_with_layout(
-            egui::vec2(browse_width, ui.spacing().interact_size.y),
-            egui::Layout::right_to_left(egui::Align::Center),
-            |ui| {
-                ui.menu_button(tr(lang, "common.browse"), |ui| {
-                    if ui.button(tr(lang, "generate.browse_file")).clicked() {
-                        actions.push(Action::Pick(PickPurpose::Model));
-                    }
-                    if ui.button(tr(lang, "generate.browse_folder")).clicked() {
-                        actions.push(Action::Pick(PickPurpose::ModelFolder));
-                    }
-                })
-                .response
-                .on_hover_text(tr(lang, "generate.browse_model_hint"));
-            },
-        );
-    });
+    ui.horizontal(|ui| model_row_ui(ui, state, lang, &mut chosen, actions));
     if let Some(entry) = chosen {
         state.form.set_model(entry.path, entry.family, entry.hash);
     }
@@ -212,6 +161,73 @@ fn model_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) 
         }
         _ => {}
     }
+}
+
+/// The model picker and the browse menu, filling the row.
+fn model_row_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    lang: Lang,
+    chosen: &mut Option<ModelEntry>,
+    actions: &mut Vec<Action>,
+) {
+    let palette = Palette::of_ui(ui);
+    let selected_name = match &state.form.model {
+        Some(path) => state
+            .models
+            .entry(path)
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| file_name(path)),
+        None => tr(lang, "generate.no_model").to_owned(),
+    };
+    // The picker takes the row except the browse menu's width.
+    let browse_text = tr(lang, "common.browse");
+    let text_width = ui.fonts_mut(|fonts| {
+        fonts
+            .layout_no_wrap(
+                browse_text.to_owned(),
+                egui::TextStyle::Button.resolve(ui.style()),
+                egui::Color32::WHITE,
+            )
+            .size()
+            .x
+    });
+    let browse_width = text_width + 2.0 * ui.spacing().button_padding.x;
+    let combo_width =
+        (ui.available_width() - browse_width - ui.spacing().item_spacing.x).max(120.0);
+    ui.name_inputs(tr(lang, "generate.model"), |ui| {
+        egui::ComboBox::from_id_salt("model-picker")
+            .width(combo_width)
+            .selected_text(selected_name)
+            .truncate()
+            .show_ui(ui, |ui| {
+                let mut any = false;
+                for entry in state.models.checkpoints() {
+                    any = true;
+                    let selected = state.form.model.as_deref() == Some(entry.path.as_path());
+                    let family = entry.family.map(|f| f.label()).unwrap_or("?");
+                    let label = format!("{}  ·  {family}", entry.name);
+                    if ui.selectable_label(selected, label).clicked() {
+                        *chosen = Some(entry.clone());
+                    }
+                }
+                if !any {
+                    ui.label(
+                        RichText::new(tr(lang, "generate.no_models_found")).color(palette.muted),
+                    );
+                }
+            });
+    });
+    ui.menu_button(tr(lang, "common.browse"), |ui| {
+        if ui.button(tr(lang, "generate.browse_file")).clicked() {
+            actions.push(Action::Pick(PickPurpose::Model));
+        }
+        if ui.button(tr(lang, "generate.browse_folder")).clicked() {
+            actions.push(Action::Pick(PickPurpose::ModelFolder));
+        }
+    })
+    .response
+    .on_hover_text(tr(lang, "generate.browse_model_hint"));
 }
 
 fn token_label(counts: Option<(usize, usize)>, lang: Lang, ui: &egui::Ui) -> RichText {
@@ -317,7 +333,7 @@ pub fn sampler_label(sampler: SamplerKind) -> String {
 fn sampler_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
     row_ui(ui, tr(lang, "generate.sampler"), |ui| {
         egui::ComboBox::from_id_salt("sampler")
-            .width(ui.available_width() - ui.spacing().icon_width - 8.0)
+            .width(ui.available_width() - 8.0)
             .selected_text(sampler_label(form.sampler))
             .show_ui(ui, |ui| {
                 for sampler in SamplerKind::ALL {
@@ -326,11 +342,11 @@ fn sampler_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
             });
     });
     row_ui(ui, tr(lang, "generate.steps"), |ui| {
-        ui.spacing_mut().slider_width = ui.available_width() - 60.0;
+        ui.spacing_mut().slider_width = ui.available_width() - 50.0;
         ui.add(egui::Slider::new(&mut form.steps, 1..=MAX_STEPS));
     });
     row_ui(ui, tr(lang, "generate.cfg"), |ui| {
-        ui.spacing_mut().slider_width = ui.available_width() - 60.0;
+        ui.spacing_mut().slider_width = ui.available_width() - 50.0;
         ui.add(
             egui::Slider::new(&mut form.cfg, 1.0..=20.0)
                 .step_by(0.5)
@@ -408,7 +424,7 @@ fn init_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                 });
             });
             row_ui(ui, tr(lang, "generate.strength"), |ui| {
-                ui.spacing_mut().slider_width = ui.available_width() - 60.0;
+                ui.spacing_mut().slider_width = ui.available_width() - 50.0;
                 ui.add(egui::Slider::new(&mut form.strength, 0.05..=1.0).fixed_decimals(2));
             });
         }
