@@ -691,16 +691,16 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn fixture(name: &str) -> Option<PathBuf> {
+    fn fixture(name: &str) -> PathBuf {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/fixtures/refs")
             .join(name);
-        if path.exists() {
-            Some(path)
-        } else {
-            eprintln!("skipping: {} not generated yet", path.display());
-            None
-        }
+        assert!(
+            path.exists(),
+            "missing committed fixture {}",
+            path.display()
+        );
+        path
     }
 
     fn make(kind: SamplerKind, config: &SchedulerConfig, steps: usize) -> Scheduler {
@@ -854,9 +854,7 @@ mod tests {
     /// init_noise_sigma and img2img kept timesteps for every sampler on the SD1.5 and SDXL configs.
     #[test]
     fn matches_schedules_fixture() {
-        let Some(path) = fixture("schedules.json") else {
-            return;
-        };
+        let path = fixture("schedules.json");
         let text = std::fs::read_to_string(&path).expect("read schedules.json");
         let refs: serde_json::Value = serde_json::from_str(&text).expect("json");
         let schedules = refs["schedules"].as_array().expect("schedules");
@@ -935,9 +933,7 @@ mod tests {
     /// shared with the scheduler exactly as the pipelines share it.
     #[test]
     fn matches_sampler_steps_fixture() {
-        let Some(path) = fixture("sampler_steps.safetensors") else {
-            return;
-        };
+        let path = fixture("sampler_steps.safetensors");
         let bytes = std::fs::read(&path).expect("read sampler_steps.safetensors");
         let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
         let metadata = metadata.metadata().clone().expect("metadata");
