@@ -143,3 +143,16 @@ impl Default for Recipe {
         }
     }
 }
+
+/// A fresh seed in A1111's 32-bit range, from the OS's hash randomness and the clock.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish() & 0xFFFF_FFFF
+}

@@ -73,19 +73,6 @@ fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
     })
 }
 
-/// A seed from the OS's hash randomness, in A1111's 32-bit range.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    hasher.finish() & 0xFFFF_FFFF
-}
-
 /// Builds the recipe: defaults from the model family and the init image.
 fn recipe_from(args: &GenerateArgs, seed: u64) -> anyhow::Result<Recipe> {
     let files = ModelFiles::open(&args.model)?;
@@ -180,7 +167,9 @@ fn progress_line(p: &Progress) -> String {
 
 /// Runs `kiln generate`.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let seed = args.seed.unwrap_or_else(random_seed);
+    let seed = args
+        .seed
+        .unwrap_or_else(kiln_inference::recipe::random_seed);
     let recipe = recipe_from(&args, seed)?;
     kiln_inference::engine::validate(&recipe)?;
     // Claim writable output paths before any work, so a bad path fails fast.

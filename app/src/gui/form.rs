@@ -286,7 +286,7 @@ impl GenerateForm {
 
     /// Parses the form, drawing a fresh random seed in [`SeedMode::Random`].
     pub fn to_recipe(&self) -> Result<Recipe, FormError> {
-        self.to_recipe_with(random_seed)
+        self.to_recipe_with(kiln_inference::recipe::random_seed)
     }
 
     /// Restores everything from a recipe (the seed becomes fixed). The model is kept when
@@ -321,19 +321,6 @@ impl GenerateForm {
         }
         self.clip_skip = recipe.clip_skip.max(1);
     }
-}
-
-/// A seed from the OS's hash randomness, in A1111's 32-bit range.
-pub fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    hasher.finish() & 0xFFFF_FFFF
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ impl Encoder {
         }
         let x = self.mid.forward(&x)?;
         let x = self.conv_norm_out.forward(&x)?.silu()?;
-        Ok(self.conv_out.forward(&x)?)
+        self.conv_out.forward(&x)
     }
 }
 
@@ -337,7 +337,7 @@ impl Decoder {
             }
         }
         let x = self.conv_norm_out.forward(&x)?.silu()?;
-        Ok(self.conv_out.forward(&x)?)
+        self.conv_out.forward(&x)
     }
 }
 
