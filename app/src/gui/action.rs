@@ -4,6 +4,7 @@
 use crate::gui::services::tasks::PickPurpose;
 use crate::gui::state::Section;
 use crate::i18n::Lang;
+use crate::library::gallery::GalleryEntry;
 use crate::library::settings::Theme;
 use crate::worker::JobId;
 use kiln_inference::Recipe;
@@ -54,6 +55,10 @@ pub enum Action {
     WantThumbnails(Vec<(i64, PathBuf)>),
     /// Re-index the output folder.
     RebuildIndex,
+    /// Export the creation record of this gallery entry (its chain of parents) as HTML + JSON.
+    ExportRecord(i64),
+    /// Export two gallery entries side by side (first, second) as an HTML page.
+    ExportComparison(Box<(GalleryEntry, GalleryEntry)>),
     /// Hide a job's error.
     DismissJobError(JobId),
     /// Hide a notice.

@@ -11,7 +11,7 @@ use crate::gui::services::saver::{SharedOutputDir, make_saver};
 use crate::gui::services::tasks::{DroppedImage, PickPurpose, TaskDone, Tasks};
 use crate::gui::services::thumbnails::ThumbnailLoader;
 use crate::gui::services::tokens::{PromptField, TokenCounter};
-use crate::gui::state::gallery::{PAGE_SIZE, Thumb};
+use crate::gui::state::gallery::{ExportStatus, PAGE_SIZE, Thumb};
 use crate::gui::state::{AppState, NoticeKind, Section, language_of};
 use crate::gui::theme;
 use crate::i18n::{self, Lang, tr, tr_args};
@@ -313,6 +313,9 @@ impl KilnApp {
                 NoticeKind::Error,
                 tr_args(lang, "notice.settings_not_saved", &[("error", &message)]),
             ),
+            TaskDone::ComparisonExported(result) => {
+                self.state.gallery.export = Some(export_status(result));
+            }
             TaskDone::ModelsScanned {
                 generation,
                 entries,
@@ -400,6 +403,9 @@ impl KilnApp {
                     gallery.rebuild = None;
                     gallery.rebuild_result = Some(result);
                     rebuilt = true;
+                }
+                GalleryAnswer::RecordExported(result) => {
+                    gallery.export = Some(export_status(result));
                 }
                 GalleryAnswer::Failed(message) => gallery.error = Some(message),
             }
@@ -560,9 +566,34 @@ impl KilnApp {
                     self.state.gallery.rebuild_result = None;
                 }
             }
+            Action::ExportRecord(id) => {
+                let out_dir = self.records_dir();
+                let request = GalleryRequest::ExportRecord { id, out_dir };
+                self.state.gallery.export = Some(if self.services.gallery.request(request) {
+                    ExportStatus::Running
+                } else {
+                    ExportStatus::Failed(tr(lang, "record.busy").to_owned())
+                });
+            }
+            Action::ExportComparison(pair) => {
+                let out_dir = self.records_dir();
+                self.state.gallery.export = Some(ExportStatus::Running);
+                self.services.tasks.spawn("export-comparison", move || {
+                    let (a, b) = *pair;
+                    TaskDone::ComparisonExported(
+                        crate::library::record::export_comparison(&a, &b, &out_dir)
+                            .map_err(|e| format!("{e:#}")),
+                    )
+                });
+            }
             Action::DismissJobError(id) => self.state.jobs.errors.retain(|e| e.id != id),
             Action::DismissNotice(id) => self.state.notices.retain(|n| n.id != id),
         }
+    }
+
+    /// Where creation records and comparisons are exported: `records/` in the output folder.
+    fn records_dir(&self) -> PathBuf {
+        self.state.settings.output_dir.join("records")
     }
 
     /// Opens `folder` in the file manager, creating it first when asked.
@@ -742,6 +773,13 @@ pub fn read_dropped(path: &Path) -> DroppedImage {
     match image::guess_format(&bytes) {
         Ok(_) if image::load_from_memory(&bytes).is_ok() => DroppedImage::Image(path.to_path_buf()),
         _ => DroppedImage::Unreadable(format!("not an image ({})", path.display())),
+    }
+}
+
+fn export_status(result: Result<PathBuf, String>) -> ExportStatus {
+    match result {
+        Ok(folder) => ExportStatus::Done(folder),
+        Err(message) => ExportStatus::Failed(message),
     }
 }
 

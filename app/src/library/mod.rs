@@ -1,5 +1,5 @@
 //! The user's library: settings (TOML under the OS config dir), the outputs gallery and history
-//! index (SQLite), and the model library (Kiln's own model folder plus existing
+//! index (SQLite), creation records exported as HTML and JSON, and the model library (Kiln's own model folder plus existing
 //! A1111/Forge, ComfyUI and Fooocus installs).
 //!
 //! Nothing here draws. Functions that touch the disk more than once (folder scans, gallery
@@ -8,6 +8,7 @@
 
 pub mod gallery;
 pub mod models;
+pub mod record;
 pub mod settings;
 
 mod fsutil;

@@ -1,14 +1,17 @@
 //! The Gallery panel: a virtual thumbnail grid over the SQLite index (newest first; only the
 //! visible rows are fetched and only their thumbnails loaded), text search, model and date
-//! filters, a details pane with the full recipe, and "rebuild index".
+//! filters, a details pane with the full recipe, "rebuild index", and the creation record:
+//! "Export record…" (the entry's chain of steps as HTML + JSON) and a side-by-side comparison of
+//! two entries with their differing settings.
 
 use crate::gui::action::Action;
 use crate::gui::panels::{file_name, generate::sampler_label};
 use crate::gui::state::AppState;
-use crate::gui::state::gallery::{DateFilter, GalleryState, PAGE_SIZE, Thumb};
+use crate::gui::state::gallery::{DateFilter, ExportStatus, GalleryState, PAGE_SIZE, Thumb};
 use crate::gui::theme::{self, Palette};
 use crate::i18n::{Lang, tr, tr_args, tr_count};
 use crate::library::gallery::GalleryEntry;
+use crate::library::record::{entry_recipe, format_date as record_date, recipe_differences};
 use egui::{Rect, RichText, Sense, Vec2};
 use kiln_inference::SamplerKind;
 
@@ -33,9 +36,185 @@ pub fn gallery_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut V
             }))
             .show(ui, |ui| details_ui(ui, state, lang, actions));
     }
+    let comparing = state.gallery.selected.is_some() && state.gallery.compare.is_some();
     egui::CentralPanel::default()
         .frame(egui::Frame::new())
-        .show(ui, |ui| grid_ui(ui, state, lang, actions));
+        .show(ui, |ui| {
+            if comparing {
+                compare_ui(ui, state, lang, actions);
+            } else {
+                if state.gallery.compare_picking {
+                    picking_banner_ui(ui, &mut state.gallery, lang);
+                }
+                grid_ui(ui, state, lang, actions);
+            }
+        });
+}
+
+/// "Click another image…" above the grid while picking the entry to compare with.
+fn picking_banner_ui(ui: &mut egui::Ui, gallery: &mut GalleryState, lang: Lang) {
+    let palette = Palette::of_ui(ui);
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(tr(lang, "record.picking")).color(palette.accent));
+        if ui.small_button(tr(lang, "record.cancel")).clicked() {
+            gallery.compare_picking = false;
+        }
+    });
+    ui.add_space(6.0);
+}
+
+/// The selected entry and the one compared with it side by side, their differing settings,
+/// and "Export comparison".
+fn compare_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut Vec<Action>) {
+    let palette = Palette::of_ui(ui);
+    let gallery = &mut state.gallery;
+    let (Some(a), Some(b)) = (gallery.selected.clone(), gallery.compare.clone()) else {
+        return;
+    };
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(tr(lang, "record.compare_title")).strong());
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui.button(tr(lang, "record.back")).clicked() {
+                gallery.compare = None;
+            }
+            let running = gallery.export == Some(ExportStatus::Running);
+            if ui
+                .add_enabled(
+                    !running,
+                    egui::Button::new(tr(lang, "record.export_comparison")),
+                )
+                .on_hover_text(tr(lang, "record.export_comparison_hint"))
+                .clicked()
+            {
+                actions.push(Action::ExportComparison(Box::new((a.clone(), b.clone()))));
+            }
+        });
+    });
+    if let Some(status) = &gallery.export {
+        export_status_ui(ui, status, lang, actions);
+    }
+    ui.add_space(6.0);
+    let mut wanted = Vec::new();
+    let frame = state.frame;
+    ui.columns(2, |columns| {
+        for (ui, (label, entry)) in columns.iter_mut().zip([("A", &a), ("B", &b)]) {
+            let size = Vec2::new(ui.available_width(), 300.0);
+            match gallery.thumbnails.get_mut(&entry.id) {
+                Some(Thumb::Loaded { texture, last_used }) => {
+                    *last_used = frame;
+                    let image_size = texture.size_vec2();
+                    let scale = (size.x / image_size.x).min(size.y / image_size.y);
+                    ui.add(
+                        egui::Image::new((texture.id(), image_size * scale))
+                            .corner_radius(theme::RADIUS),
+                    );
+                }
+                other => {
+                    if other.is_none() {
+                        wanted.push((entry.id, entry.path.clone()));
+                    }
+                    let (rect, _) = ui.allocate_exact_size(size, Sense::hover());
+                    ui.painter()
+                        .rect_filled(rect, theme::RADIUS, palette.canvas);
+                }
+            }
+            ui.label(
+                RichText::new(format!(
+                    "{label} · {} · {}",
+                    file_name(&entry.path),
+                    record_date(entry.created_unix)
+                ))
+                .color(palette.muted),
+            );
+        }
+    });
+    let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
+    if !wanted.is_empty() && ids != gallery.last_wanted {
+        gallery.last_wanted = ids;
+        actions.push(Action::WantThumbnails(wanted));
+    }
+    ui.add_space(10.0);
+    let differences = recipe_differences(&entry_recipe(&a), &entry_recipe(&b));
+    if differences.is_empty() {
+        ui.label(RichText::new(tr(lang, "record.no_differences")).color(palette.muted));
+        return;
+    }
+    ui.label(RichText::new(tr_count(lang, "record.differences", differences.len())).strong());
+    ui.add_space(4.0);
+    egui::ScrollArea::vertical()
+        .id_salt("gallery-compare-scroll")
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            let column = ((ui.available_width() - 160.0) / 2.0).max(120.0);
+            egui::Grid::new("gallery-compare-grid")
+                .num_columns(3)
+                .spacing([16.0, 6.0])
+                .striped(true)
+                .show(ui, |ui| {
+                    ui.label(RichText::new(tr(lang, "record.setting")).color(palette.muted));
+                    ui.label(RichText::new("A").color(palette.muted));
+                    ui.label(RichText::new("B").color(palette.muted));
+                    ui.end_row();
+                    for (field, value_a, value_b) in &differences {
+                        ui.label(
+                            RichText::new(tr(lang, &format!("record.field_{field}")))
+                                .color(palette.accent),
+                        );
+                        for value in [value_a, value_b] {
+                            ui.add_sized(
+                                [column, 0.0],
+                                egui::Label::new(value.as_str()).selectable(true).wrap(),
+                            );
+                        }
+                        ui.end_row();
+                    }
+                });
+        });
+}
+
+/// Where the last export stands: a spinner, the folder with "Open folder", or the error.
+fn export_status_ui(
+    ui: &mut egui::Ui,
+    status: &ExportStatus,
+    lang: Lang,
+    actions: &mut Vec<Action>,
+) {
+    let palette = Palette::of_ui(ui);
+    match status {
+        ExportStatus::Running => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(RichText::new(tr(lang, "record.exporting")).color(palette.muted));
+            });
+        }
+        ExportStatus::Done(folder) => {
+            ui.add(
+                egui::Label::new(
+                    RichText::new(tr_args(
+                        lang,
+                        "record.exported",
+                        &[("path", &folder.display())],
+                    ))
+                    .small()
+                    .color(palette.success),
+                )
+                .wrap(),
+            );
+            if ui.small_button(tr(lang, "record.open_folder")).clicked() {
+                actions.push(Action::OpenDir(folder.clone()));
+            }
+        }
+        ExportStatus::Failed(error) => {
+            ui.add(
+                egui::Label::new(
+                    RichText::new(tr_args(lang, "record.export_failed", &[("error", error)]))
+                        .small()
+                        .color(palette.error),
+                )
+                .wrap(),
+            );
+        }
+    }
 }
 
 fn filter_bar_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
@@ -209,7 +388,7 @@ fn grid_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut Ve
             }
         });
     if let Some(entry) = clicked {
-        gallery.selected = Some(entry);
+        gallery.click(entry);
     }
     gallery.visible = visible.unwrap_or(0..0);
     gallery.visible_without_entry = without_entry;
@@ -313,7 +492,7 @@ fn details_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut
                 ui.label(RichText::new(tr(lang, "gallery.details")).strong());
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     if ui.small_button(tr(lang, "common.close")).clicked() {
-                        state.gallery.selected = None;
+                        state.gallery.deselect();
                     }
                 });
             });
@@ -328,6 +507,7 @@ fn details_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut
             }
             ui.add_space(6.0);
             details_actions_ui(ui, &entry, lang, actions);
+            record_actions_ui(ui, &entry, &mut state.gallery, lang, actions);
             ui.add_space(6.0);
             ui.label(RichText::new(tr(lang, "generate.prompt")).color(palette.muted));
             ui.add(egui::Label::new(&entry.prompt).selectable(true).wrap());
@@ -400,6 +580,49 @@ fn details_actions_ui(
             actions.push(Action::CopyImage(entry.path.clone()));
         }
     });
+}
+
+/// "Export record…" and "Compare with…" under the entry's actions, and the last export.
+fn record_actions_ui(
+    ui: &mut egui::Ui,
+    entry: &GalleryEntry,
+    gallery: &mut GalleryState,
+    lang: Lang,
+    actions: &mut Vec<Action>,
+) {
+    let gap = ui.spacing().item_spacing.x;
+    let width = ((ui.available_width() - gap) / 2.0).floor();
+    let size = egui::vec2(width, 28.0);
+    let running = gallery.export == Some(ExportStatus::Running);
+    ui.horizontal(|ui| {
+        let export = ui
+            .add_enabled_ui(!running, |ui| {
+                ui.add_sized(size, egui::Button::new(tr(lang, "record.export")))
+            })
+            .inner
+            .on_hover_text(tr(lang, "record.export_hint"));
+        if export.clicked() {
+            actions.push(Action::ExportRecord(entry.id));
+        }
+        let picking = gallery.compare_picking;
+        let label = if picking {
+            tr(lang, "record.cancel")
+        } else {
+            tr(lang, "record.compare_with")
+        };
+        let compare = ui
+            .add_sized(size, egui::Button::new(label).selected(picking))
+            .on_hover_text(tr(lang, "record.compare_hint"));
+        if compare.clicked() {
+            gallery.compare_picking = !picking;
+            gallery.compare = None;
+        }
+    });
+    if gallery.compare.is_none()
+        && let Some(status) = &gallery.export
+    {
+        export_status_ui(ui, status, lang, actions);
+    }
 }
 
 /// Model, seed, size, sampler … of an entry, as rows of a two-column grid.

@@ -1,8 +1,9 @@
 //! The gallery's background thread: it owns the SQLite [`Gallery`] and answers page, count and
-//! model-list queries and index rebuilds, tagged with the UI's query generation so stale
+//! model-list queries, index rebuilds and creation-record exports, tagged with the UI's query generation so stale
 //! answers can be dropped.
 
 use crate::library::gallery::{Gallery, GalleryEntry, GalleryQuery};
+use crate::library::record::export_record;
 use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,13 @@ pub enum GalleryRequest {
     },
     /// Index one file (a dropped or imported PNG).
     AddPng(PathBuf),
+    /// Export the creation record of an entry into a new folder under `out_dir`.
+    ExportRecord {
+        /// The entry (its parents come along).
+        id: i64,
+        /// The records folder.
+        out_dir: PathBuf,
+    },
 }
 
 /// What the gallery thread answers.
@@ -67,6 +75,8 @@ pub enum GalleryAnswer {
     },
     /// Rebuild finished: images indexed, or the error.
     RebuildDone(Result<usize, String>),
+    /// A creation record was written: its folder, or the error.
+    RecordExported(Result<PathBuf, String>),
     /// A query failed.
     Failed(String),
 }
@@ -160,6 +170,12 @@ fn serve(
                 Ok(_) => continue,
                 Err(e) => GalleryAnswer::Failed(format!("{e:#}")),
             },
+            GalleryRequest::ExportRecord { id, out_dir } => GalleryAnswer::RecordExported(
+                gallery
+                    .chain(id)
+                    .and_then(|chain| export_record(&chain, &out_dir))
+                    .map_err(|e| format!("{e:#}")),
+            ),
         };
         if answers.send(answer).is_err() {
             return; // The UI is gone.

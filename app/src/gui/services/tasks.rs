@@ -65,6 +65,8 @@ pub enum TaskDone {
         /// Other apps' installs found.
         externals: Vec<crate::library::models::ExternalLayout>,
     },
+    /// A comparison page was exported: its folder, or why not.
+    ComparisonExported(Result<PathBuf, String>),
     /// Something failed that has no better place to report.
     Failed(String),
 }

@@ -5,6 +5,7 @@
 use crate::library::gallery::{GalleryEntry, GalleryQuery};
 use egui::TextureHandle;
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 
 /// Entries fetched per request.
 pub const PAGE_SIZE: usize = 120;
@@ -59,6 +60,17 @@ pub enum Thumb {
     Failed,
 }
 
+/// Where an export (creation record or comparison) stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExportStatus {
+    /// Being written in the background.
+    Running,
+    /// Written: the folder holding `index.html`.
+    Done(PathBuf),
+    /// Failed: why.
+    Failed(String),
+}
+
 /// The Gallery panel's state.
 #[derive(Default)]
 pub struct GalleryState {
@@ -98,6 +110,13 @@ pub struct GalleryState {
     pub visible: std::ops::Range<usize>,
     /// How many of them were still waiting for their entry (page not loaded yet).
     pub visible_without_entry: usize,
+    /// "Compare with…" was clicked: the next thumbnail clicked becomes [`Self::compare`].
+    pub compare_picking: bool,
+    /// The entry compared with the selected one; while set (with a selection), the panel shows
+    /// the two side by side instead of the grid.
+    pub compare: Option<GalleryEntry>,
+    /// The last export, shown in the details pane and the comparison view.
+    pub export: Option<ExportStatus>,
 }
 
 impl GalleryState {
@@ -133,6 +152,31 @@ impl GalleryState {
     pub fn entry(&self, index: usize) -> Option<&GalleryEntry> {
         let (_, entries) = self.pages.get(&(index / PAGE_SIZE))?;
         entries.get(index % PAGE_SIZE)
+    }
+
+    /// A thumbnail was clicked: it becomes the selection, or, while picking, the entry to
+    /// compare with (clicking the selection itself keeps picking).
+    pub fn click(&mut self, entry: GalleryEntry) {
+        if self.compare_picking {
+            if self.selected.as_ref().is_some_and(|s| s.id != entry.id) {
+                self.compare_picking = false;
+                self.compare = Some(entry);
+            }
+        } else {
+            if self.selected.as_ref().is_none_or(|s| s.id != entry.id)
+                && self.export != Some(ExportStatus::Running)
+            {
+                self.export = None; // The last export was of another entry.
+            }
+            self.selected = Some(entry);
+        }
+    }
+
+    /// Closes the details (and the comparison that depends on them).
+    pub fn deselect(&mut self) {
+        self.selected = None;
+        self.compare = None;
+        self.compare_picking = false;
     }
 
     /// Accepts a count answer; drops pages of older generations.
