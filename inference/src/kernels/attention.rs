@@ -105,6 +105,7 @@ fn attend_rows(
     scale: f32,
     scores: &mut Vec<f32>,
 ) {
+    let mut inv_sums: Vec<f32> = Vec::with_capacity(QUERY_BLOCK);
     let rows_total = out.len() / dv;
     let mut done = 0;
     while done < rows_total {
@@ -144,9 +145,10 @@ fn attend_rows(
                 gemm::Parallelism::None,
             );
         }
-        for score_row in scores.chunks_mut(nk) {
-            softmax_in_place(score_row);
-        }
+        // Unnormalised probabilities; each output row is divided by its sum after `P V`
+        // (dv values per row instead of nk).
+        inv_sums.clear();
+        inv_sums.extend(scores.chunks_mut(nk).map(exp_rows_in_place));
         // SAFETY: as above.
         unsafe {
             gemm::gemm(
@@ -171,56 +173,88 @@ fn attend_rows(
                 gemm::Parallelism::None,
             );
         }
+        for (out_row, inv) in out_block.chunks_mut(dv).zip(inv_sums.iter()) {
+            out_row.iter_mut().for_each(|x| *x *= inv);
+        }
         done += rows;
     }
 }
 
 /// Numerically stable softmax of one row, in place.
 pub fn softmax_in_place(row: &mut [f32]) {
+    let inv = exp_rows_in_place(row);
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// Replaces a row by `exp(x − max)` and returns `1 / Σ` (NaN for an all-−∞ or NaN row).
+fn exp_rows_in_place(row: &mut [f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { softmax_avx512(row) };
+            return unsafe { exp_row_avx512(row) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: as above.
-            return unsafe { softmax_avx2(row) };
+            return unsafe { exp_row_avx2(row) };
         }
     }
-    softmax_generic(row);
+    exp_row_generic(row)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-unsafe fn softmax_avx512(row: &mut [f32]) {
-    softmax_generic(row);
+unsafe fn exp_row_avx512(row: &mut [f32]) -> f32 {
+    exp_row_generic(row)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_avx2(row: &mut [f32]) {
-    softmax_generic(row);
+unsafe fn exp_row_avx2(row: &mut [f32]) -> f32 {
+    exp_row_generic(row)
 }
+
+/// Lanes of the per-lane max and sum accumulators (lets the compiler vectorise reductions).
+const LANES: usize = 16;
 
 /// Plain code written so the compiler vectorises it for whichever features the caller enables.
 #[inline(always)]
-fn softmax_generic(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    if !max.is_finite() {
-        // All -inf (fully masked) or NaN: leave NaN/zeros as candle's softmax would give.
-        row.iter_mut().for_each(|x| *x = f32::NAN);
-        return;
+fn exp_row_generic(row: &mut [f32]) -> f32 {
+    let mut maxes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &x) in maxes.iter_mut().zip(chunk) {
+            *m = if x > *m { x } else { *m };
+        }
     }
-    let mut sum = 0f32;
-    for x in row.iter_mut() {
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(maxes.iter())
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    if !max.is_finite() {
+        // All −∞ (fully masked): NaN out, as candle's softmax gives (a NaN input propagates
+        // through exp and the sum on its own).
+        row.iter_mut().for_each(|x| *x = f32::NAN);
+        return f32::NAN;
+    }
+    let mut sums = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (s, x) in sums.iter_mut().zip(chunk.iter_mut()) {
+            let e = exp_approx(*x - max);
+            *x = e;
+            *s += e;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for x in chunks.into_remainder() {
         let e = exp_approx(*x - max);
         *x = e;
         sum += e;
     }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|x| *x *= inv);
+    1.0 / sum
 }
 
 /// `exp(x)` for `x ≤ 0`, Cephes-style: `2^n · p(r)` with a degree-6 polynomial; relative
