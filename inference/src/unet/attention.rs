@@ -5,8 +5,9 @@
 use crate::Result;
 use crate::kernels::attention::attention;
 use crate::kernels::conv::Conv2d;
+use crate::kernels::norm::GroupNorm;
 use candle_core::{DType, Tensor};
-use candle_nn::{GroupNorm, LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{LayerNorm, Linear, Module, VarBuilder};
 
 /// Where an attention layer sits in the UNet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,7 +299,7 @@ impl Transformer2D {
             });
         }
         Ok(Transformer2D {
-            norm: candle_nn::group_norm(cfg.groups, channels, 1e-6, vb.pp("norm"))?,
+            norm: GroupNorm::new(cfg.groups, channels, 1e-6, vb.pp("norm"))?,
             proj_in: projection("proj_in")?,
             blocks,
             proj_out: projection("proj_out")?,

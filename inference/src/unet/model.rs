@@ -4,13 +4,14 @@
 
 use crate::Result;
 use crate::kernels::conv::Conv2d;
+use crate::kernels::norm::GroupNorm;
 use crate::unet::attention::{AttentionProcessor, Transformer2D, TransformerConfig, UNetPart};
 use crate::unet::config::UNetConfig;
 use crate::unet::resnet::{
     Downsample, NormConfig, ResBlock, TimestepEmbedding, Upsample, conv3x3, timestep_embedding,
 };
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{GroupNorm, Module, VarBuilder};
+use candle_nn::VarBuilder;
 
 /// Optional inputs that later features feed into a UNet pass.
 #[derive(Default)]
@@ -199,7 +200,7 @@ impl UNet {
             mid_resnets,
             mid_attention,
             up,
-            conv_norm_out: candle_nn::group_norm(
+            conv_norm_out: GroupNorm::new(
                 config.norm_num_groups,
                 first,
                 config.norm_eps,
@@ -297,7 +298,7 @@ impl UNet {
                 x = us.forward(&x, size)?;
             }
         }
-        let x = self.conv_norm_out.forward(&x)?.silu()?;
+        let x = self.conv_norm_out.forward_silu(&x)?;
         Ok(self.conv_out.forward(&x)?.to_dtype(in_dtype)?)
     }
 

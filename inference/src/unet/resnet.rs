@@ -3,8 +3,9 @@
 
 use crate::Result;
 use crate::kernels::conv::Conv2d;
+use crate::kernels::norm::GroupNorm;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{GroupNorm, Linear, Module, VarBuilder};
+use candle_nn::{Linear, Module, VarBuilder};
 
 /// Group-norm settings shared by a block.
 #[derive(Clone, Copy, Debug)]
@@ -55,10 +56,10 @@ impl ResBlock {
             None
         };
         Ok(ResBlock {
-            norm1: candle_nn::group_norm(norm.groups, in_ch, norm.eps, vb.pp("norm1"))?,
+            norm1: GroupNorm::new(norm.groups, in_ch, norm.eps, vb.pp("norm1"))?,
             conv1: conv3x3(in_ch, out_ch, 1, vb.pp("conv1"))?,
             time_emb_proj,
-            norm2: candle_nn::group_norm(norm.groups, out_ch, norm.eps, vb.pp("norm2"))?,
+            norm2: GroupNorm::new(norm.groups, out_ch, norm.eps, vb.pp("norm2"))?,
             conv2: conv3x3(out_ch, out_ch, 1, vb.pp("conv2"))?,
             conv_shortcut,
         })
@@ -67,12 +68,12 @@ impl ResBlock {
     /// `x [B,C,H,W]`, `temb [B,T]` (already passed through SiLU by the caller, once per UNet
     /// pass, as diffusers applies `nonlinearity(temb)` inside each block).
     pub fn forward(&self, x: &Tensor, temb_silu: Option<&Tensor>) -> Result<Tensor> {
-        let mut h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
+        let mut h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb_silu) {
             let t = proj.forward(t)?.unsqueeze(2)?.unsqueeze(3)?;
             h = h.broadcast_add(&t)?;
         }
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(x)?,
             None => x.clone(),

@@ -4,10 +4,11 @@ pub mod preview;
 pub mod tiled;
 
 use crate::kernels::conv::Conv2d;
+use crate::kernels::norm::GroupNorm;
 use crate::unet::resnet::{NormConfig, ResBlock, conv1x1, conv3x3};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
-use candle_nn::{GroupNorm, Linear, Module, VarBuilder};
+use candle_nn::{Linear, Module, VarBuilder};
 use serde::Deserialize;
 
 /// Mirror of diffusers `vae/config.json` (fields Kiln reads).
@@ -116,7 +117,7 @@ impl MidAttention {
             }
         };
         Ok(MidAttention {
-            group_norm: candle_nn::group_norm(groups, channels, VAE_EPS, vb.pp("group_norm"))?,
+            group_norm: GroupNorm::new(groups, channels, VAE_EPS, vb.pp("group_norm"))?,
             to_q: candle_nn::linear(channels, channels, vb.pp(name("to_q", "query")))?,
             to_k: candle_nn::linear(channels, channels, vb.pp(name("to_k", "key")))?,
             to_v: candle_nn::linear(channels, channels, vb.pp(name("to_v", "value")))?,
@@ -233,12 +234,7 @@ impl Encoder {
             conv_in: conv3x3(cfg.in_channels, first, 1, vb.pp("conv_in"))?,
             levels,
             mid: MidBlock::new(vb.pp("mid_block"), last, norm, cfg.mid_block_add_attention)?,
-            conv_norm_out: candle_nn::group_norm(
-                norm.groups,
-                last,
-                VAE_EPS,
-                vb.pp("conv_norm_out"),
-            )?,
+            conv_norm_out: GroupNorm::new(norm.groups, last, VAE_EPS, vb.pp("conv_norm_out"))?,
             conv_out: conv3x3(last, 2 * cfg.latent_channels, 1, vb.pp("conv_out"))?,
         })
     }
@@ -256,7 +252,7 @@ impl Encoder {
             }
         }
         let x = self.mid.forward(&x)?;
-        let x = self.conv_norm_out.forward(&x)?.silu()?;
+        let x = self.conv_norm_out.forward_silu(&x)?;
         self.conv_out.forward(&x)
     }
 }
@@ -314,12 +310,7 @@ impl Decoder {
             conv_in: conv3x3(cfg.latent_channels, top, 1, vb.pp("conv_in"))?,
             mid: MidBlock::new(vb.pp("mid_block"), top, norm, cfg.mid_block_add_attention)?,
             levels,
-            conv_norm_out: candle_nn::group_norm(
-                norm.groups,
-                bottom,
-                VAE_EPS,
-                vb.pp("conv_norm_out"),
-            )?,
+            conv_norm_out: GroupNorm::new(norm.groups, bottom, VAE_EPS, vb.pp("conv_norm_out"))?,
             conv_out: conv3x3(bottom, cfg.out_channels, 1, vb.pp("conv_out"))?,
         })
     }
@@ -336,7 +327,7 @@ impl Decoder {
                 x = up.forward(&x.upsample_nearest2d(2 * h, 2 * w)?)?;
             }
         }
-        let x = self.conv_norm_out.forward(&x)?.silu()?;
+        let x = self.conv_norm_out.forward_silu(&x)?;
         self.conv_out.forward(&x)
     }
 }
