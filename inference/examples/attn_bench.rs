@@ -24,6 +24,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s,
         2.0 * 8192.0 * 320.0 * 320.0 / s / 1e9
     );
+    let lin = candle_nn::Linear::new(Tensor::randn(0f32, 0.05, (2560, 320), &dev)?, None);
+    let xs = Tensor::randn(0f32, 1.0, (2, 4096, 320), &dev)?;
+    for label in ["3-D", "2-D"] {
+        let t = Instant::now();
+        for _ in 0..3 {
+            if label == "3-D" {
+                let _ = candle_nn::Module::forward(&lin, &xs)?;
+            } else {
+                let _ = candle_nn::Module::forward(&lin, &xs.reshape((8192, 320))?)?;
+            }
+        }
+        let s = t.elapsed().as_secs_f64() / 3.0;
+        println!(
+            "linear {label} 8192x320->2560: {:.4} s, {:.1} GFLOP/s",
+            s,
+            2.0 * 8192.0 * 320.0 * 2560.0 / s / 1e9
+        );
+    }
     let x = Tensor::randn(0f32, 1.0, (2, 320, 64, 64), &dev)?;
     let gn = candle_nn::GroupNorm::new(
         Tensor::ones(320, candle_core::DType::F32, &dev)?,
