@@ -4,9 +4,11 @@ use crate::io::model::ModelFiles;
 use crate::pipelines::stable_diffusion::{GenerateRequest, StableDiffusion};
 use crate::recipe::Recipe;
 use crate::vae::preview::latents_to_rgb;
+use crate::vae::taesd::{TaesdDecoder, find_taesd};
 use crate::{Error, Result};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use image::RgbImage;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +57,8 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Estimated time left for the whole job, once a step has run.
     pub eta: Option<Duration>,
-    /// Cheap latent→RGB preview of the current latents (when previews are on).
+    /// Preview of the current latents (when previews are on): a full-size TAESD decode when
+    /// TAESD weights were found, else the latent-resolution latent→RGB map.
     pub preview: Option<RgbImage>,
 }
 
@@ -81,6 +84,10 @@ pub struct Engine {
     loaded: Option<Loaded>,
     /// Produce a latent preview with every progress event.
     pub previews: bool,
+    /// Folders searched for TAESD preview decoders ([`find_taesd`]); empty = never.
+    pub taesd_dirs: Vec<PathBuf>,
+    /// Loaded TAESD decoders by family (`true` = SDXL), with the path they came from.
+    taesd: HashMap<bool, (PathBuf, Arc<TaesdDecoder>)>,
 }
 
 impl Default for Engine {
@@ -96,7 +103,23 @@ impl Engine {
             device: Device::Cpu,
             loaded: None,
             previews: false,
+            taesd_dirs: Vec::new(),
+            taesd: HashMap::new(),
         }
+    }
+
+    /// The TAESD decoder for previews of this family, if its weights are found and load;
+    /// loaded once and cached. A load error only disables TAESD previews for this job.
+    fn taesd_for(&mut self, sdxl: bool) -> Option<Arc<TaesdDecoder>> {
+        let path = find_taesd(&self.taesd_dirs, sdxl)?;
+        if let Some((cached, decoder)) = self.taesd.get(&sdxl)
+            && *cached == path
+        {
+            return Some(decoder.clone());
+        }
+        let decoder = Arc::new(TaesdDecoder::load(&path, &self.device, DType::F32).ok()?);
+        self.taesd.insert(sdxl, (path, decoder.clone()));
+        Some(decoder)
     }
 
     /// Loads (or reuses) the recipe's model.
@@ -159,9 +182,22 @@ impl Engine {
             None => None,
         };
         let previews = self.previews;
-        let loaded = self.ensure_loaded(recipe, on_progress, started)?;
+        self.ensure_loaded(recipe, on_progress, started)?;
+        let family = self
+            .model()
+            .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))?
+            .kind()
+            .family;
+        let taesd = if previews {
+            self.taesd_for(family.is_sdxl())
+        } else {
+            None
+        };
+        let loaded = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))?;
         let images = recipe.batch.max(1) as usize;
-        let family = loaded.model.kind().family;
         let mut outputs = Vec::with_capacity(images);
         let sampling_started = Instant::now();
         let mut steps_done = 0usize;
@@ -184,7 +220,10 @@ impl Engine {
                 let per_step = sampling_started.elapsed() / steps_done as u32;
                 let left = (images - index) * info.total - info.step;
                 let preview = if previews {
-                    latents_to_rgb(&info.latents, family).ok()
+                    taesd
+                        .as_ref()
+                        .and_then(|t| t.decode_to_image(&info.latents).ok())
+                        .or_else(|| latents_to_rgb(&info.latents, family).ok())
                 } else {
                     None
                 };

@@ -230,3 +230,73 @@ fn tiled_vae_decode_covers_the_image_and_equals_plain_on_one_tile() {
         "tiled decode differs by {mean} on average"
     );
 }
+
+#[test]
+fn taesd_decoder_matches_diffusers_in_both_layouts() {
+    use kiln_inference::vae::taesd::{TaesdDecoder, find_taesd};
+    let r = candle_core::safetensors::load(fixtures().join("refs/taesd.safetensors"), &Device::Cpu)
+        .unwrap();
+    let latent = &r["latent"];
+    // diffusers' AutoencoderTiny.decode returns [−1,1]; TAESD proper is [0,1].
+    let want = ((&r["decoded"] + 1.0).unwrap() / 2.0).unwrap();
+    for path in [
+        fixtures().join("tiny-taesd"),
+        fixtures().join("tiny-taesd_decoder.safetensors"),
+    ] {
+        let dec = TaesdDecoder::load(&path, &Device::Cpu, candle_core::DType::F32).unwrap();
+        let got = dec.decode(latent).unwrap();
+        assert_close(&format!("taesd {path:?}"), &got, &want, 1e-4);
+        let img = dec.decode_to_image(latent).unwrap();
+        assert_eq!(img.dimensions(), (64, 64));
+    }
+    // Discovery wants the exact names `taesd[xl]_decoder.safetensors` / `taesd[xl]/`, so the
+    // `tiny-` fixtures are not picked up.
+    assert_eq!(find_taesd(&[fixtures()], false), None);
+    assert_eq!(find_taesd(&[fixtures()], true), None);
+}
+
+#[test]
+fn previews_use_taesd_when_its_weights_are_in_a_model_folder() {
+    use kiln_inference::recipe::ModelRef;
+    use kiln_inference::{Engine, Recipe};
+    let recipe = Recipe {
+        model: ModelRef {
+            path: fixtures().join("tiny-sd15"),
+            ..ModelRef::default()
+        },
+        prompt: "a cat".into(),
+        steps: 2,
+        width: 64,
+        height: 64,
+        ..Recipe::default()
+    };
+    let preview_size = |engine: &mut Engine| {
+        let mut size = None;
+        engine
+            .run(
+                &recipe,
+                &mut |p| {
+                    if let Some(img) = &p.preview {
+                        size = Some(img.dimensions());
+                    }
+                },
+                &CancelToken::default(),
+            )
+            .unwrap();
+        size
+    };
+    let mut engine = Engine::new();
+    engine.previews = true;
+    // Without TAESD: the latent→RGB map, one pixel per latent cell.
+    assert_eq!(preview_size(&mut engine), Some((8, 8)));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("tiny-taesd_decoder.safetensors"),
+        dir.path().join("taesd_decoder.safetensors"),
+    )
+    .unwrap();
+    let mut engine = Engine::new();
+    engine.previews = true;
+    engine.taesd_dirs = vec![dir.path().to_path_buf()];
+    assert_eq!(preview_size(&mut engine), Some((64, 64)));
+}

@@ -93,7 +93,7 @@ impl KilnApp {
     /// The app with the real inference engine.
     pub fn new(ctx: &egui::Context, paths: AppPaths, settings: Settings) -> anyhow::Result<Self> {
         let previews = Arc::new(AtomicBool::new(settings.previews));
-        let runner = EngineRunner::new(previews.clone());
+        let runner = EngineRunner::new(previews.clone(), settings.model_dirs.clone());
         KilnApp::with_runner_and_previews(ctx, paths, settings, runner, previews)
     }
 

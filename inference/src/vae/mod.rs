@@ -1,6 +1,7 @@
 //! diffusers `AutoencoderKL`: the VAE that maps images to latents and back.
 
 pub mod preview;
+pub mod taesd;
 pub mod tiled;
 
 use crate::kernels::conv::Conv2d;

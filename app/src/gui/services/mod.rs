@@ -21,12 +21,12 @@ pub struct EngineRunner {
 }
 
 impl EngineRunner {
-    /// An engine whose previews follow `previews`.
-    pub fn new(previews: Arc<AtomicBool>) -> Self {
-        EngineRunner {
-            engine: Engine::new(),
-            previews,
-        }
+    /// An engine whose previews follow `previews`; TAESD weights for sharper previews are
+    /// looked up in `taesd_dirs` (the model folders).
+    pub fn new(previews: Arc<AtomicBool>, taesd_dirs: Vec<std::path::PathBuf>) -> Self {
+        let mut engine = Engine::new();
+        engine.taesd_dirs = taesd_dirs;
+        EngineRunner { engine, previews }
     }
 }
 
