@@ -6,8 +6,10 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod common;
+
+use common::{AppHarness, app, app_mut, harness, step_until};
 use egui::accesskit::Role;
-use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use image::RgbImage;
 use kiln::gui::form::SeedMode;
@@ -59,48 +61,6 @@ impl TestEnv {
             model_dirs: vec![self.dir.path().join("models")],
             ..Settings::default()
         }
-    }
-}
-
-type AppHarness = Harness<'static, Option<KilnApp>>;
-
-/// A harness around a `KilnApp` built on the harness's own context.
-fn harness(make: impl FnOnce(&egui::Context) -> KilnApp) -> AppHarness {
-    let mut harness = Harness::builder()
-        .with_size([1280.0, 800.0])
-        .with_max_steps(64)
-        .build_ui_state(
-            |ui, app: &mut Option<KilnApp>| {
-                if let Some(app) = app {
-                    app.frame_ui(ui);
-                }
-            },
-            None,
-        );
-    let ctx = harness.ctx.clone();
-    *harness.state_mut() = Some(make(&ctx));
-    harness.step();
-    harness
-}
-
-fn app(harness: &AppHarness) -> &KilnApp {
-    harness.state().as_ref().unwrap()
-}
-
-fn app_mut(harness: &mut AppHarness) -> &mut KilnApp {
-    harness.state_mut().as_mut().unwrap()
-}
-
-/// Steps frames (sleeping a little between them) until `done` holds; panics on timeout.
-fn step_until(harness: &mut AppHarness, what: &str, mut done: impl FnMut(&KilnApp) -> bool) {
-    let start = Instant::now();
-    loop {
-        harness.step();
-        if done(app(harness)) {
-            return;
-        }
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -189,7 +149,7 @@ fn generate_with_the_tiny_model_shows_progress_and_lands_in_the_gallery() {
     click_generate(&mut harness);
     let mut steps_seen = Vec::new();
     let mut preview_seen = false;
-    step_until(&mut harness, "the job to finish", |app| {
+    step_until(&mut harness, TIMEOUT, "the job to finish", |app| {
         if let Some(progress) = &app.state.jobs.progress
             && progress.stage == Stage::Sampling
             && steps_seen.last() != Some(&progress.step)
@@ -224,14 +184,17 @@ fn generate_with_the_tiny_model_shows_progress_and_lands_in_the_gallery() {
 
     // The gallery lists it.
     harness.get_by_role_and_label(Role::Tab, "Gallery").click();
-    step_until(&mut harness, "the gallery to list the image", |app| {
-        app.state.gallery.entry(0).is_some_and(|e| e.path == path)
-    });
+    step_until(
+        &mut harness,
+        TIMEOUT,
+        "the gallery to list the image",
+        |app| app.state.gallery.entry(0).is_some_and(|e| e.path == path),
+    );
     assert_eq!(app(&harness).state.section, Section::Gallery);
     assert_eq!(app(&harness).state.gallery.count, Some(1));
     harness.get_by_label("1 image");
     // Its thumbnail loads, and clicking it opens the details.
-    step_until(&mut harness, "the thumbnail", |app| {
+    step_until(&mut harness, TIMEOUT, "the thumbnail", |app| {
         !app.state.gallery.thumbnails.is_empty()
     });
     harness
@@ -254,7 +217,7 @@ fn cancel_stops_the_running_job() {
     let runs = Arc::new(AtomicUsize::new(0));
     let mut harness = slow_app(&env, runs.clone());
     click_generate(&mut harness);
-    step_until(&mut harness, "progress", |app| {
+    step_until(&mut harness, TIMEOUT, "progress", |app| {
         app.state
             .jobs
             .progress
@@ -264,7 +227,7 @@ fn cancel_stops_the_running_job() {
     harness
         .get_by_role_and_label(Role::Button, "Cancel")
         .click();
-    step_until(&mut harness, "the job to stop", |app| {
+    step_until(&mut harness, TIMEOUT, "the job to stop", |app| {
         !app.state.jobs.ended.is_empty()
     });
     let state = &app(&harness).state;
@@ -275,11 +238,11 @@ fn cancel_stops_the_running_job() {
 
     // Esc cancels too.
     click_generate(&mut harness);
-    step_until(&mut harness, "the second job to run", |app| {
+    step_until(&mut harness, TIMEOUT, "the second job to run", |app| {
         app.state.jobs.progress.is_some()
     });
     harness.key_press(egui::Key::Escape);
-    step_until(&mut harness, "the second job to stop", |app| {
+    step_until(&mut harness, TIMEOUT, "the second job to stop", |app| {
         app.state.jobs.ended.len() == 2
     });
     assert_eq!(
@@ -296,7 +259,7 @@ fn queue_two_jobs_and_remove_the_waiting_one() {
     click_generate(&mut harness);
     // Ctrl+Enter queues the second.
     harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Enter);
-    step_until(&mut harness, "two jobs in the queue", |app| {
+    step_until(&mut harness, TIMEOUT, "two jobs in the queue", |app| {
         let queue = &app.state.jobs.queue;
         queue.len() == 2
             && queue[0].state == JobState::Running
@@ -307,7 +270,7 @@ fn queue_two_jobs_and_remove_the_waiting_one() {
     harness
         .get_by_role_and_label(Role::Button, "Remove")
         .click();
-    step_until(&mut harness, "the waiting job to go", |app| {
+    step_until(&mut harness, TIMEOUT, "the waiting job to go", |app| {
         app.state.jobs.queue.len() == 1
     });
     assert!(
@@ -321,7 +284,7 @@ fn queue_two_jobs_and_remove_the_waiting_one() {
     harness
         .get_by_role_and_label(Role::Button, "Cancel")
         .click();
-    step_until(&mut harness, "the queue to empty", |app| {
+    step_until(&mut harness, TIMEOUT, "the queue to empty", |app| {
         app.state.jobs.queue.is_empty() && !app.state.jobs.ended.is_empty()
     });
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the removed job ran");
@@ -410,7 +373,7 @@ fn dropping_a_png_restores_the_form_and_an_image_becomes_the_init() {
     };
     std::fs::write(&png, kiln::output::encode_output(&output).unwrap()).unwrap();
     drop_file(&mut harness, &png);
-    step_until(&mut harness, "the form to be restored", |app| {
+    step_until(&mut harness, TIMEOUT, "the form to be restored", |app| {
         app.state.form.prompt == recipe.prompt
     });
     let state = &app(&harness).state;
@@ -435,7 +398,7 @@ fn dropping_a_png_restores_the_form_and_an_image_becomes_the_init() {
         kiln_inference::io::png_meta::encode_png(&RgbImage::new(8, 8), parameters, "").unwrap();
     std::fs::write(&a1111, bytes).unwrap();
     drop_file(&mut harness, &a1111);
-    step_until(&mut harness, "the A1111 settings", |app| {
+    step_until(&mut harness, TIMEOUT, "the A1111 settings", |app| {
         app.state.form.prompt == "a red fox"
     });
     let form = &app(&harness).state.form;
@@ -452,7 +415,7 @@ fn dropping_a_png_restores_the_form_and_an_image_becomes_the_init() {
     let plain = env.dir.path().join("photo.png");
     RgbImage::new(32, 32).save(&plain).unwrap();
     drop_file(&mut harness, &plain);
-    step_until(&mut harness, "the init image", |app| {
+    step_until(&mut harness, TIMEOUT, "the init image", |app| {
         app.state.form.init.as_deref() == Some(plain.as_path())
     });
     harness.get_by_label("photo.png");
@@ -467,7 +430,7 @@ fn a_broken_model_shows_its_error_and_the_app_stays_usable() {
     std::fs::write(&broken, b"this is not a safetensors file at all").unwrap();
     let mut harness = harness(move |ctx| KilnApp::new(ctx, paths, settings).unwrap());
     // The model library lists it with its problem.
-    step_until(&mut harness, "the model scan", |app| {
+    step_until(&mut harness, TIMEOUT, "the model scan", |app| {
         app.state.models.scanned
     });
     assert!(
@@ -486,7 +449,7 @@ fn a_broken_model_shows_its_error_and_the_app_stays_usable() {
         form.steps = 2;
     }
     click_generate(&mut harness);
-    step_until(&mut harness, "the job to fail", |app| {
+    step_until(&mut harness, TIMEOUT, "the job to fail", |app| {
         !app.state.jobs.errors.is_empty()
     });
     assert_eq!(
@@ -511,7 +474,7 @@ fn a_broken_model_shows_its_error_and_the_app_stays_usable() {
     app_mut(&mut harness).state.form.width = 64;
     app_mut(&mut harness).state.form.height = 64;
     click_generate(&mut harness);
-    step_until(&mut harness, "the second job", |app| {
+    step_until(&mut harness, TIMEOUT, "the second job", |app| {
         app.state.jobs.ended.len() == 2
     });
     assert_eq!(
@@ -534,7 +497,7 @@ fn generate_is_disabled_with_a_reason_until_the_form_is_valid() {
         };
         KilnApp::with_runner(ctx, paths, settings, runner).unwrap()
     });
-    step_until(&mut harness, "the model scan", |app| {
+    step_until(&mut harness, TIMEOUT, "the model scan", |app| {
         app.state.models.scanned
     });
     assert!(app(&harness).state.form.model.is_none());

@@ -5,31 +5,19 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod common;
+
+use common::IdleRunner;
 use egui_kittest::Harness;
 use image::RgbImage;
 use kiln::gui::state::Section;
 use kiln::gui::{AppPaths, KilnApp};
 use kiln::library::gallery::Gallery;
 use kiln::library::settings::Settings;
-use kiln::worker::Runner;
-use kiln_inference::{CancelToken, Output, Progress, Recipe};
+use kiln_inference::Recipe;
 use std::time::{Duration, Instant};
 
 const IMAGES: usize = 10_000;
-
-/// Never used: the test generates nothing.
-struct IdleRunner;
-
-impl Runner for IdleRunner {
-    fn run(
-        &mut self,
-        _recipe: &Recipe,
-        _on_progress: &mut dyn FnMut(&Progress),
-        _cancel: &CancelToken,
-    ) -> kiln_inference::Result<Vec<Output>> {
-        Ok(Vec::new())
-    }
-}
 
 fn app<'a>(harness: &'a Harness<'_, Option<KilnApp>>) -> &'a KilnApp {
     harness.state().as_ref().unwrap()

@@ -4,54 +4,23 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod common;
+
+use common::{AppHarness, IdleRunner, app, harness, step_until};
 use egui::accesskit::Role;
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use kiln::gui::state::Section;
 use kiln::gui::state::gallery::{ExportStatus, Thumb};
 use kiln::gui::{AppPaths, KilnApp};
 use kiln::library::gallery::Gallery;
 use kiln::library::settings::Settings;
-use kiln::worker::Runner;
+use kiln_inference::Recipe;
 use kiln_inference::io::png_meta::encode_png;
 use kiln_inference::recipe::InitImage;
-use kiln_inference::{CancelToken, Output, Progress, Recipe};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Never used: the tests generate nothing.
-struct IdleRunner;
-
-impl Runner for IdleRunner {
-    fn run(
-        &mut self,
-        _recipe: &Recipe,
-        _on_progress: &mut dyn FnMut(&Progress),
-        _cancel: &CancelToken,
-    ) -> kiln_inference::Result<Vec<Output>> {
-        Ok(Vec::new())
-    }
-}
-
-type AppHarness = Harness<'static, Option<KilnApp>>;
-
-fn app(harness: &AppHarness) -> &KilnApp {
-    harness.state().as_ref().unwrap()
-}
-
-fn step_until(harness: &mut AppHarness, what: &str, mut done: impl FnMut(&KilnApp) -> bool) {
-    let start = Instant::now();
-    loop {
-        harness.step();
-        if done(app(harness)) {
-            return;
-        }
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn write_png(path: &Path, recipe: &Recipe, shade: u8) {
     let image = image::RgbImage::from_pixel(16, 16, image::Rgb([shade, 90, 40]));
@@ -98,37 +67,32 @@ fn app_with_chain(dir: &Path) -> (AppHarness, PathBuf, PathBuf, PathBuf) {
         model_dirs: vec![dir.join("models")],
         ..Settings::default()
     };
-    let mut harness = Harness::builder()
-        .with_size([1280.0, 800.0])
-        .with_max_steps(64)
-        .build_ui_state(
-            |ui, app: &mut Option<KilnApp>| {
-                if let Some(app) = app {
-                    app.frame_ui(ui);
-                }
-            },
-            None,
-        );
-    let ctx = harness.ctx.clone();
-    let mut kiln = KilnApp::with_runner(&ctx, paths, settings, IdleRunner).unwrap();
-    kiln.set_persist(false);
-    kiln.state.section = Section::Gallery;
-    *harness.state_mut() = Some(kiln);
-    // Thumbnails first: one arriving later would move the buttons under a click.
-    step_until(&mut harness, "both entries and thumbnails", |app| {
-        let gallery = &app.state.gallery;
-        gallery.entry(1).is_some()
-            && gallery
-                .thumbnails
-                .values()
-                .filter(|t| matches!(t, Thumb::Loaded { .. }))
-                .count()
-                == 2
+    let mut harness = harness(|ctx| {
+        let mut kiln = KilnApp::with_runner(ctx, paths, settings, IdleRunner).unwrap();
+        kiln.set_persist(false);
+        kiln.state.section = Section::Gallery;
+        kiln
     });
+    // Thumbnails first: one arriving later would move the buttons under a click.
+    step_until(
+        &mut harness,
+        TIMEOUT,
+        "both entries and thumbnails",
+        |app| {
+            let gallery = &app.state.gallery;
+            gallery.entry(1).is_some()
+                && gallery
+                    .thumbnails
+                    .values()
+                    .filter(|t| matches!(t, Thumb::Loaded { .. }))
+                    .count()
+                    == 2
+        },
+    );
     harness
         .get_by_role_and_label(Role::ListBoxOption, "a clay fox <in> a snowy forest")
         .click();
-    step_until(&mut harness, "the child selected", |app| {
+    step_until(&mut harness, TIMEOUT, "the child selected", |app| {
         app.state
             .gallery
             .selected
@@ -141,7 +105,7 @@ fn app_with_chain(dir: &Path) -> (AppHarness, PathBuf, PathBuf, PathBuf) {
 
 fn wait_for_export(harness: &mut AppHarness) -> PathBuf {
     let mut folder = None;
-    step_until(harness, "the export to finish", |app| {
+    step_until(harness, TIMEOUT, "the export to finish", |app| {
         match &app.state.gallery.export {
             Some(ExportStatus::Done(path)) => folder = Some(path.clone()),
             Some(ExportStatus::Failed(error)) => panic!("export failed: {error}"),
@@ -188,6 +152,7 @@ fn export_record_writes_the_chain_from_the_details_pane() {
     harness.step();
     step_until(
         &mut harness,
+        TIMEOUT,
         "the second export",
         |app| matches!(&app.state.gallery.export, Some(ExportStatus::Done(p)) if *p != folder),
     );

@@ -1,0 +1,75 @@
+//! Set-up shared by the headless app tests: a kittest harness around a whole `KilnApp`,
+//! stepping until a state is reached, and a runner that never generates.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use egui_kittest::Harness;
+use kiln::gui::KilnApp;
+use kiln::worker::Runner;
+use kiln_inference::{CancelToken, Output, Progress, Recipe};
+use std::time::{Duration, Instant};
+
+/// A harness whose state is the app (set right after the harness's context exists).
+pub type AppHarness = Harness<'static, Option<KilnApp>>;
+
+/// A 1280×800 harness around a `KilnApp` built on the harness's own context, stepped once.
+pub fn harness(make: impl FnOnce(&egui::Context) -> KilnApp) -> AppHarness {
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .with_max_steps(64)
+        .build_ui_state(
+            |ui, app: &mut Option<KilnApp>| {
+                if let Some(app) = app {
+                    app.frame_ui(ui);
+                }
+            },
+            None,
+        );
+    let ctx = harness.ctx.clone();
+    *harness.state_mut() = Some(make(&ctx));
+    harness.step();
+    harness
+}
+
+/// The app inside the harness.
+pub fn app(harness: &AppHarness) -> &KilnApp {
+    harness.state().as_ref().unwrap()
+}
+
+/// The app inside the harness, mutably.
+pub fn app_mut(harness: &mut AppHarness) -> &mut KilnApp {
+    harness.state_mut().as_mut().unwrap()
+}
+
+/// Steps frames (sleeping a little between them) until `done` holds; panics after `timeout`.
+pub fn step_until(
+    harness: &mut AppHarness,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&KilnApp) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        harness.step();
+        if done(app(harness)) {
+            return;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A runner for tests that generate nothing.
+pub struct IdleRunner;
+
+impl Runner for IdleRunner {
+    fn run(
+        &mut self,
+        _recipe: &Recipe,
+        _on_progress: &mut dyn FnMut(&Progress),
+        _cancel: &CancelToken,
+    ) -> kiln_inference::Result<Vec<Output>> {
+        Ok(Vec::new())
+    }
+}
