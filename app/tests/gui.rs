@@ -101,6 +101,7 @@ impl Runner for SlowRunner {
         Ok(vec![Output {
             image: RgbImage::new(8, 8),
             recipe: recipe.clone(),
+            warnings: Vec::new(),
         }])
     }
 }
@@ -370,6 +371,7 @@ fn dropping_a_png_restores_the_form_and_an_image_becomes_the_init() {
     let output = Output {
         image: RgbImage::new(16, 16),
         recipe: recipe.clone(),
+        warnings: Vec::new(),
     };
     std::fs::write(&png, kiln::output::encode_output(&output).unwrap()).unwrap();
     drop_file(&mut harness, &png);

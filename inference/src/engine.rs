@@ -1,5 +1,6 @@
 //! `Engine`: loads and caches models, runs a `Recipe`, reports `Progress`, honours cancel.
 
+use crate::adapters::lora::LoraFile;
 use crate::io::model::ModelFiles;
 use crate::pipelines::stable_diffusion::{GenerateRequest, StableDiffusion};
 use crate::recipe::Recipe;
@@ -69,6 +70,18 @@ pub struct Output {
     pub image: RgbImage,
     /// Reproducing recipe.
     pub recipe: Recipe,
+    /// Things the user should know (e.g. LoRA layers that matched nothing), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Identity of an applied LoRA: file, weight, and the file's size and time (a changed file is
+/// applied again).
+#[derive(Clone, Debug, PartialEq)]
+struct AppliedLora {
+    path: PathBuf,
+    weight: f32,
+    stamp: Option<(u64, std::time::SystemTime)>,
+    hash: Option<String>,
 }
 
 struct Loaded {
@@ -76,6 +89,8 @@ struct Loaded {
     model: StableDiffusion,
     hash: Option<String>,
     family: String,
+    loras: Vec<AppliedLora>,
+    lora_warnings: Vec<String>,
 }
 
 /// Runs recipes; keeps the last model loaded for the next job.
@@ -153,11 +168,78 @@ impl Engine {
                 family: files.kind.family.id().to_string(),
                 model,
                 hash,
+                loras: Vec::new(),
+                lora_warnings: Vec::new(),
             });
         }
         self.loaded
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))
+    }
+
+    /// Applies the recipe's LoRAs to the loaded model unless exactly these are applied already.
+    fn ensure_loras(
+        &mut self,
+        recipe: &Recipe,
+        on_progress: &mut dyn FnMut(&Progress),
+        started: Instant,
+    ) -> Result<()> {
+        let wanted: Vec<AppliedLora> = recipe
+            .loras
+            .iter()
+            .map(|l| AppliedLora {
+                path: l.path.clone(),
+                weight: l.weight,
+                stamp: file_stamp(&l.path),
+                hash: None,
+            })
+            .collect();
+        let loaded = self
+            .loaded
+            .as_mut()
+            .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))?;
+        let same = |a: &AppliedLora, b: &AppliedLora| {
+            a.path == b.path && a.weight == b.weight && a.stamp == b.stamp
+        };
+        if wanted.len() == loaded.loras.len()
+            && wanted.iter().zip(&loaded.loras).all(|(a, b)| same(a, b))
+        {
+            return Ok(());
+        }
+        on_progress(&Progress {
+            stage: Stage::Loading("LoRA".into()),
+            step: 0,
+            total: recipe.steps,
+            image: 0,
+            images: recipe.batch.max(1) as usize,
+            elapsed: started.elapsed(),
+            eta: None,
+            preview: None,
+        });
+        let mut files = Vec::with_capacity(wanted.len());
+        for lora in &wanted {
+            files.push((LoraFile::open(&lora.path)?, lora.weight));
+        }
+        // Whatever happens next, the model no longer matches the old list.
+        loaded.loras.clear();
+        loaded.lora_warnings.clear();
+        let reports = match loaded.model.set_loras(&files) {
+            Ok(reports) => reports,
+            Err(e) => {
+                // Leave the base model in place rather than a half-patched one.
+                let _ = loaded.model.set_loras(&[]);
+                return Err(e);
+            }
+        };
+        loaded.lora_warnings = reports.iter().flat_map(|r| r.warnings()).collect();
+        loaded.loras = wanted
+            .into_iter()
+            .map(|mut l| {
+                l.hash = lora_hash(&l.path);
+                l
+            })
+            .collect();
+        Ok(())
     }
 
     /// The loaded model, if any (for token counts and tests).
@@ -183,6 +265,7 @@ impl Engine {
         };
         let previews = self.previews;
         self.ensure_loaded(recipe, on_progress, started)?;
+        self.ensure_loras(recipe, on_progress, started)?;
         let family = self
             .model()
             .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))?
@@ -244,13 +327,29 @@ impl Engine {
             image_recipe.batch = 1;
             image_recipe.model.hash = loaded.hash.clone();
             image_recipe.model.family = Some(loaded.family.clone());
+            for (spec, applied) in image_recipe.loras.iter_mut().zip(&loaded.loras) {
+                spec.hash = applied.hash.clone();
+            }
             outputs.push(Output {
                 image,
                 recipe: image_recipe,
+                warnings: loaded.lora_warnings.clone(),
             });
         }
         Ok(outputs)
     }
+}
+
+/// Size and modification time of a file, to notice when it changed.
+fn file_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// A1111's LoRA short hash: the first 12 hex digits of the file's SHA-256.
+fn lora_hash(path: &std::path::Path) -> Option<String> {
+    let full = crate::io::model::sha256_file(path).ok()?;
+    Some(full.chars().take(12).collect())
 }
 
 /// Checks a recipe before any work starts.

@@ -43,6 +43,14 @@ pub enum Error {
         /// Tensor name.
         name: String,
     },
+    /// A LoRA file that cannot be applied to the loaded model (wrong family, bad shapes).
+    #[error("LoRA {path:?}: {detail}")]
+    Lora {
+        /// What is wrong, in words a user can act on.
+        detail: String,
+        /// The LoRA file.
+        path: PathBuf,
+    },
     /// A user-supplied option that is out of range or inconsistent.
     #[error("{0}")]
     InvalidArgument(String),

@@ -3,6 +3,7 @@
 //! No UI and no network here. The app and the CLI build a [`Recipe`], hand it to an
 //! [`Engine`] and receive [`Progress`] events while it runs; a [`CancelToken`] stops it.
 
+pub mod adapters;
 pub mod engine;
 pub mod error;
 pub mod io;
@@ -16,4 +17,4 @@ pub mod vae;
 
 pub use engine::{CancelToken, Engine, Output, Progress, Stage};
 pub use error::{Error, Result};
-pub use recipe::{Recipe, SamplerKind};
+pub use recipe::{LoraSpec, Recipe, SamplerKind};

@@ -92,6 +92,21 @@ pub struct InitImage {
     pub strength: f32,
 }
 
+/// One LoRA (or LyCORIS) file applied with a user weight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoraSpec {
+    /// The `.safetensors` file.
+    pub path: PathBuf,
+    /// User weight `m` (scale = m · alpha / rank); A1111's `<lora:name:m>`.
+    pub weight: f32,
+    /// Name as written in prompts (file stem), for A1111 metadata.
+    #[serde(default)]
+    pub name: String,
+    /// AutoV2-style short hash of the file, for A1111's `Lora hashes`.
+    #[serde(default)]
+    pub hash: Option<String>,
+}
+
 /// Everything needed to reproduce one generation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -122,6 +137,9 @@ pub struct Recipe {
     pub clip_skip: u32,
     /// Number of images; image `i` uses seed `seed + i`.
     pub batch: u32,
+    /// LoRAs applied to the model (resolved files; `<lora:…>` prompt tags are resolved into this
+    /// list by the front end, the engine applies only this list).
+    pub loras: Vec<LoraSpec>,
 }
 
 impl Default for Recipe {
@@ -140,6 +158,7 @@ impl Default for Recipe {
             init: None,
             clip_skip: 1,
             batch: 1,
+            loras: Vec::new(),
         }
     }
 }

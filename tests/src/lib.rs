@@ -10,6 +10,55 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// The Kiln recipe of a reference case (an entry of `refs/cases.json` or `refs/lora/cases.json`):
+/// paths relative to `tests/fixtures/`, LoRAs from its `loras` list.
+///
+/// # Panics
+/// On a malformed case (test data error).
+#[allow(clippy::unwrap_used)]
+pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
+    use kiln_inference::recipe::{InitImage, LoraSpec, ModelRef};
+    use kiln_inference::{Recipe, SamplerKind};
+    let dir = fixtures();
+    let s = |k: &str| case[k].as_str().map(str::to_string);
+    let init = case["init"].as_str().map(|p| InitImage {
+        path: dir.join(p),
+        strength: case["strength"].as_f64().unwrap() as f32,
+    });
+    let loras = case["loras"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|l| LoraSpec {
+                    path: dir.join(l["file"].as_str().unwrap()),
+                    weight: l["weight"].as_f64().unwrap() as f32,
+                    name: String::new(),
+                    hash: None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Recipe {
+        model: ModelRef {
+            path: dir.join(s("model").unwrap()),
+            ..ModelRef::default()
+        },
+        prompt: s("prompt").unwrap(),
+        negative: s("negative"),
+        seed: case["seed"].as_u64().unwrap(),
+        sampler: SamplerKind::from_cli_name(case["sampler"].as_str().unwrap()).unwrap(),
+        steps: case["steps"].as_u64().unwrap() as usize,
+        cfg: case["cfg"].as_f64().unwrap() as f32,
+        width: case["width"].as_u64().unwrap() as u32,
+        height: case["height"].as_u64().unwrap() as u32,
+        init,
+        clip_skip: case["clip_skip"].as_u64().unwrap_or(1) as u32,
+        batch: 1,
+        loras,
+        ..Recipe::default()
+    }
+}
+
 /// Per-channel difference statistics between two RGB8 images of equal size.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ImageDiff {

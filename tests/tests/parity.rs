@@ -3,37 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-use kiln_inference::recipe::{InitImage, ModelRef};
-use kiln_inference::{CancelToken, Engine, Recipe, SamplerKind};
-use kiln_tests::{fixtures, image_diff};
+use kiln_inference::{CancelToken, Engine};
+use kiln_tests::{fixtures, image_diff, recipe_of};
 use serde_json::Value;
-
-fn recipe_of(case: &Value) -> Recipe {
-    let dir = fixtures();
-    let s = |k: &str| case[k].as_str().map(str::to_string);
-    let init = case["init"].as_str().map(|p| InitImage {
-        path: dir.join(p),
-        strength: case["strength"].as_f64().unwrap() as f32,
-    });
-    Recipe {
-        model: ModelRef {
-            path: dir.join(s("model").unwrap()),
-            ..ModelRef::default()
-        },
-        prompt: s("prompt").unwrap(),
-        negative: s("negative"),
-        seed: case["seed"].as_u64().unwrap(),
-        sampler: SamplerKind::from_cli_name(case["sampler"].as_str().unwrap()).unwrap(),
-        steps: case["steps"].as_u64().unwrap() as usize,
-        cfg: case["cfg"].as_f64().unwrap() as f32,
-        width: case["width"].as_u64().unwrap() as u32,
-        height: case["height"].as_u64().unwrap() as u32,
-        init,
-        clip_skip: case["clip_skip"].as_u64().unwrap_or(1) as u32,
-        batch: 1,
-        ..Recipe::default()
-    }
-}
 
 #[test]
 fn every_reference_render_matches_diffusers() {

@@ -39,6 +39,7 @@ impl Runner for FakeRunner {
         Ok(vec![Output {
             image: image::RgbImage::new(8, 8),
             recipe: recipe.clone(),
+            warnings: Vec::new(),
         }])
     }
 }

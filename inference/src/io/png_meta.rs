@@ -132,6 +132,14 @@ pub fn a1111_parameters(recipe: &Recipe, extras: &[(String, String)]) -> String 
             .cloned(),
     );
     params.extend(extras.iter().filter(|(k, _)| k == LORA_HASHES_KEY).cloned());
+    let lora_hashes: Vec<String> = recipe
+        .loras
+        .iter()
+        .filter_map(|l| Some(format!("{}: {}", lora_name(l), l.hash.as_ref()?)))
+        .collect();
+    if !lora_hashes.is_empty() && !extras.iter().any(|(k, _)| k == LORA_HASHES_KEY) {
+        params.push((LORA_HASHES_KEY.into(), lora_hashes.join(", ")));
+    }
     params.push((
         "Version".into(),
         format!("Kiln {}", env!("CARGO_PKG_VERSION")),
@@ -146,9 +154,38 @@ pub fn a1111_parameters(recipe: &Recipe, extras: &[(String, String)]) -> String 
         Some(negative) if !negative.is_empty() => format!("\nNegative prompt: {negative}"),
         _ => String::new(),
     };
-    format!("{}{negative}\n{line}", recipe.prompt)
+    format!("{}{negative}\n{line}", prompt_with_lora_tags(recipe))
         .trim()
         .to_owned()
+}
+
+/// The name a LoRA goes by in prompts: its recorded name, else the file stem.
+fn lora_name(lora: &crate::recipe::LoraSpec) -> String {
+    if !lora.name.is_empty() {
+        return lora.name.clone();
+    }
+    lora.path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The prompt with a `<lora:name:weight>` tag for every LoRA of the recipe that the prompt does
+/// not already name, so A1111 applies the same LoRAs when the image is read back there.
+fn prompt_with_lora_tags(recipe: &Recipe) -> String {
+    let (_, tagged) = crate::text::prompt::extract_loras(&recipe.prompt);
+    let mut prompt = recipe.prompt.clone();
+    for lora in &recipe.loras {
+        let name = lora_name(lora);
+        if tagged.iter().any(|t| t.name.eq_ignore_ascii_case(&name)) {
+            continue;
+        }
+        if !prompt.is_empty() && !prompt.ends_with(char::is_whitespace) {
+            prompt.push(' ');
+        }
+        prompt.push_str(&format!("<lora:{name}:{}>", python_float(lora.weight)));
+    }
+    prompt
 }
 
 /// A parsed A1111 `parameters` text.
@@ -587,6 +624,40 @@ mod tests {
 
     fn image() -> image::RgbImage {
         image::RgbImage::from_fn(16, 8, |x, y| image::Rgb([x as u8 * 16, y as u8 * 32, 7]))
+    }
+
+    #[test]
+    fn lora_tags_and_hashes_are_written_for_a1111() {
+        let mut r = recipe();
+        r.loras = vec![
+            crate::recipe::LoraSpec {
+                path: PathBuf::from("/loras/clay.safetensors"),
+                weight: 0.8,
+                name: "clay".into(),
+                hash: Some("e7911d734eef".into()),
+            },
+            crate::recipe::LoraSpec {
+                path: PathBuf::from("/loras/ink_v2.safetensors"),
+                weight: 1.0,
+                name: String::new(),
+                hash: Some("0123456789ab".into()),
+            },
+        ];
+        let text = a1111_parameters(&r, &[]);
+        // `clay` is already tagged in the prompt; `ink_v2` (from --lora) gets a tag.
+        assert!(
+            text.contains("<lora:clay:0.8> <lora:ink_v2:1.0>\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"Lora hashes: "clay: e7911d734eef, ink_v2: 0123456789ab""#),
+            "{text}"
+        );
+        let parsed = parse_a1111_parameters(&text);
+        assert_eq!(
+            parsed.get("Lora hashes"),
+            Some("clay: e7911d734eef, ink_v2: 0123456789ab")
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Extensions of pickle-based checkpoint formats that Kiln never loads.
 const PICKLE_EXTENSIONS: [&str; 5] = ["ckpt", "pt", "pth", "bin", "pkl"];
@@ -100,7 +100,15 @@ pub fn header_of(st: &MmapedSafetensors) -> BTreeMap<String, crate::io::ldm::Ten
         .collect()
 }
 
+/// Additive weight patches (LoRA deltas), by diffusers name, in f32, already scaled.
+pub type Patches = HashMap<String, Tensor>;
+
 /// One model component's weights: files plus a name map.
+///
+/// With [`Weights::with_cache`], the tensors handed to the model are remembered, so the model can
+/// be rebuilt with other [`Patches`] without reading or converting the unpatched tensors again:
+/// a patched tensor is always `stored + patch`, computed from the file, so removing a patch
+/// restores the stored weight exactly.
 #[derive(Clone)]
 pub struct Weights {
     files: Arc<MmapedSafetensors>,
@@ -109,6 +117,10 @@ pub struct Weights {
     /// Names present, for identity lookup.
     names: Arc<HashMap<String, ()>>,
     component: String,
+    /// Unpatched tensors currently handed out, by name (same storage as the model's).
+    cache: Option<Arc<Mutex<HashMap<String, Tensor>>>>,
+    /// Deltas added to the named tensors.
+    patches: Option<Arc<Patches>>,
 }
 
 impl Weights {
@@ -120,6 +132,8 @@ impl Weights {
             map: None,
             names: Arc::new(names),
             component: component.to_string(),
+            cache: None,
+            patches: None,
         }
     }
 
@@ -134,7 +148,38 @@ impl Weights {
             map: Some(Arc::new(map)),
             names: Arc::new(HashMap::new()),
             component: component.to_string(),
+            cache: None,
+            patches: None,
         }
+    }
+
+    /// These weights, remembering the tensors they hand out (see the type's documentation).
+    pub fn with_cache(mut self) -> Self {
+        self.cache = Some(Arc::new(Mutex::new(HashMap::new())));
+        self
+    }
+
+    /// These weights (sharing the cache) with `patches` added; `None` removes all patches.
+    pub fn with_patches(&self, patches: Option<Arc<Patches>>) -> Self {
+        Weights {
+            patches,
+            ..self.clone()
+        }
+    }
+
+    /// The component name ("unet", "text_encoder", …).
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// Every tensor name (diffusers names), sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = match &self.map {
+            Some(map) => map.keys().cloned().collect(),
+            None => self.names.keys().cloned().collect(),
+        };
+        names.sort();
+        names
     }
 
     /// Whether a tensor with this diffusers name exists.
@@ -142,6 +187,29 @@ impl Weights {
         match &self.map {
             Some(map) => map.contains_key(name),
             None => self.names.contains_key(name),
+        }
+    }
+
+    /// The shape a tensor has once loaded by [`Weights::load_raw`], without reading it.
+    pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        let stored = |source: &str| {
+            self.files
+                .get(source)
+                .ok()
+                .map(|view| view.shape().to_vec())
+        };
+        match &self.map {
+            None => stored(name),
+            Some(map) => {
+                let mapped = map.get(name)?;
+                let mut dims = stored(&mapped.source)?;
+                match mapped.transform {
+                    KeyTransform::Identity => {}
+                    KeyTransform::Rows { len, .. } => *dims.first_mut()? = len,
+                    KeyTransform::Transpose => dims.reverse(),
+                }
+                Some(dims)
+            }
         }
     }
 
@@ -186,15 +254,61 @@ fn squeeze_trailing(dims: &[usize]) -> &[usize] {
     dims.get(..end).unwrap_or(dims)
 }
 
-impl candle_nn::var_builder::SimpleBackend for Weights {
-    fn get(
+impl Weights {
+    /// The unpatched tensor in `dtype` and `shape`: from the cache, or read from the file.
+    fn stored(
         &self,
-        shape: Shape,
+        shape: &Shape,
         name: &str,
-        _hints: candle_nn::Init,
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
+        let key = |name: &str| format!("{name}\u{0}{dtype:?}");
+        if let Some(cache) = &self.cache
+            && let Some(hit) = lock(cache).get(&key(name))
+            && hit.shape() == shape
+        {
+            return Ok(hit.clone());
+        }
+        let tensor = self.read(shape, name, dtype, dev)?;
+        if let Some(cache) = &self.cache {
+            lock(cache).insert(key(name), tensor.clone());
+        }
+        Ok(tensor)
+    }
+
+    /// `stored + patch` in f32, then converted; the cached unpatched copy is dropped so the
+    /// model does not hold both (it is read again from the file when the patch goes away).
+    fn patched(
+        &self,
+        shape: &Shape,
+        name: &str,
+        patch: &Tensor,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        if let Some(cache) = &self.cache {
+            lock(cache).remove(&format!("{name}\u{0}{dtype:?}"));
+        }
+        let base = self.read(shape, name, DType::F32, dev)?;
+        let patch = patch.to_device(dev)?.to_dtype(DType::F32)?;
+        let patch = if patch.shape() == shape {
+            patch
+        } else {
+            patch.reshape(shape.clone())?
+        };
+        (base + patch)?.to_dtype(dtype)
+    }
+
+    /// Reads, shape-checks and converts one tensor from the file.
+    fn read(
+        &self,
+        shape: &Shape,
+        name: &str,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let shape = shape.clone();
         let tensor = self
             .load_raw(name, dev)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
@@ -211,6 +325,30 @@ impl candle_nn::var_builder::SimpleBackend for Weights {
             )));
         };
         tensor.to_dtype(dtype)
+    }
+}
+
+fn lock(
+    cache: &Mutex<HashMap<String, Tensor>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, Tensor>> {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl candle_nn::var_builder::SimpleBackend for Weights {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _hints: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        match self.patches.as_ref().and_then(|p| p.get(name)) {
+            Some(patch) => self.patched(&shape, name, patch, dtype, dev),
+            None => self.stored(&shape, name, dtype, dev),
+        }
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {

@@ -15,6 +15,9 @@ use crate::{CancelToken, Error, Result, SamplerKind};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
+mod loras;
+use loras::Sources;
+
 /// What to generate (one image).
 #[derive(Clone, Debug)]
 pub struct GenerateRequest {
@@ -62,21 +65,27 @@ pub struct StableDiffusion {
     scheduler_config: SchedulerConfig,
     force_zeros_for_empty_prompt: bool,
     device: Device,
+    /// Where the adaptable parts came from, to rebuild them with LoRA patches.
+    sources: Sources,
 }
 
 fn load_clip(
     files: &ModelFiles,
-    name: &str,
+    name: &'static str,
     with_projection: bool,
     device: &Device,
     pad: u32,
+    sources: &mut Sources,
 ) -> Result<Option<(ClipTextModel, u32)>> {
     let Some(component) = files.components.get(name) else {
         return Ok(None);
     };
     let cfg = ClipTextConfig::from_json(&component.config)?;
-    let vb = component.weights.var_builder(DType::F32, device);
-    Ok(Some((ClipTextModel::new(vb, &cfg, with_projection)?, pad)))
+    let weights = component.weights.clone().with_cache();
+    let vb = weights.var_builder(DType::F32, device);
+    let model = ClipTextModel::new(vb, &cfg, with_projection)?;
+    sources.add_text(name, weights, cfg, with_projection);
+    Ok(Some((model, pad)))
 }
 
 impl StableDiffusion {
@@ -102,13 +111,22 @@ impl StableDiffusion {
         };
         on_stage("text encoder");
         let sdxl = kind.family.is_sdxl();
-        let text_encoder = load_clip(files, "text_encoder", false, device, files.tokenizer.pad_id)?;
+        let mut sources = Sources::default();
+        let text_encoder = load_clip(
+            files,
+            "text_encoder",
+            false,
+            device,
+            files.tokenizer.pad_id,
+            &mut sources,
+        )?;
         let text_encoder_2 = load_clip(
             files,
             "text_encoder_2",
             true,
             device,
             files.tokenizer_2.pad_id,
+            &mut sources,
         )?;
         if text_encoder.is_none() && text_encoder_2.is_none() {
             return Err(Error::UnknownCheckpoint {
@@ -125,7 +143,9 @@ impl StableDiffusion {
         on_stage("unet");
         let unet_c = files.component("unet")?;
         let unet_cfg = UNetConfig::from_json(&unet_c.config)?;
-        let unet = UNet::new(unet_c.weights.var_builder(DType::F32, device), &unet_cfg)?;
+        let unet_weights = unet_c.weights.clone().with_cache();
+        let unet = UNet::new(unet_weights.var_builder(DType::F32, device), &unet_cfg)?;
+        sources.set_unet(unet_weights, unet_cfg);
         on_stage("vae");
         let vae_c = files.component("vae")?;
         let vae_cfg = VaeConfig::from_json(&vae_c.config)?;
@@ -145,6 +165,7 @@ impl StableDiffusion {
             scheduler_config,
             force_zeros_for_empty_prompt: files.force_zeros_for_empty_prompt,
             device: device.clone(),
+            sources,
         })
     }
 

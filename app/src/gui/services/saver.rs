@@ -104,6 +104,7 @@ mod tests {
                 prompt: "a clay fox".into(),
                 ..Recipe::default()
             },
+            warnings: Vec::new(),
         };
         let a = save_png(dir.path(), &output, 0).unwrap();
         let b = save_png(dir.path(), &output, 0).unwrap();

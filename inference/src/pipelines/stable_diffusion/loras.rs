@@ -1,0 +1,160 @@
+//! Applying LoRAs to a loaded [`StableDiffusion`]: the UNet and text encoders are rebuilt from
+//! their (cached) weights with patches, so the base weights are never reloaded and removing a
+//! LoRA restores them exactly.
+
+use super::StableDiffusion;
+use crate::adapters::lora::{Applied, LoraFile, LoraReport, NameMap, Target, build_patches};
+use crate::io::weights::Weights;
+use crate::text::clip::{ClipTextConfig, ClipTextModel};
+use crate::unet::{UNet, UNetConfig};
+use crate::{Error, Result};
+use candle_core::DType;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// A text encoder's weights and config.
+pub(super) struct TextSource {
+    component: &'static str,
+    weights: Weights,
+    config: ClipTextConfig,
+    projection: bool,
+}
+
+/// The weights the adaptable parts were built from.
+#[derive(Default)]
+pub(super) struct Sources {
+    unet: Option<(Weights, UNetConfig)>,
+    text: Vec<TextSource>,
+    /// Components currently built with patches.
+    patched: BTreeSet<String>,
+}
+
+impl Sources {
+    pub(super) fn set_unet(&mut self, weights: Weights, config: UNetConfig) {
+        self.unet = Some((weights, config));
+    }
+
+    pub(super) fn add_text(
+        &mut self,
+        component: &'static str,
+        weights: Weights,
+        config: ClipTextConfig,
+        projection: bool,
+    ) {
+        self.text.push(TextSource {
+            component,
+            weights,
+            config,
+            projection,
+        });
+    }
+
+    /// Every adaptable layer under each LoRA naming convention.
+    fn name_map(&self, sdxl: bool) -> NameMap {
+        let mut map = NameMap::default();
+        if let Some((weights, config)) = &self.unet {
+            map.add_unet(&weights.names(), config);
+        }
+        for text in &self.text {
+            let kohya: &[&str] = match (text.component, sdxl) {
+                ("text_encoder_2", _) => &["lora_te2"],
+                (_, true) => &["lora_te1"],
+                (_, false) => &["lora_te", "lora_te1"],
+            };
+            map.add_text_encoder(&text.weights.names(), text.component, kohya);
+        }
+        map
+    }
+
+    fn weights_of(&self, component: &str) -> Option<&Weights> {
+        if component == "unet" {
+            return self.unet.as_ref().map(|(w, _)| w);
+        }
+        self.text
+            .iter()
+            .find(|t| t.component == component)
+            .map(|t| &t.weights)
+    }
+}
+
+impl StableDiffusion {
+    /// Applies `loras` (each with its user weight) in place of whatever was applied before;
+    /// an empty list restores the base model. Returns one report per file.
+    pub fn set_loras(&mut self, loras: &[(LoraFile, f32)]) -> Result<Vec<LoraReport>> {
+        let applied = self.lora_patches(loras)?;
+        let mut patches = applied.patches;
+        let touched: BTreeSet<String> = self
+            .sources
+            .patched
+            .iter()
+            .cloned()
+            .chain(patches.keys().cloned())
+            .collect();
+        let mut now_patched = BTreeSet::new();
+        for component in touched {
+            let patch = patches.remove(&component).map(Arc::new);
+            if patch.is_some() {
+                now_patched.insert(component.clone());
+            }
+            // Recorded before each rebuild: a failure half-way leaves a consistent record.
+            self.sources.patched.insert(component.clone());
+            self.rebuild(&component, patch)?;
+            if !now_patched.contains(&component) {
+                self.sources.patched.remove(&component);
+            }
+        }
+        self.sources.patched = now_patched;
+        Ok(applied.reports)
+    }
+
+    /// The patches `loras` would apply (by component and weight name), without applying them.
+    pub fn lora_patches(&self, loras: &[(LoraFile, f32)]) -> Result<Applied> {
+        let map = self.sources.name_map(self.kind.family.is_sdxl());
+        let sources = &self.sources;
+        let shape_of = |t: &Target| sources.weights_of(&t.component)?.shape_of(&t.weight);
+        build_patches(loras, &map, &shape_of, self.kind.family.id())
+    }
+
+    /// Rebuilds one component from its weights with `patch`.
+    fn rebuild(
+        &mut self,
+        component: &str,
+        patch: Option<Arc<crate::io::weights::Patches>>,
+    ) -> Result<()> {
+        let device = self.device.clone();
+        if component == "unet" {
+            let (weights, config) = self
+                .sources
+                .unet
+                .as_ref()
+                .ok_or_else(|| missing(component))?;
+            let vb = weights.with_patches(patch).var_builder(DType::F32, &device);
+            self.unet = UNet::new(vb, config)?;
+            return Ok(());
+        }
+        let text = self
+            .sources
+            .text
+            .iter()
+            .find(|t| t.component == component)
+            .ok_or_else(|| missing(component))?;
+        let vb = text
+            .weights
+            .with_patches(patch)
+            .var_builder(DType::F32, &device);
+        let model = ClipTextModel::new(vb, &text.config, text.projection)?;
+        let slot = if component == "text_encoder_2" {
+            &mut self.text_encoder_2
+        } else {
+            &mut self.text_encoder
+        };
+        if let Some((encoder, _)) = slot {
+            *encoder = model;
+        }
+        Ok(())
+    }
+}
+
+fn missing(component: &str) -> Error {
+    Error::InvalidArgument(format!("the model has no {component} to apply a LoRA to"))
+}
