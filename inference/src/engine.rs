@@ -1,8 +1,9 @@
 //! `Engine`: loads and caches models, runs a `Recipe`, reports `Progress`, honours cancel.
 
+use crate::adapters::controlnet::ControlNet;
 use crate::adapters::lora::LoraFile;
 use crate::io::model::ModelFiles;
-use crate::pipelines::stable_diffusion::{GenerateRequest, StableDiffusion};
+use crate::pipelines::stable_diffusion::{ControlRequest, GenerateRequest, StableDiffusion};
 use crate::recipe::Recipe;
 use crate::vae::preview::latents_to_rgb;
 use crate::vae::taesd::{TaesdDecoder, find_taesd};
@@ -103,6 +104,8 @@ pub struct Engine {
     pub taesd_dirs: Vec<PathBuf>,
     /// Loaded TAESD decoders by family (`true` = SDXL), with the path they came from.
     taesd: HashMap<bool, (PathBuf, Arc<TaesdDecoder>)>,
+    /// ControlNets of the last job, by path (kept for the next one).
+    controlnets: HashMap<PathBuf, Arc<ControlNet>>,
 }
 
 impl Default for Engine {
@@ -120,6 +123,7 @@ impl Engine {
             previews: false,
             taesd_dirs: Vec::new(),
             taesd: HashMap::new(),
+            controlnets: HashMap::new(),
         }
     }
 
@@ -175,6 +179,60 @@ impl Engine {
         self.loaded
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))
+    }
+
+    /// Loads (or reuses) the recipe's ControlNets and makes their guides.
+    fn control_requests(
+        &mut self,
+        recipe: &Recipe,
+        on_progress: &mut dyn FnMut(&Progress),
+        started: Instant,
+    ) -> Result<Vec<ControlRequest>> {
+        let cross = self
+            .model()
+            .map(|m| m.unet().config().cross_attention_dim)
+            .unwrap_or_default();
+        self.controlnets
+            .retain(|path, _| recipe.controls.iter().any(|c| &c.model == path));
+        let mut requests = Vec::with_capacity(recipe.controls.len());
+        for spec in &recipe.controls {
+            let net = match self.controlnets.get(&spec.model) {
+                Some(net) => net.clone(),
+                None => {
+                    on_progress(&Progress {
+                        stage: Stage::Loading("ControlNet".into()),
+                        step: 0,
+                        total: recipe.steps,
+                        image: 0,
+                        images: recipe.batch.max(1) as usize,
+                        elapsed: started.elapsed(),
+                        eta: None,
+                        preview: None,
+                    });
+                    let net = Arc::new(ControlNet::load(&spec.model, &self.device)?);
+                    self.controlnets.insert(spec.model.clone(), net.clone());
+                    net
+                }
+            };
+            let net_cross = net.config().unet.cross_attention_dim;
+            if net_cross != cross {
+                return Err(Error::InvalidArgument(format!(
+                    "ControlNet {:?} was made for another model family (text width {net_cross}, \
+                     the model has {cross})",
+                    spec.model
+                )));
+            }
+            let image = load_init_image(&spec.image, recipe.width, recipe.height)?;
+            let guide = crate::vision::preprocess::guide(&image, spec.preprocessor)?;
+            requests.push(ControlRequest {
+                net,
+                guide,
+                scale: spec.scale,
+                start: spec.start,
+                end: spec.end,
+            });
+        }
+        Ok(requests)
     }
 
     /// Applies the recipe's LoRAs to the loaded model unless exactly these are applied already.
@@ -266,6 +324,7 @@ impl Engine {
         let previews = self.previews;
         self.ensure_loaded(recipe, on_progress, started)?;
         self.ensure_loras(recipe, on_progress, started)?;
+        let controls = self.control_requests(recipe, on_progress, started)?;
         let family = self
             .model()
             .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))?
@@ -297,6 +356,8 @@ impl Engine {
                 init: init.clone(),
                 clip_skip: recipe.clip_skip,
                 seed,
+                controls: controls.clone(),
+                guess_mode: recipe.guess_mode,
             };
             let mut on_step = |info: crate::pipelines::stable_diffusion::StepInfo| {
                 steps_done += 1;
@@ -381,6 +442,18 @@ pub fn validate(recipe: &Recipe) -> Result<()> {
             "cfg must be ≥ 0, got {}",
             recipe.cfg
         )));
+    }
+    for control in &recipe.controls {
+        if !control.scale.is_finite()
+            || !(0.0..=1.0).contains(&control.start)
+            || !(0.0..=1.0).contains(&control.end)
+            || control.start >= control.end
+        {
+            return Err(Error::InvalidArgument(format!(
+                "ControlNet {:?}: scale must be a number and 0 ≤ start < end ≤ 1 (got scale {}, start {}, end {})",
+                control.model, control.scale, control.start, control.end
+            )));
+        }
     }
     if let Some(init) = &recipe.init
         && !(init.strength > 0.0 && init.strength <= 1.0)

@@ -107,6 +107,80 @@ pub struct LoraSpec {
     pub hash: Option<String>,
 }
 
+/// How a ControlNet guide is made from its image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preprocessor {
+    /// The image is the guide already.
+    #[default]
+    None,
+    /// Canny edges (thresholds 100/200 unless given).
+    Canny,
+    /// White strokes on black from a sketch or photo.
+    Scribble,
+    /// Line art.
+    Lineart,
+    /// Relative depth.
+    Depth,
+}
+
+impl Preprocessor {
+    /// The CLI / recipe name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preprocessor::None => "none",
+            Preprocessor::Canny => "canny",
+            Preprocessor::Scribble => "scribble",
+            Preprocessor::Lineart => "lineart",
+            Preprocessor::Depth => "depth",
+        }
+    }
+
+    /// Parses a CLI name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Preprocessor::None,
+            Preprocessor::Canny,
+            Preprocessor::Scribble,
+            Preprocessor::Lineart,
+            Preprocessor::Depth,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+}
+
+/// One ControlNet with its guide.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlSpec {
+    /// ControlNet diffusers folder or single file.
+    pub model: PathBuf,
+    /// Guide image (or the image to preprocess into one).
+    pub image: PathBuf,
+    /// How the guide is made from `image`.
+    pub preprocessor: Preprocessor,
+    /// Residual scale (1.0).
+    pub scale: f32,
+    /// First fraction of the steps it acts on (0.0).
+    pub start: f32,
+    /// Last fraction of the steps it acts on (1.0).
+    pub end: f32,
+}
+
+impl Default for ControlSpec {
+    fn default() -> Self {
+        ControlSpec {
+            model: PathBuf::new(),
+            image: PathBuf::new(),
+            preprocessor: Preprocessor::None,
+            scale: 1.0,
+            start: 0.0,
+            end: 1.0,
+        }
+    }
+}
+
 /// Everything needed to reproduce one generation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -140,6 +214,10 @@ pub struct Recipe {
     /// LoRAs applied to the model (resolved files; `<lora:…>` prompt tags are resolved into this
     /// list by the front end, the engine applies only this list).
     pub loras: Vec<LoraSpec>,
+    /// ControlNets, applied together.
+    pub controls: Vec<ControlSpec>,
+    /// ControlNet guess mode (no prompt needed; residuals scaled 0.1 → 1.0).
+    pub guess_mode: bool,
 }
 
 impl Default for Recipe {
@@ -159,6 +237,8 @@ impl Default for Recipe {
             clip_skip: 1,
             batch: 1,
             loras: Vec::new(),
+            controls: Vec::new(),
+            guess_mode: false,
         }
     }
 }

@@ -17,7 +17,7 @@ pub fn fixtures() -> PathBuf {
 /// On a malformed case (test data error).
 #[allow(clippy::unwrap_used)]
 pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
-    use kiln_inference::recipe::{InitImage, LoraSpec, ModelRef};
+    use kiln_inference::recipe::{ControlSpec, InitImage, LoraSpec, ModelRef, Preprocessor};
     use kiln_inference::{Recipe, SamplerKind};
     let dir = fixtures();
     let s = |k: &str| case[k].as_str().map(str::to_string);
@@ -34,6 +34,21 @@ pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
                     weight: l["weight"].as_f64().unwrap() as f32,
                     name: String::new(),
                     hash: None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let controls = case["controls"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|c| ControlSpec {
+                    model: dir.join(c["model"].as_str().unwrap()),
+                    image: dir.join(c["image"].as_str().unwrap()),
+                    preprocessor: Preprocessor::None,
+                    scale: c["scale"].as_f64().unwrap_or(1.0) as f32,
+                    start: c["start"].as_f64().unwrap_or(0.0) as f32,
+                    end: c["end"].as_f64().unwrap_or(1.0) as f32,
                 })
                 .collect()
         })
@@ -55,6 +70,8 @@ pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
         clip_skip: case["clip_skip"].as_u64().unwrap_or(1) as u32,
         batch: 1,
         loras,
+        controls,
+        guess_mode: case["guess_mode"].as_bool().unwrap_or(false),
         ..Recipe::default()
     }
 }

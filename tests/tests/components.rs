@@ -197,6 +197,8 @@ fn cancel_stops_before_the_first_step() {
         init: None,
         clip_skip: 1,
         seed: 1,
+        controls: Vec::new(),
+        guess_mode: false,
     };
     let err = sd.generate(&request, &mut |_| {}, &cancel).unwrap_err();
     assert!(matches!(err, kiln_inference::Error::Cancelled));

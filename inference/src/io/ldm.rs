@@ -536,7 +536,7 @@ fn refuse_unsupported_unets(unet: &Sub, path: &Path) -> Result<()> {
 
 /// Everything after the refusals: layout, family, components.
 fn inspect(header: &Header, unet: &Sub) -> Detail<SingleFile> {
-    let layout = UnetLayout::analyze(unet)?;
+    let layout = UnetLayout::analyze(unet, false)?;
     let inpainting = match layout.in_channels {
         4 => false,
         9 => true,
@@ -704,6 +704,139 @@ fn vae_prefix(header: &Header) -> Detail<Option<&'static str>> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// ControlNet
+// ---------------------------------------------------------------------------------------------
+
+/// A single-file ControlNet (LDM names, `control_model.` prefix optional; FORMATS §6): the
+/// diffusers-name map and a diffusers `config.json` value inferred from the shapes.
+pub fn controlnet_component(
+    header: &Header,
+    path: &Path,
+) -> Result<(BTreeMap<String, MappedTensor>, Value)> {
+    let prefix = if header.keys().any(|k| k.starts_with("control_model.")) {
+        "control_model."
+    } else {
+        ""
+    };
+    let bad = |detail: String| Error::UnknownCheckpoint {
+        detail: format!("not a ControlNet Kiln can read: {detail}"),
+        path: path.to_path_buf(),
+    };
+    // The encoder part is analysed like a UNet under the UNet prefix; the rest is mapped here.
+    let mut encoder = Header::new();
+    let mut sources = BTreeMap::new();
+    let mut tensors = BTreeMap::new();
+    let mut hint: BTreeMap<usize, Vec<(String, String, Vec<usize>)>> = BTreeMap::new();
+    for (name, meta) in header {
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let identity = |target: String| {
+            (
+                target,
+                MappedTensor {
+                    source: name.clone(),
+                    transform: KeyTransform::Identity,
+                },
+            )
+        };
+        if let Some(r) = rest.strip_prefix("input_hint_block.") {
+            if let Some((n, leaf)) = split_index(r) {
+                hint.entry(n).or_default().push((
+                    leaf.to_string(),
+                    name.clone(),
+                    meta.shape.clone(),
+                ));
+            }
+        } else if let Some(r) = rest.strip_prefix("zero_convs.") {
+            let Some((n, leaf)) = split_index(r) else {
+                return Err(bad(format!("unexpected tensor {name}")));
+            };
+            let leaf = leaf.strip_prefix("0.").unwrap_or(leaf);
+            let (k, v) = identity(format!("controlnet_down_blocks.{n}.{leaf}"));
+            tensors.insert(k, v);
+        } else if let Some(leaf) = rest.strip_prefix("middle_block_out.0.") {
+            let (k, v) = identity(format!("controlnet_mid_block.{leaf}"));
+            tensors.insert(k, v);
+        } else {
+            let renamed = format!("{UNET_PREFIX}{rest}");
+            sources.insert(rest.to_string(), name.clone());
+            encoder.insert(renamed, meta.clone());
+        }
+    }
+    if hint.is_empty()
+        || !tensors
+            .keys()
+            .any(|k| k.starts_with("controlnet_mid_block"))
+    {
+        return Err(bad(
+            "no input_hint_block / middle_block_out tensors (ControlNet-LLLite, T2I-Adapter and \
+             Control-LoRA files are not supported)"
+                .into(),
+        ));
+    }
+    // Hint convs: first → conv_in, last → conv_out, the ones between → blocks.0…
+    let convs: Vec<usize> = hint.keys().copied().collect();
+    let mut embedding_channels = Vec::new();
+    for (k, n) in convs.iter().enumerate() {
+        let target = match k {
+            0 => "conv_in".to_string(),
+            k if k + 1 == convs.len() => "conv_out".to_string(),
+            k => format!("blocks.{}", k - 1),
+        };
+        for (leaf, source, shape) in hint.get(n).into_iter().flatten() {
+            if leaf == "weight" && (k == 0 || (k + 1 < convs.len() && k % 2 == 0)) {
+                embedding_channels.push(shape.first().copied().unwrap_or(0));
+            }
+            tensors.insert(
+                format!("controlnet_cond_embedding.{target}.{leaf}"),
+                MappedTensor {
+                    source: source.clone(),
+                    transform: KeyTransform::Identity,
+                },
+            );
+        }
+    }
+    let conditioning_channels = hint
+        .get(&convs[0])
+        .and_then(|parts| parts.iter().find(|(leaf, _, _)| leaf == "weight"))
+        .and_then(|(_, _, shape)| shape.get(1).copied())
+        .unwrap_or(3);
+    let sub = Sub::new(&encoder, UNET_PREFIX);
+    let layout = UnetLayout::analyze(&sub, true).map_err(&bad)?;
+    let family = match layout.cross_attention_dim {
+        Some(2048) => Family::Sdxl,
+        Some(1024) => Family::Sd2,
+        _ => Family::Sd1,
+    };
+    for &name in sub.tensors.keys() {
+        let Some(target) = layout.map_name(name) else {
+            return Err(bad(format!("unexpected tensor {prefix}{name}")));
+        };
+        let source = sources.get(name).cloned().unwrap_or_default();
+        tensors.insert(
+            target,
+            MappedTensor {
+                source,
+                transform: KeyTransform::Identity,
+            },
+        );
+    }
+    let mut config = layout.config(family, None).map_err(&bad)?;
+    if let Some(obj) = config.as_object_mut() {
+        obj.insert("_class_name".into(), json!("ControlNetModel"));
+        obj.insert(
+            "conditioning_embedding_out_channels".into(),
+            json!(embedding_channels),
+        );
+        obj.insert("conditioning_channels".into(), json!(conditioning_channels));
+        obj.insert("global_pool_conditions".into(), json!(false));
+        obj.insert("controlnet_conditioning_channel_order".into(), json!("rgb"));
+    }
+    Ok((tensors, config))
+}
+
+// ---------------------------------------------------------------------------------------------
 // UNet
 // ---------------------------------------------------------------------------------------------
 
@@ -733,9 +866,15 @@ impl UnetLayout {
         self.channels.len()
     }
 
-    fn analyze(unet: &Sub) -> Detail<Self> {
+    /// Reads the layout; `encoder_only` (ControlNet) has no output blocks and mirrors the down
+    /// levels upwards.
+    fn analyze(unet: &Sub, encoder_only: bool) -> Detail<Self> {
         let in_channels = unet.need_dim("input_blocks.0.0.weight", 1)?;
-        let out_channels = unet.need_dim("out.2.weight", 0)?;
+        let out_channels = if encoder_only {
+            in_channels
+        } else {
+            unet.need_dim("out.2.weight", 0)?
+        };
         let time_embed_dim = unet.need_dim("time_embed.0.weight", 0)?;
 
         let inputs = unet.indices("input_blocks.");
@@ -765,8 +904,9 @@ impl UnetLayout {
                  of equal resnet counts"
             ));
         }
-        if outputs.len() != levels * (layers + 1)
-            || outputs.last().copied() != Some(levels * (layers + 1) - 1)
+        if !encoder_only
+            && (outputs.len() != levels * (layers + 1)
+                || outputs.last().copied() != Some(levels * (layers + 1) - 1))
         {
             return Err(format!(
                 "expected output_blocks 0..{} for {levels} levels of {layers} layers, found {} \
@@ -808,6 +948,10 @@ impl UnetLayout {
 
         let mut up_depth = Vec::with_capacity(levels);
         for b in 0..levels {
+            if encoder_only {
+                up_depth = down_depth.iter().rev().copied().collect();
+                break;
+            }
             let mut level: Option<Option<usize>> = None;
             for j in 0..=layers {
                 let n = (layers + 1) * b + j;

@@ -132,7 +132,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 }
 
 /// The safetensors files of a component folder: plain, `.fp16` variant, or sharded by index.
-fn component_weight_files(dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn component_weight_files(dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
     for variant in ["", ".fp16", ".bf16"] {
         let file = dir.join(format!("{stem}{variant}.safetensors"));
         if file.is_file() {

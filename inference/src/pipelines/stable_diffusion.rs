@@ -1,6 +1,7 @@
 //! Text-to-image and image-to-image for SD1.x, SD2.x and SDXL, following diffusers'
 //! `StableDiffusion(XL)Pipeline` and `…Img2ImgPipeline` step for step (RNG draw order included).
 
+use crate::adapters::controlnet::ControlNet;
 use crate::io::family::{Family, ModelKind};
 use crate::io::model::ModelFiles;
 use crate::pipelines::conditioning::{Conditioning, Encoder, Layer, chunk_count, encode_with};
@@ -41,6 +42,33 @@ pub struct GenerateRequest {
     pub clip_skip: u32,
     /// Seed.
     pub seed: u64,
+    /// ControlNets with their guides, applied together (residuals summed).
+    pub controls: Vec<ControlRequest>,
+    /// ControlNet guess mode: ControlNets see only the conditional half, residuals are scaled
+    /// from 0.1 (shallow) to 1.0 (mid).
+    pub guess_mode: bool,
+}
+
+/// One ControlNet with its guide for a generation.
+#[derive(Clone, Debug)]
+pub struct ControlRequest {
+    /// The network.
+    pub net: std::sync::Arc<ControlNet>,
+    /// Guide image at the output size (RGB).
+    pub guide: RgbImage,
+    /// Residual scale.
+    pub scale: f32,
+    /// First fraction of the steps it acts on.
+    pub start: f32,
+    /// Last fraction of the steps it acts on.
+    pub end: f32,
+}
+
+/// diffusers' `controlnet_keep`: step `i` of `n` uses the ControlNet unless
+/// `i/n < start` or `(i+1)/n > end`.
+pub fn control_active(i: usize, n: usize, start: f32, end: f32) -> bool {
+    let n = n.max(1) as f64;
+    !((i as f64) / n < f64::from(start) || (i as f64 + 1.0) / n > f64::from(end))
 }
 
 /// One finished step, for progress reporting.
@@ -356,6 +384,113 @@ impl StableDiffusion {
         Ok(Some(Tensor::cat(&[&mask, &masked], 1)?))
     }
 
+    /// Guide tensors `[B, 3, H, W]` in [0, 1], one per ControlNet (doubled for CFG unless in
+    /// guess mode).
+    fn control_guides(&self, req: &GenerateRequest, use_cfg: bool) -> Result<Vec<Tensor>> {
+        let mut guides = Vec::with_capacity(req.controls.len());
+        for control in &req.controls {
+            if control.guide.dimensions() != (req.width, req.height) {
+                return Err(Error::InvalidArgument(format!(
+                    "ControlNet guide is {}x{}, expected {}x{}",
+                    control.guide.width(),
+                    control.guide.height(),
+                    req.width,
+                    req.height
+                )));
+            }
+            let (w, h) = control.guide.dimensions();
+            let guide = Tensor::from_vec(
+                control.guide.as_raw().clone(),
+                (h as usize, w as usize, 3),
+                &self.device,
+            )?
+            .permute((2, 0, 1))?
+            .unsqueeze(0)?
+            .to_dtype(DType::F32)?;
+            let guide = (guide / 255.0)?;
+            guides.push(if use_cfg && !req.guess_mode {
+                Tensor::cat(&[&guide, &guide], 0)?
+            } else {
+                guide
+            });
+        }
+        Ok(guides)
+    }
+
+    /// Summed ControlNet residuals for step `i` of `total`, or `None` when no ControlNet acts.
+    #[allow(clippy::too_many_arguments)]
+    fn control_residuals(
+        &self,
+        req: &GenerateRequest,
+        guides: &[Tensor],
+        i: usize,
+        total: usize,
+        latent_in: &Tensor,
+        t: f32,
+        context: &Tensor,
+        text_time: Option<&TextTimeInputs>,
+        use_cfg: bool,
+    ) -> Result<Option<(Vec<Tensor>, Tensor)>> {
+        let mut sum: Option<(Vec<Tensor>, Tensor)> = None;
+        let cond_only = use_cfg && req.guess_mode;
+        for (control, guide) in req.controls.iter().zip(guides) {
+            if !control_active(i, total, control.start, control.end) || control.scale == 0.0 {
+                continue;
+            }
+            let (down, mid) = if cond_only {
+                let half = |t: &Tensor| t.narrow(0, 1, 1);
+                let tt = match text_time {
+                    Some(tt) => Some(TextTimeInputs {
+                        text_embeds: half(&tt.text_embeds)?,
+                        time_ids: half(&tt.time_ids)?,
+                    }),
+                    None => None,
+                };
+                let (down, mid) = control.net.forward(
+                    latent_in,
+                    t,
+                    &half(context)?,
+                    tt.as_ref(),
+                    guide,
+                    control.scale,
+                    true,
+                )?;
+                let pad =
+                    |r: Tensor| -> Result<Tensor> { Ok(Tensor::cat(&[&r.zeros_like()?, &r], 0)?) };
+                (
+                    down.into_iter().map(pad).collect::<Result<Vec<_>>>()?,
+                    pad(mid)?,
+                )
+            } else {
+                let input = if use_cfg {
+                    Tensor::cat(&[latent_in, latent_in], 0)?
+                } else {
+                    latent_in.clone()
+                };
+                control.net.forward(
+                    &input,
+                    t,
+                    context,
+                    text_time,
+                    guide,
+                    control.scale,
+                    req.guess_mode,
+                )?
+            };
+            sum = Some(match sum {
+                None => (down, mid),
+                Some((sd, sm)) => (
+                    sd.iter()
+                        .zip(&down)
+                        .map(|(a, b)| Ok((a + b)?))
+                        .collect::<Result<Vec<_>>>()?,
+                    (sm + mid)?,
+                ),
+            });
+        }
+        Ok(sum)
+    }
+
     /// Runs the denoising loop and decodes one image.
     pub fn generate(
         &self,
@@ -445,6 +580,7 @@ impl StableDiffusion {
         };
 
         let inpaint_extra = self.inpaint_channels(req, h, w, sf)?;
+        let guides = self.control_guides(req, use_cfg)?;
         let total = scheduler.len();
         let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
         for (i, t) in timesteps.iter().enumerate() {
@@ -452,6 +588,17 @@ impl StableDiffusion {
                 return Err(Error::Cancelled);
             }
             let model_in = scheduler.scale_model_input(&latents, i)?;
+            let control = self.control_residuals(
+                req,
+                &guides,
+                i,
+                total,
+                &model_in,
+                *t as f32,
+                &context,
+                text_time.as_ref(),
+                use_cfg,
+            )?;
             let model_in = match &inpaint_extra {
                 Some(extra) => Tensor::cat(&[&model_in, extra], 1)?,
                 None => model_in,
@@ -461,13 +608,17 @@ impl StableDiffusion {
             } else {
                 model_in
             };
-            let out = self.unet.forward(
-                &model_in,
-                *t as f32,
-                &context,
-                text_time.as_ref(),
-                &UNetHooks::default(),
-            )?;
+            let hooks = match &control {
+                Some((down, mid)) => UNetHooks {
+                    down_residuals: Some(down),
+                    mid_residual: Some(mid),
+                    ..UNetHooks::default()
+                },
+                None => UNetHooks::default(),
+            };
+            let out =
+                self.unet
+                    .forward(&model_in, *t as f32, &context, text_time.as_ref(), &hooks)?;
             let guided = if use_cfg {
                 let uncond = out.get(0)?.unsqueeze(0)?;
                 let cond = out.get(1)?.unsqueeze(0)?;

@@ -37,6 +37,8 @@ pub struct UNetJson {
     #[serde(default = "two")]
     layers_per_block: usize,
     down_block_types: Vec<String>,
+    /// Absent in ControlNet configs (encoder only): mirrored from the down blocks.
+    #[serde(default)]
     up_block_types: Vec<String>,
     #[serde(default)]
     mid_block_type: Option<String>,
@@ -170,8 +172,16 @@ fn unsupported(what: String) -> Error {
 impl TryFrom<UNetJson> for UNetConfig {
     type Error = Error;
 
-    fn try_from(j: UNetJson) -> Result<Self> {
+    fn try_from(mut j: UNetJson) -> Result<Self> {
         let levels = j.block_out_channels.len();
+        if j.up_block_types.is_empty() {
+            j.up_block_types = j
+                .down_block_types
+                .iter()
+                .rev()
+                .map(|d| d.replace("Down", "Up"))
+                .collect();
+        }
         if levels == 0 || j.down_block_types.len() != levels || j.up_block_types.len() != levels {
             return Err(Error::InvalidArgument(format!(
                 "unet config: {levels} block_out_channels but {} down and {} up blocks",

@@ -1,6 +1,7 @@
 //! Image-side models and operators: the WD14 image tagger for auto-captions (more to come:
 //! face detection and embedding, ControlNet preprocessors).
 
+pub mod preprocess;
 pub mod tagger;
 
 pub use tagger::{Tag, TagCategory, Tagger, Thresholds};
