@@ -1,40 +1,71 @@
-//! `kiln generate`: text-to-image and image-to-image from the command line.
+//! `kiln generate`: text-to-image and image-to-image from the command line, optionally from a
+//! style preset (`--preset clay`), with LoRAs from the preset, `<lora:name:w>` prompt tags and
+//! `--lora FILE:WEIGHT`.
 
+use crate::library::presets::{
+    self, ModelLibrary, PresetStore, ResolveRequest, load_preset_file, merge_loras, parse_lora_arg,
+    resolve_prompt_loras, resolve_with_caption,
+};
+use crate::library::settings::{Settings, settings_path};
 use crate::output::{OutputPlan, encode_output};
 use anyhow::{Context, bail};
 use clap::Args;
 use kiln_inference::engine::{Progress, Stage};
 use kiln_inference::io::model::ModelFiles;
 use kiln_inference::recipe::{InitImage, ModelRef};
-use kiln_inference::{CancelToken, Engine, Recipe, SamplerKind};
+use kiln_inference::{CancelToken, Engine, LoraSpec, Recipe, SamplerKind};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Default steps without a preset.
+const DEFAULT_STEPS: usize = 25;
+/// Default guidance scale without a preset.
+const DEFAULT_CFG: f32 = 7.0;
 
 /// Arguments of `kiln generate` (the contract in the issue; keep names stable).
 #[derive(Debug, Args)]
+#[command(after_help = "\
+With --preset, values are taken in this order: a flag given on the command line, then the \
+preset, then Kiln's defaults. The preset's model and LoRAs are looked up by name in the model \
+folders (--models-dir, else the folders in Kiln's settings); --model replaces the preset's \
+model. --prompt fills the preset's {prompt}; without a prompt, a preset that auto-captions \
+describes the --init image itself. On photos the output keeps the photo's aspect ratio at \
+the preset's pixel count unless --width/--height are given.
+
+LoRAs are applied in this order: the preset's, then <lora:name:weight> tags in the prompt \
+(name = file name without extension, found in the model folders), then --lora; a file given \
+twice keeps the last weight.")]
 pub struct GenerateArgs {
-    /// Diffusers folder or single-file `.safetensors` checkpoint.
+    /// Diffusers folder or single-file `.safetensors` checkpoint (required without --preset;
+    /// with one, replaces the preset's model).
     #[arg(long)]
-    model: PathBuf,
-    /// Prompt (A1111 syntax: (word:1.3), [word], BREAK, long prompts).
+    model: Option<PathBuf>,
+    /// Style preset: a built-in or user preset id (`kiln presets list`) or a `.toml` file.
+    #[arg(long, value_name = "ID|FILE")]
+    preset: Option<String>,
+    /// Prompt (A1111 syntax: (word:1.3), [word], BREAK, <lora:name:weight>, long prompts).
+    /// Required without --preset; optional with a preset that auto-captions --init.
     #[arg(long)]
-    prompt: String,
-    /// Negative prompt.
+    prompt: Option<String>,
+    /// Negative prompt (default: the preset's).
     #[arg(long)]
     negative: Option<String>,
     /// Seed (random when omitted; printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Sampling steps.
-    #[arg(long, default_value_t = 25)]
-    steps: usize,
-    /// Classifier-free guidance scale (≤ 1 disables the negative pass).
-    #[arg(long, default_value_t = 7.0, allow_negative_numbers = true)]
-    cfg: f32,
-    /// Sampler: euler, euler-a, dpm++2m, dpm++2m-karras, ddim, lcm.
-    #[arg(long, default_value = "dpm++2m-karras", value_parser = parse_sampler)]
-    sampler: SamplerKind,
-    /// Width in pixels (multiple of 8; default: the family's native size or the init image's).
+    /// Sampling steps (default 25, or the preset's).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Classifier-free guidance scale; ≤ 1 disables the negative pass (default 7, or the
+    /// preset's).
+    #[arg(long, allow_negative_numbers = true)]
+    cfg: Option<f32>,
+    /// Sampler: euler, euler-a, dpm++2m, dpm++2m-karras, ddim, lcm (default dpm++2m-karras, or
+    /// the preset's).
+    #[arg(long, value_parser = parse_sampler)]
+    sampler: Option<SamplerKind>,
+    /// Width in pixels (multiple of 8; default: the family's native size, the init image's,
+    /// or the preset's).
     #[arg(long)]
     width: Option<u32>,
     /// Height in pixels (multiple of 8).
@@ -43,12 +74,19 @@ pub struct GenerateArgs {
     /// Init image for image-to-image.
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Denoising strength in (0, 1] (image-to-image; default 0.8, SDXL 0.3).
+    /// Denoising strength in (0, 1] (image-to-image; default: the preset's, else 0.8, SDXL 0.3).
     #[arg(long, allow_negative_numbers = true)]
     strength: Option<f32>,
-    /// A1111 clip skip (1 = last layer).
-    #[arg(long, default_value_t = 1)]
-    clip_skip: u32,
+    /// A1111 clip skip (1 = last layer; default 1, or the preset's).
+    #[arg(long)]
+    clip_skip: Option<u32>,
+    /// A LoRA file with an optional weight (default 1), e.g. `clay.safetensors:0.8`. Repeatable.
+    #[arg(long, value_name = "FILE[:WEIGHT]")]
+    lora: Vec<String>,
+    /// A model folder to look up preset models and <lora:…> names in (repeatable; replaces the
+    /// folders in Kiln's settings).
+    #[arg(long, value_name = "DIR")]
+    models_dir: Vec<PathBuf>,
     /// Number of images (seeds seed, seed+1, …).
     #[arg(long, default_value_t = 1)]
     batch: u32,
@@ -73,11 +111,50 @@ fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
     })
 }
 
-/// Builds the recipe: defaults from the model family and the init image.
+/// The model folders: `--models-dir`, else the settings' (a broken settings file is not
+/// renamed here, only reported).
+fn library_dirs(args: &GenerateArgs) -> Vec<PathBuf> {
+    if !args.models_dir.is_empty() {
+        return args.models_dir.clone();
+    }
+    let path = settings_path();
+    if !path.exists() {
+        return Settings::default().model_dirs;
+    }
+    match Settings::load_from(&path) {
+        Ok(settings) => settings.model_dirs,
+        Err(e) => {
+            eprintln!("warning: {e:#}; using the default model folder");
+            Settings::default().model_dirs
+        }
+    }
+}
+
+fn check_strength(strength: f32) -> anyhow::Result<f32> {
+    if !(strength > 0.0 && strength <= 1.0) {
+        bail!("--strength must be in (0, 1], got {strength}");
+    }
+    Ok(strength)
+}
+
+fn check_size(width: u32, height: u32) -> anyhow::Result<()> {
+    if width == 0 || height == 0 || !width.is_multiple_of(8) || !height.is_multiple_of(8) {
+        bail!("size must be a positive multiple of 8, got {width}x{height}");
+    }
+    Ok(())
+}
+
+/// Builds the recipe without a preset: defaults from the model family and the init image.
 fn recipe_from(args: &GenerateArgs, seed: u64) -> anyhow::Result<Recipe> {
-    let files = ModelFiles::open(&args.model)?;
+    let Some(model) = &args.model else {
+        bail!("--model is required (a model folder or .safetensors file), or use --preset");
+    };
+    let Some(prompt) = &args.prompt else {
+        bail!("--prompt is required without --preset");
+    };
+    let files = ModelFiles::open(model)?;
     let family = files.kind.family;
-    eprintln!("model: {} ({})", files.kind.label(), args.model.display());
+    eprintln!("model: {} ({})", files.kind.label(), model.display());
     let (native_w, native_h) = family.native_size();
     let init_size = match &args.init {
         Some(path) => {
@@ -90,49 +167,165 @@ fn recipe_from(args: &GenerateArgs, seed: u64) -> anyhow::Result<Recipe> {
     let (default_w, default_h) = init_size.unwrap_or((native_w, native_h));
     let width = args.width.unwrap_or(default_w);
     let height = args.height.unwrap_or(default_h);
-    if width == 0 || height == 0 || !width.is_multiple_of(8) || !height.is_multiple_of(8) {
-        bail!("size must be a positive multiple of 8, got {width}x{height}");
-    }
+    check_size(width, height)?;
     let init = match (&args.init, args.strength) {
         (Some(path), strength) => {
             let default = if family.is_sdxl() { 0.3 } else { 0.8 };
-            let strength = strength.unwrap_or(default);
-            if !(strength > 0.0 && strength <= 1.0) {
-                bail!("--strength must be in (0, 1], got {strength}");
-            }
             Some(InitImage {
                 path: path.clone(),
-                strength,
+                strength: check_strength(strength.unwrap_or(default))?,
             })
         }
         (None, Some(_)) => bail!("--strength needs --init IMAGE"),
         (None, None) => None,
     };
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    if args.clip_skip == 0 {
-        bail!("--clip-skip must be at least 1");
-    }
     Ok(Recipe {
         model: ModelRef {
-            path: args.model.clone(),
+            path: model.clone(),
             hash: None,
             family: Some(family.id().to_string()),
         },
-        prompt: args.prompt.clone(),
+        prompt: prompt.clone(),
         negative: args.negative.clone(),
         seed,
-        sampler: args.sampler,
-        steps: args.steps,
-        cfg: args.cfg,
+        sampler: args.sampler.unwrap_or_default(),
+        steps: args.steps.unwrap_or(DEFAULT_STEPS),
+        cfg: args.cfg.unwrap_or(DEFAULT_CFG),
         width,
         height,
         init,
-        clip_skip: args.clip_skip,
+        clip_skip: args.clip_skip.unwrap_or(1),
         batch: args.batch,
         ..Recipe::default()
     })
+}
+
+/// A preset by id (user presets first) or from a `.toml` file.
+fn load_preset(spec: &str) -> anyhow::Result<presets::Preset> {
+    let path = Path::new(spec);
+    let looks_like_file =
+        spec.ends_with(".toml") || spec.contains('/') || spec.contains(std::path::MAIN_SEPARATOR);
+    if looks_like_file || path.is_file() {
+        return Ok(load_preset_file(path)?);
+    }
+    let store = PresetStore::user_default();
+    let list = store.list();
+    for issue in &list.issues {
+        eprintln!("warning: {}", issue.error);
+    }
+    match list.get(spec) {
+        Some(entry) => Ok(entry.preset.clone()),
+        None => {
+            let ids: Vec<&str> = list.presets.iter().map(|e| e.id()).collect();
+            bail!(
+                "no preset {spec:?} (available: {}; or give a .toml file)",
+                ids.join(", ")
+            )
+        }
+    }
+}
+
+/// Builds the recipe from a preset; command-line flags override it.
+fn recipe_from_preset(
+    args: &GenerateArgs,
+    spec: &str,
+    seed: u64,
+    library: &ModelLibrary,
+) -> anyhow::Result<(Recipe, Vec<String>)> {
+    let preset = load_preset(spec)?;
+    if args.strength.is_some() && args.init.is_none() {
+        bail!("--strength needs --init IMAGE");
+    }
+    let request = ResolveRequest {
+        prompt: args.prompt.clone().unwrap_or_default(),
+        init_image: args.init.clone(),
+        caption: None,
+        model_override: args.model.clone(),
+        fallback_model: None,
+    };
+    let resolved = resolve_with_caption(&preset, &request, library)?;
+    let warnings: Vec<String> = resolved.warnings.iter().map(ToString::to_string).collect();
+    let mut recipe = resolved.recipe;
+    eprintln!(
+        "preset: {} ({}), model {}",
+        preset.id,
+        preset.name.en,
+        recipe.model.path.display()
+    );
+    if let Some(negative) = &args.negative {
+        recipe.negative = Some(negative.clone());
+    }
+    if let Some(sampler) = args.sampler {
+        recipe.sampler = sampler;
+    }
+    if let Some(steps) = args.steps {
+        recipe.steps = steps;
+    }
+    if let Some(cfg) = args.cfg {
+        recipe.cfg = cfg;
+    }
+    if let Some(clip_skip) = args.clip_skip {
+        recipe.clip_skip = clip_skip;
+    }
+    if let Some(width) = args.width {
+        recipe.width = width;
+    }
+    if let Some(height) = args.height {
+        recipe.height = height;
+    }
+    check_size(recipe.width, recipe.height)?;
+    if let (Some(init), Some(strength)) = (&mut recipe.init, args.strength) {
+        init.strength = check_strength(strength)?;
+    }
+    if let Some(init) = &recipe.init {
+        image::image_dimensions(&init.path)
+            .with_context(|| format!("cannot read init image {}", init.path.display()))?;
+    }
+    recipe.seed = seed;
+    recipe.batch = args.batch;
+    Ok((recipe, warnings))
+}
+
+/// The `--lora` arguments as specs (files must exist).
+fn cli_loras(args: &GenerateArgs) -> anyhow::Result<Vec<LoraSpec>> {
+    args.lora
+        .iter()
+        .map(|text| {
+            let (path, weight) = parse_lora_arg(text).map_err(anyhow::Error::msg)?;
+            if !path.is_file() {
+                bail!("LoRA file not found: {}", path.display());
+            }
+            Ok(presets::lookup::lora_spec(&path, weight))
+        })
+        .collect()
+}
+
+/// The full recipe: preset or plain, then prompt-tag and `--lora` LoRAs.
+fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<String>)> {
+    let has_tags = args
+        .prompt
+        .as_deref()
+        .is_some_and(|p| !kiln_inference::text::prompt::extract_loras(p).1.is_empty());
+    let needs_library = args.preset.is_some() || has_tags;
+    let library = if needs_library {
+        ModelLibrary::scan(&library_dirs(args))
+    } else {
+        ModelLibrary::default()
+    };
+    let (mut recipe, warnings) = match &args.preset {
+        Some(spec) => recipe_from_preset(args, spec, seed, &library)?,
+        None => (recipe_from(args, seed)?, Vec::new()),
+    };
+    let tag_loras = resolve_prompt_loras(&recipe.prompt, &library)?;
+    merge_loras(&mut recipe.loras, tag_loras);
+    merge_loras(&mut recipe.loras, cli_loras(args)?);
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if recipe.clip_skip == 0 {
+        bail!("--clip-skip must be at least 1");
+    }
+    Ok((recipe, warnings))
 }
 
 fn progress_line(p: &Progress) -> String {
@@ -170,7 +363,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let seed = args
         .seed
         .unwrap_or_else(kiln_inference::recipe::random_seed);
-    let recipe = recipe_from(&args, seed)?;
+    let (recipe, warnings) = build_recipe(&args, seed)?;
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    if args.preset.is_some() {
+        eprintln!("prompt: {}", recipe.prompt);
+    }
+    for lora in &recipe.loras {
+        eprintln!("lora: {} × {}", lora.path.display(), lora.weight);
+    }
     kiln_inference::engine::validate(&recipe)?;
     // Claim writable output paths before any work, so a bad path fails fast.
     let plan = OutputPlan::new(&args.output, recipe.batch as usize, args.overwrite)?;
@@ -199,7 +401,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "outputs": items, "recipe": recipe })
+            serde_json::json!({ "outputs": items, "recipe": recipe, "warnings": warnings })
         );
     } else {
         for (path, _) in &written {

@@ -1,8 +1,9 @@
-//! Command-line interface: `kiln generate`, `kiln info`, `kiln bench`.
+//! Command-line interface: `kiln generate`, `kiln presets`, `kiln info`, `kiln bench`.
 
 mod bench;
 mod generate;
 mod info;
+mod presets;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Text-to-image and image-to-image.
     Generate(generate::GenerateArgs),
+    /// Style presets: list, show, import, export, delete.
+    Presets(presets::PresetsArgs),
     /// Print the recipe / A1111 parameters stored in a PNG.
     Info(info::InfoArgs),
     /// Measure load time, text encoding, UNet step and VAE decode speed, and peak memory.
@@ -30,6 +33,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Presets(args)) => presets::run(args),
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         None => crate::gui::run(),

@@ -6,8 +6,10 @@
 //! queries, thumbnails) say "call off the UI thread" in their docs; [`models::HashJobs`] runs
 //! its own thread and reports through a channel.
 
+pub mod catalog;
 pub mod gallery;
 pub mod models;
+pub mod presets;
 pub mod record;
 pub mod settings;
 
