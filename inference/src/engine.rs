@@ -3,6 +3,7 @@
 use crate::adapters::controlnet::ControlNet;
 use crate::adapters::lora::LoraFile;
 use crate::io::model::ModelFiles;
+use crate::pipelines::inpaint::{Region, crop_region, crop_resize, crop_resize_mask, paste_back};
 use crate::pipelines::stable_diffusion::{ControlRequest, GenerateRequest, StableDiffusion};
 use crate::recipe::Recipe;
 use crate::vae::preview::latents_to_rgb;
@@ -314,13 +315,7 @@ impl Engine {
     ) -> Result<Vec<Output>> {
         let started = Instant::now();
         validate(recipe)?;
-        let init = match &recipe.init {
-            Some(init) => Some((
-                load_init_image(&init.path, recipe.width, recipe.height)?,
-                init.strength,
-            )),
-            None => None,
-        };
+        let (init, mask, paste) = prepare_inputs(recipe)?;
         let previews = self.previews;
         self.ensure_loaded(recipe, on_progress, started)?;
         self.ensure_loras(recipe, on_progress, started)?;
@@ -358,6 +353,7 @@ impl Engine {
                 seed,
                 controls: controls.clone(),
                 guess_mode: recipe.guess_mode,
+                mask: mask.clone(),
             };
             let mut on_step = |info: crate::pipelines::stable_diffusion::StepInfo| {
                 steps_done += 1;
@@ -383,6 +379,10 @@ impl Engine {
                 });
             };
             let image = loaded.model.generate(&request, &mut on_step, cancel)?;
+            let image = match &paste {
+                Some(p) => paste_back(&p.original, &image, &p.mask, p.region, p.blur),
+                None => image,
+            };
             let mut image_recipe = recipe.clone();
             image_recipe.seed = seed;
             image_recipe.batch = 1;
@@ -401,16 +401,113 @@ impl Engine {
     }
 }
 
+/// How an inpainting result goes back over the original.
+struct PasteBack {
+    original: RgbImage,
+    /// Binary mask at the original's size.
+    mask: image::GrayImage,
+    region: Region,
+    blur: u32,
+}
+
+/// Init image, mask and paste-back of a recipe: plain img2img; masked at the output size
+/// (pasted back when the edge is blurred); or "only masked", a crop around the mask at the
+/// output size, pasted back into the original at its own size.
+#[allow(clippy::type_complexity)]
+fn prepare_inputs(
+    recipe: &Recipe,
+) -> Result<(
+    Option<(RgbImage, f32)>,
+    Option<image::GrayImage>,
+    Option<PasteBack>,
+)> {
+    let (w, h) = (recipe.width, recipe.height);
+    let Some(init) = &recipe.init else {
+        if recipe.mask.is_some() {
+            return Err(Error::InvalidArgument(
+                "an inpainting mask needs an init image (--init)".into(),
+            ));
+        }
+        return Ok((None, None, None));
+    };
+    let Some(spec) = &recipe.mask else {
+        return Ok((
+            Some((load_init_image(&init.path, w, h)?, init.strength)),
+            None,
+            None,
+        ));
+    };
+    let binary = |m: image::GrayImage| {
+        image::GrayImage::from_fn(m.width(), m.height(), |x, y| {
+            image::Luma([if m.get_pixel(x, y).0[0] >= 128 {
+                255
+            } else {
+                0
+            }])
+        })
+    };
+    if spec.only_masked {
+        let original = load_rgb(&init.path)?;
+        let mask = binary(load_mask(&spec.path, original.width(), original.height())?);
+        let region = crop_region(&mask, spec.padding, w, h).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the mask {:?} is empty (no white pixels)",
+                spec.path
+            ))
+        })?;
+        let crop = crop_resize(&original, region, w, h);
+        let crop_mask = crop_resize_mask(&mask, region, w, h);
+        let paste = PasteBack {
+            original,
+            mask,
+            region,
+            blur: spec.blur,
+        };
+        return Ok((Some((crop, init.strength)), Some(crop_mask), Some(paste)));
+    }
+    let image = load_init_image(&init.path, w, h)?;
+    let mask = load_mask(&spec.path, w, h)?;
+    let paste = (spec.blur > 0).then(|| PasteBack {
+        original: image.clone(),
+        mask: binary(mask.clone()),
+        region: Region {
+            x0: 0,
+            y0: 0,
+            x1: w,
+            y1: h,
+        },
+        blur: spec.blur,
+    });
+    Ok((Some((image, init.strength)), Some(mask), paste))
+}
+
+/// Loads an inpainting mask as 8-bit gray at `width × height` (any image mode; alpha is
+/// ignored; nearest-neighbour resize keeps it hard-edged).
+pub fn load_mask(path: &std::path::Path, width: u32, height: u32) -> Result<image::GrayImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(e, path))?;
+    let decoded = image::load_from_memory(&bytes)
+        .map_err(|e| Error::Image(format!("cannot read {path:?} as a mask image: {e}")))?;
+    let gray = decoded.to_luma8();
+    if gray.dimensions() == (width, height) {
+        return Ok(gray);
+    }
+    Ok(image::imageops::resize(
+        &gray,
+        width,
+        height,
+        image::imageops::FilterType::Nearest,
+    ))
+}
+
 /// Size and modification time of a file, to notice when it changed.
 fn file_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()?))
 }
 
-/// A1111's LoRA short hash: the first 12 hex digits of the file's SHA-256.
+/// A1111's LoRA short hash ([`crate::io::model::lora_short_hash`]).
 fn lora_hash(path: &std::path::Path) -> Option<String> {
-    let full = crate::io::model::sha256_file(path).ok()?;
-    Some(full.chars().take(12).collect())
+    crate::io::model::lora_short_hash(path).ok()
 }
 
 /// Checks a recipe before any work starts.
@@ -466,12 +563,17 @@ pub fn validate(recipe: &Recipe) -> Result<()> {
     Ok(())
 }
 
-/// Loads an init image as RGB8 at `width × height` (Lanczos resize when it differs).
-pub fn load_init_image(path: &std::path::Path, width: u32, height: u32) -> Result<RgbImage> {
+/// Loads an image as RGB8 at its own size.
+pub fn load_rgb(path: &std::path::Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(e, path))?;
     let decoded = image::load_from_memory(&bytes)
         .map_err(|e| Error::Image(format!("cannot read {path:?} as an image: {e}")))?;
-    let rgb = decoded.to_rgb8();
+    Ok(decoded.to_rgb8())
+}
+
+/// Loads an init image as RGB8 at `width × height` (Lanczos resize when it differs).
+pub fn load_init_image(path: &std::path::Path, width: u32, height: u32) -> Result<RgbImage> {
+    let rgb = load_rgb(path)?;
     if rgb.dimensions() == (width, height) {
         return Ok(rgb);
     }

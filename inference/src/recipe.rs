@@ -181,6 +181,32 @@ impl Default for ControlSpec {
     }
 }
 
+/// An inpainting mask (white = repaint) for the init image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MaskSpec {
+    /// The mask image (any mode; gray values ≥ 50 % repaint).
+    pub path: PathBuf,
+    /// Gaussian blur radius in pixels of the edge used to paste the result over the init image
+    /// (0 = no paste-back, diffusers' behaviour).
+    pub blur: u32,
+    /// Generate only a crop around the mask at full resolution and paste it back.
+    pub only_masked: bool,
+    /// Context pixels around the mask's bounding box in `only_masked` mode.
+    pub padding: u32,
+}
+
+impl Default for MaskSpec {
+    fn default() -> Self {
+        MaskSpec {
+            path: PathBuf::new(),
+            blur: 0,
+            only_masked: false,
+            padding: 32,
+        }
+    }
+}
+
 /// Everything needed to reproduce one generation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -218,6 +244,8 @@ pub struct Recipe {
     pub controls: Vec<ControlSpec>,
     /// ControlNet guess mode (no prompt needed; residuals scaled 0.1 → 1.0).
     pub guess_mode: bool,
+    /// Inpainting mask for `init`.
+    pub mask: Option<MaskSpec>,
 }
 
 impl Default for Recipe {
@@ -239,6 +267,7 @@ impl Default for Recipe {
             loras: Vec::new(),
             controls: Vec::new(),
             guess_mode: false,
+            mask: None,
         }
     }
 }

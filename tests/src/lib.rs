@@ -17,7 +17,9 @@ pub fn fixtures() -> PathBuf {
 /// On a malformed case (test data error).
 #[allow(clippy::unwrap_used)]
 pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
-    use kiln_inference::recipe::{ControlSpec, InitImage, LoraSpec, ModelRef, Preprocessor};
+    use kiln_inference::recipe::{
+        ControlSpec, InitImage, LoraSpec, MaskSpec, ModelRef, Preprocessor,
+    };
     use kiln_inference::{Recipe, SamplerKind};
     let dir = fixtures();
     let s = |k: &str| case[k].as_str().map(str::to_string);
@@ -53,6 +55,12 @@ pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
                 .collect()
         })
         .unwrap_or_default();
+    let mask = case["mask"].as_str().map(|m| MaskSpec {
+        path: dir.join(m),
+        blur: case["mask_blur"].as_u64().unwrap_or(0) as u32,
+        only_masked: case["padding_mask_crop"].as_u64().is_some(),
+        padding: case["padding_mask_crop"].as_u64().unwrap_or(32) as u32,
+    });
     Recipe {
         model: ModelRef {
             path: dir.join(s("model").unwrap()),
@@ -72,6 +80,7 @@ pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
         loras,
         controls,
         guess_mode: case["guess_mode"].as_bool().unwrap_or(false),
+        mask,
         ..Recipe::default()
     }
 }

@@ -199,6 +199,7 @@ fn cancel_stops_before_the_first_step() {
         seed: 1,
         controls: Vec::new(),
         guess_mode: false,
+        mask: None,
     };
     let err = sd.generate(&request, &mut |_| {}, &cancel).unwrap_err();
     assert!(matches!(err, kiln_inference::Error::Cancelled));

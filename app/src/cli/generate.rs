@@ -2,6 +2,7 @@
 //! style preset (`--preset clay`), with LoRAs from the preset, `<lora:name:w>` prompt tags and
 //! `--lora FILE:WEIGHT`.
 
+use crate::library::models::ModelFileKind;
 use crate::library::presets::{
     self, ModelLibrary, PresetStore, ResolveRequest, load_preset_file, merge_loras, parse_lora_arg,
     resolve_prompt_loras, resolve_with_caption,
@@ -12,7 +13,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use kiln_inference::engine::{Progress, Stage};
 use kiln_inference::io::model::ModelFiles;
-use kiln_inference::recipe::{InitImage, ModelRef};
+use kiln_inference::recipe::{ControlSpec, InitImage, MaskSpec, ModelRef, Preprocessor};
 use kiln_inference::{CancelToken, Engine, LoraSpec, Recipe, SamplerKind};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -87,6 +88,27 @@ pub struct GenerateArgs {
     /// folders in Kiln's settings).
     #[arg(long, value_name = "DIR")]
     models_dir: Vec<PathBuf>,
+    /// A ControlNet: `model=PATH,image=IMG[,pre=none|canny|scribble|lineart|depth][,scale=F]
+    /// [,start=F][,end=F]` (PATH a ControlNet folder or file, or a name in the model folders;
+    /// pre none = IMG is the guide; scale 1, start 0, end 1 by default). Repeatable.
+    #[arg(long, value_name = "model=PATH,image=IMG,…")]
+    control: Vec<String>,
+    /// ControlNet guess mode (the ControlNets see no prompt; shallow layers count less).
+    #[arg(long)]
+    guess_mode: bool,
+    /// Inpainting mask for --init (white = repaint).
+    #[arg(long, value_name = "MASK.png")]
+    mask: Option<PathBuf>,
+    /// Blur radius in pixels of the mask edge when pasting the result over --init (0 = no
+    /// paste-back).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    mask_blur: u32,
+    /// Inpaint only a crop around the mask at full resolution and paste it back.
+    #[arg(long)]
+    only_masked: bool,
+    /// Context pixels around the mask with --only-masked.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    mask_padding: u32,
     /// Number of images (seeds seed, seed+1, …).
     #[arg(long, default_value_t = 1)]
     batch: u32,
@@ -300,13 +322,81 @@ fn cli_loras(args: &GenerateArgs) -> anyhow::Result<Vec<LoraSpec>> {
         .collect()
 }
 
+/// Parses one `--control` value; PATH may be a ControlNet name in the model folders.
+fn parse_control(text: &str, library: &ModelLibrary) -> anyhow::Result<ControlSpec> {
+    let mut spec = ControlSpec::default();
+    let (mut model, mut image) = (None, None);
+    for part in text.split(',') {
+        let Some((key, value)) = part.split_once('=') else {
+            bail!("--control: expected key=value, got {part:?} in {text:?}");
+        };
+        let number = || -> anyhow::Result<f32> {
+            value
+                .trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .with_context(|| format!("--control: {key} must be a number, got {value:?}"))
+        };
+        match key.trim() {
+            "model" => model = Some(value.to_string()),
+            "image" => image = Some(PathBuf::from(value)),
+            "pre" => {
+                spec.preprocessor = Preprocessor::from_name(value.trim()).with_context(|| {
+                    format!(
+                        "--control: unknown pre={value:?} (none, canny, scribble, lineart, depth)"
+                    )
+                })?
+            }
+            "scale" => spec.scale = number()?,
+            "start" => spec.start = number()?,
+            "end" => spec.end = number()?,
+            other => {
+                bail!("--control: unknown key {other:?} (model, image, pre, scale, start, end)")
+            }
+        }
+    }
+    let Some(model) = model else {
+        bail!("--control needs model=PATH (in {text:?})");
+    };
+    let Some(image) = image else {
+        bail!("--control needs image=IMG (in {text:?})");
+    };
+    let path = PathBuf::from(&model);
+    spec.model = if path.exists() {
+        path
+    } else {
+        match library.find(
+            &[ModelFileKind::ControlNet],
+            None,
+            std::slice::from_ref(&model),
+        ) {
+            Some(entry) => entry.path.clone(),
+            None => bail!(
+                "ControlNet {model:?} not found (not a file or folder, and no ControlNet of that \
+                 name in the model folders)"
+            ),
+        }
+    };
+    if !image.is_file() {
+        bail!("--control image not found: {}", image.display());
+    }
+    spec.image = image;
+    Ok(spec)
+}
+
 /// The full recipe: preset or plain, then prompt-tag and `--lora` LoRAs.
 fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<String>)> {
     let has_tags = args
         .prompt
         .as_deref()
         .is_some_and(|p| !kiln_inference::text::prompt::extract_loras(p).1.is_empty());
-    let needs_library = args.preset.is_some() || has_tags;
+    let needs_library = args.preset.is_some()
+        || has_tags
+        || args.control.iter().any(|c| {
+            c.split(',')
+                .any(|p| p.starts_with("model=") && !Path::new(&p[6..]).exists())
+        });
     let library = if needs_library {
         ModelLibrary::scan(&library_dirs(args))
     } else {
@@ -319,6 +409,34 @@ fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<S
     let tag_loras = resolve_prompt_loras(&recipe.prompt, &library)?;
     merge_loras(&mut recipe.loras, tag_loras);
     merge_loras(&mut recipe.loras, cli_loras(args)?);
+    if !args.control.is_empty() {
+        recipe.controls = args
+            .control
+            .iter()
+            .map(|c| parse_control(c, &library))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    recipe.guess_mode = recipe.guess_mode || args.guess_mode;
+    match &args.mask {
+        Some(path) => {
+            if recipe.init.is_none() {
+                bail!("--mask needs --init IMAGE");
+            }
+            if !path.is_file() {
+                bail!("mask not found: {}", path.display());
+            }
+            recipe.mask = Some(MaskSpec {
+                path: path.clone(),
+                blur: args.mask_blur,
+                only_masked: args.only_masked,
+                padding: args.mask_padding,
+            });
+        }
+        None if args.only_masked || args.mask_blur > 0 => {
+            bail!("--only-masked and --mask-blur need --mask MASK.png")
+        }
+        None => {}
+    }
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -388,6 +506,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let outputs = engine.run(&recipe, &mut on_progress, &CancelToken::default());
     eprintln!();
     let outputs = outputs?;
+    let mut warnings = warnings;
+    for warning in outputs.iter().flat_map(|o| &o.warnings) {
+        if !warnings.contains(warning) {
+            eprintln!("warning: {warning}");
+            warnings.push(warning.clone());
+        }
+    }
     let mut written = Vec::new();
     for (output, target) in outputs.iter().zip(plan.targets()) {
         let bytes = encode_output(output)?;

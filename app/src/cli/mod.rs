@@ -1,8 +1,10 @@
-//! Command-line interface: `kiln generate`, `kiln presets`, `kiln info`, `kiln bench`.
+//! Command-line interface: `kiln generate`, `kiln presets`, `kiln preprocess`, `kiln info`,
+//! `kiln bench`.
 
 mod bench;
 mod generate;
 mod info;
+mod preprocess;
 mod presets;
 
 use clap::{Parser, Subcommand};
@@ -20,9 +22,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Text-to-image and image-to-image.
-    Generate(generate::GenerateArgs),
+    Generate(Box<generate::GenerateArgs>),
     /// Style presets: list, show, import, export, delete.
     Presets(presets::PresetsArgs),
+    /// Make a ControlNet guide from an image (`kiln preprocess canny IN OUT`).
+    Preprocess(preprocess::PreprocessArgs),
     /// Print the recipe / A1111 parameters stored in a PNG.
     Info(info::InfoArgs),
     /// Measure load time, text encoding, UNet step and VAE decode speed, and peak memory.
@@ -32,8 +36,9 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Generate(args)) => generate::run(*args),
         Some(Command::Presets(args)) => presets::run(args),
+        Some(Command::Preprocess(args)) => preprocess::run(args),
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         None => crate::gui::run(),

@@ -104,8 +104,26 @@ pub fn without_nulls(value: &serde_json::Value) -> serde_json::Value {
 
 /// Hex SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(e, path))?;
+    sha256_stream(file, path)
+}
+
+/// A1111's LoRA hash (kohya "addnet" hash, FORMATS §1.1): the first 12 hex digits of the
+/// SHA-256 of a safetensors file's bytes after its header.
+pub fn lora_short_hash(path: &Path) -> Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(e, path))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| Error::io(e, path))?;
+    let start = 8u64.saturating_add(u64::from_le_bytes(len));
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| Error::io(e, path))?;
+    let full = sha256_stream(file, path)?;
+    Ok(full.chars().take(12).collect())
+}
+
+fn sha256_stream(mut file: std::fs::File, path: &Path) -> Result<String> {
+    use std::io::Read;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -1,4 +1,5 @@
 //! Pipelines: each a function of a Recipe.
 
 pub mod conditioning;
+pub mod inpaint;
 pub mod stable_diffusion;

@@ -47,6 +47,20 @@ pub struct GenerateRequest {
     /// ControlNet guess mode: ControlNets see only the conditional half, residuals are scaled
     /// from 0.1 (shallow) to 1.0 (mid).
     pub guess_mode: bool,
+    /// Inpainting mask at the output size (white = repaint; binarised at 50 %); needs `init`.
+    pub mask: Option<image::GrayImage>,
+}
+
+/// Latent-space state of a masked (inpainting) generation.
+struct Inpaint {
+    /// `[1, 1, h, w]`, 1 = repaint.
+    mask: Tensor,
+    /// Clean latents of the init image (blended back outside the mask by 4-channel UNets).
+    image_latents: Option<Tensor>,
+    /// The noise the initial latents were made with (re-noises `image_latents` each step).
+    noise: Tensor,
+    /// Extra UNet input of 9-channel inpainting UNets: mask and masked-image latents.
+    extra: Option<Tensor>,
 }
 
 /// One ControlNet with its guide for a generation.
@@ -384,6 +398,133 @@ impl StableDiffusion {
         Ok(Some(Tensor::cat(&[&mask, &masked], 1)?))
     }
 
+    /// Initial latents without a mask: noise, or the noised init image (img2img).
+    fn initial_latents(
+        &self,
+        req: &GenerateRequest,
+        scheduler: &mut Scheduler,
+        rng: &mut TorchRng,
+        (h, w): (usize, usize),
+    ) -> Result<Tensor> {
+        let sf = self.vae.config().scaling_factor;
+        let latent_channels = self.vae.config().latent_channels;
+        match &req.init {
+            None => {
+                let noise = rng.randn_tensor(&[1, latent_channels, h, w])?;
+                Ok((noise * scheduler.init_noise_sigma())?)
+            }
+            Some((image, strength)) => {
+                self.check_init(req, image, *strength)?;
+                scheduler.set_strength(*strength)?;
+                let dist = self.vae.encode(&self.image_tensor(image)?)?;
+                let sample_noise = rng.randn_tensor(dist.mean.dims())?;
+                let z = (dist.sample(&sample_noise)? * sf)?;
+                let noise = rng.randn_tensor(z.dims())?;
+                scheduler.add_noise(&z, &noise, 0)
+            }
+        }
+    }
+
+    fn check_init(&self, req: &GenerateRequest, image: &RgbImage, strength: f32) -> Result<()> {
+        if !(strength > 0.0 && strength <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "strength must be in (0, 1], got {strength}"
+            )));
+        }
+        if image.dimensions() != (req.width, req.height) {
+            return Err(Error::InvalidArgument(format!(
+                "init image is {}x{}, expected {}x{}",
+                image.width(),
+                image.height(),
+                req.width,
+                req.height
+            )));
+        }
+        Ok(())
+    }
+
+    /// A VAE latent sample of `image` (`[-1, 1]`), scaled, drawing its noise from `rng`.
+    fn encode_sample(&self, image: &Tensor, rng: &mut TorchRng) -> Result<Tensor> {
+        let dist = self.vae.encode(image)?;
+        let noise = rng.randn_tensor(dist.mean.dims())?;
+        Ok((dist.sample(&noise)? * self.vae.config().scaling_factor)?)
+    }
+
+    /// Initial latents and inpainting state for a masked generation, in diffusers'
+    /// `StableDiffusionInpaintPipeline` order of random draws: init-image latents (4-channel
+    /// UNets, or strength < 1), noise, masked-image latents.
+    fn masked_latents(
+        &self,
+        req: &GenerateRequest,
+        mask: &image::GrayImage,
+        scheduler: &mut Scheduler,
+        rng: &mut TorchRng,
+    ) -> Result<(Tensor, Inpaint)> {
+        let Some((image, strength)) = &req.init else {
+            return Err(Error::InvalidArgument(
+                "an inpainting mask needs an init image".into(),
+            ));
+        };
+        self.check_init(req, image, *strength)?;
+        if mask.dimensions() != (req.width, req.height) {
+            return Err(Error::InvalidArgument(format!(
+                "mask is {}x{}, expected {}x{}",
+                mask.width(),
+                mask.height(),
+                req.width,
+                req.height
+            )));
+        }
+        scheduler.set_strength(*strength)?;
+        let (width, height) = (req.width as usize, req.height as usize);
+        let factor = self.vae_scale_factor();
+        let binary: Vec<f32> = mask
+            .as_raw()
+            .iter()
+            .map(|&v| if f32::from(v) / 255.0 < 0.5 { 0.0 } else { 1.0 })
+            .collect();
+        // Nearest-neighbour downsampling, as torch's `interpolate(mode="nearest")`.
+        let (h, w) = (height / factor, width / factor);
+        let small: Vec<f32> = (0..h * w)
+            .map(|i| {
+                let (y, x) = (i / w * factor, i % w * factor);
+                binary.get(y * width + x).copied().unwrap_or(0.0)
+            })
+            .collect();
+        let full = Tensor::from_vec(binary, (1, 1, height, width), &self.device)?;
+        let latent_mask = Tensor::from_vec(small, (1, 1, h, w), &self.device)?;
+        let init = self.image_tensor(image)?;
+        let latent_channels = self.vae.config().latent_channels;
+        let four_channel = self.unet.config().in_channels == latent_channels;
+        let strength_max = *strength >= 1.0;
+        let image_latents = if four_channel || !strength_max {
+            Some(self.encode_sample(&init, rng)?)
+        } else {
+            None
+        };
+        let noise = rng.randn_tensor(&[1, latent_channels, h, w])?;
+        let latents = match (&image_latents, strength_max) {
+            (Some(z), false) => scheduler.add_noise(z, &noise, 0)?,
+            _ => (&noise * scheduler.init_noise_sigma())?,
+        };
+        let masked_image = init.broadcast_mul(&(1.0 - &full)?)?;
+        let masked_latents = self.encode_sample(&masked_image, rng)?;
+        let extra = if four_channel {
+            None
+        } else {
+            Some(Tensor::cat(&[&latent_mask, &masked_latents], 1)?)
+        };
+        Ok((
+            latents,
+            Inpaint {
+                mask: latent_mask,
+                image_latents,
+                noise,
+                extra,
+            },
+        ))
+    }
+
     /// Guide tensors `[B, 3, H, W]` in [0, 1], one per ControlNet (doubled for CFG unless in
     /// guess mode).
     fn control_guides(&self, req: &GenerateRequest, use_cfg: bool) -> Result<Vec<Tensor>> {
@@ -521,35 +662,17 @@ impl StableDiffusion {
         let mut rng = TorchRng::new(req.seed);
         let mut scheduler = Scheduler::new(req.sampler, &self.scheduler_config, req.steps)?;
         let sf = self.vae.config().scaling_factor;
-        let latent_channels = self.vae.config().latent_channels;
 
-        let mut latents = match &req.init {
-            None => {
-                let noise = rng.randn_tensor(&[1, latent_channels, h, w])?;
-                (noise * scheduler.init_noise_sigma())?
+        let (mut latents, inpaint) = match &req.mask {
+            Some(mask) => {
+                let (latents, inpaint) =
+                    self.masked_latents(req, mask, &mut scheduler, &mut rng)?;
+                (latents, Some(inpaint))
             }
-            Some((image, strength)) => {
-                if !(*strength > 0.0 && *strength <= 1.0) {
-                    return Err(Error::InvalidArgument(format!(
-                        "strength must be in (0, 1], got {strength}"
-                    )));
-                }
-                if image.dimensions() != (req.width, req.height) {
-                    return Err(Error::InvalidArgument(format!(
-                        "init image is {}x{}, expected {}x{}",
-                        image.width(),
-                        image.height(),
-                        req.width,
-                        req.height
-                    )));
-                }
-                scheduler.set_strength(*strength)?;
-                let dist = self.vae.encode(&self.image_tensor(image)?)?;
-                let sample_noise = rng.randn_tensor(dist.mean.dims())?;
-                let z = (dist.sample(&sample_noise)? * sf)?;
-                let noise = rng.randn_tensor(z.dims())?;
-                scheduler.add_noise(&z, &noise, 0)?
-            }
+            None => (
+                self.initial_latents(req, &mut scheduler, &mut rng, (h, w))?,
+                None,
+            ),
         };
 
         let context = if use_cfg {
@@ -579,7 +702,10 @@ impl StableDiffusion {
             _ => None,
         };
 
-        let inpaint_extra = self.inpaint_channels(req, h, w, sf)?;
+        let inpaint_extra = match &inpaint {
+            Some(state) => state.extra.clone(),
+            None => self.inpaint_channels(req, h, w, sf)?,
+        };
         let guides = self.control_guides(req, use_cfg)?;
         let total = scheduler.len();
         let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
@@ -627,6 +753,23 @@ impl StableDiffusion {
                 out
             };
             latents = scheduler.step(&guided, i, &latents, &mut rng)?;
+            if let Some(Inpaint {
+                mask,
+                image_latents: Some(clean),
+                noise,
+                ..
+            }) = &inpaint
+                && inpaint_extra.is_none()
+            {
+                // 4-channel UNets: outside the mask, the init image noised to the next level.
+                let proper = if i + 1 < total {
+                    scheduler.add_noise(clean, noise, i + 1)?
+                } else {
+                    clean.clone()
+                };
+                let keep = (1.0 - mask)?;
+                latents = (proper.broadcast_mul(&keep)? + latents.broadcast_mul(mask)?)?;
+            }
             on_step(StepInfo {
                 step: i + 1,
                 total,
