@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Screenshots of the real `kiln` window, every section in English and Simplified Chinese:
+# Screenshots of the real `kiln` window, every section in English and Simplified Chinese
+# (Generate, Presets, Gallery, Models, Settings):
 # docs/screenshots/<section>-<lang>.png (1280×800).
 #
 # Builds the release binary, prepares a throw-away library (settings, a few outputs made with
@@ -35,6 +36,11 @@ ln -s "$fixtures/tiny-sd15" "$demo/models/tiny-sd15"
 ln -s "$fixtures/tiny-sdxl" "$demo/models/tiny-sdxl"
 ln -s "$fixtures/tiny-sd15.safetensors" "$demo/models/tiny-sd15-single-file.safetensors"
 printf 'not a safetensors file' > "$demo/models/half-downloaded.safetensors"
+# LoRAs: the tiny SD1.5 one (applied in the Generate shots) and the tiny SDXL one under the name
+# the clay preset looks for.
+mkdir -p "$demo/models/Lora"
+ln -s "$fixtures/loras/sd15-kohya.safetensors" "$demo/models/Lora/sd15-kohya.safetensors"
+ln -s "$fixtures/loras/sdxl-kohya.safetensors" "$demo/models/Lora/ClayAnimationRedmond.safetensors"
 
 # A few outputs for the gallery (the CLI embeds the recipe; the app indexes them at start).
 echo "Making gallery images with the tiny model…"
@@ -68,7 +74,7 @@ model_dirs = ["$demo/models"]
 language = "en"
 theme = "dark"
 previews = true
-last_recipe = '{"model":{"path":"$demo/models/tiny-sd15","family":"sd1"},"prompt":"a clay fox in a misty forest, soft light, studio photo","negative":"blurry, low quality","seed":1234,"sampler":"dpm++2m-karras","steps":12,"cfg":7.0,"width":128,"height":128,"batch":2}'
+last_recipe = '{"model":{"path":"$demo/models/tiny-sd15","family":"sd1"},"prompt":"a clay fox in a misty forest, soft light, studio photo","negative":"blurry, low quality","seed":1234,"sampler":"dpm++2m-karras","steps":12,"cfg":7.0,"width":128,"height":128,"batch":2,"loras":[{"path":"$demo/models/Lora/sd15-kohya.safetensors","weight":0.8,"name":"sd15-kohya"}]}'
 EOF
 
 mkdir -p "$out_dir"
@@ -114,6 +120,7 @@ for lang in en zh-CN; do
     shoot gallery "$lang" "$out_dir/gallery-$lang.png" KILN_SELECT_FIRST=1 SETTLE=3
     shoot models "$lang" "$out_dir/models-$lang.png" SETTLE=3
     shoot settings "$lang" "$out_dir/settings-$lang.png" SETTLE=2
+    shoot presets "$lang" "$out_dir/presets-$lang.png" SETTLE=2
 done
 
 echo "Wrote:"

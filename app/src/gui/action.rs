@@ -3,6 +3,7 @@
 
 use crate::gui::services::tasks::PickPurpose;
 use crate::gui::state::Section;
+use crate::gui::state::presets::PresetWrite;
 use crate::i18n::Lang;
 use crate::library::gallery::GalleryEntry;
 use crate::library::settings::Theme;
@@ -63,4 +64,33 @@ pub enum Action {
     DismissJobError(JobId),
     /// Hide a notice.
     DismissNotice(u64),
+    /// Something for the style presets.
+    Preset(PresetAction),
+}
+
+/// Requests of the Presets panel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PresetAction {
+    /// List the presets again (after a change on disk).
+    Reload,
+    /// Fill the Generate form from preset `id` (and open Generate).
+    Apply(String),
+    /// Run preset `id` on a photo: a job, captioned on the worker when the preset asks.
+    Run {
+        /// The preset.
+        id: String,
+        /// The photo.
+        photo: PathBuf,
+    },
+    /// Save, edit, import or export; `overwrite` after the user said "replace".
+    Write {
+        /// What to write.
+        write: Box<PresetWrite>,
+        /// Replace what is in the way.
+        overwrite: bool,
+    },
+    /// Delete user preset `id` (after the user confirmed).
+    Delete(String),
+    /// Export preset `id`: pick a folder, then write.
+    Export(String),
 }

@@ -3,10 +3,12 @@
 //! the [`Action`]s they push.
 
 use crate::gui::action::Action;
+use crate::gui::form::DEFAULT_LORA_WEIGHT;
 use crate::gui::panels;
 use crate::gui::services::EngineRunner;
 use crate::gui::services::clipboard::ClipboardService;
 use crate::gui::services::gallery::{GalleryAnswer, GalleryRequest, GalleryService};
+use crate::gui::services::job_runner::{CaptionJobs, JobReport, JobRunner};
 use crate::gui::services::saver::{SharedOutputDir, make_saver};
 use crate::gui::services::tasks::{DroppedImage, PickPurpose, TaskDone, Tasks};
 use crate::gui::services::thumbnails::ThumbnailLoader;
@@ -15,7 +17,9 @@ use crate::gui::state::gallery::{ExportStatus, PAGE_SIZE, Thumb};
 use crate::gui::state::{AppState, NoticeKind, Section, language_of};
 use crate::gui::theme;
 use crate::i18n::{self, Lang, tr, tr_args};
-use crate::library::models::{HashJobs, find_external_installs, scan_folder};
+use crate::library::models::{
+    HashJobs, ModelEntry, ModelFileKind, find_external_installs, scan_folder,
+};
 use crate::library::settings::{SETTINGS_FILE, Settings};
 use crate::worker::{Runner, WorkerHandle};
 use anyhow::Context;
@@ -23,6 +27,8 @@ use kiln_inference::Recipe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+mod presets;
 
 /// Where the app keeps its files.
 #[derive(Clone, Debug)]
@@ -72,6 +78,8 @@ struct Services {
     thumbnails: ThumbnailLoader,
     hashes: HashJobs,
     clipboard: Option<ClipboardService>,
+    job_reports: crossbeam_channel::Receiver<JobReport>,
+    caption_jobs: CaptionJobs,
 }
 
 /// The desktop app.
@@ -126,6 +134,8 @@ impl KilnApp {
             Arc::new(std::sync::Mutex::new(settings.output_dir.clone()));
         let saver = make_saver(output_dir.clone(), paths.gallery_db());
         let worker_wake = wake.clone();
+        let caption_jobs = CaptionJobs::default();
+        let (runner, job_reports) = JobRunner::new(runner, caption_jobs.clone(), wake.clone());
         let worker = crate::worker::spawn(runner, saver, move || worker_wake())
             .context("cannot start the worker thread")?;
         // A first start with outputs already on disk (from the CLI, or a lost index) lists them.
@@ -146,6 +156,8 @@ impl KilnApp {
             hashes: HashJobs::spawn_with_cache(Some(paths.hash_cache()), move || hash_wake()),
             clipboard,
             tasks,
+            job_reports,
+            caption_jobs,
         };
         let mut app = KilnApp {
             state: AppState::new(settings),
@@ -159,6 +171,7 @@ impl KilnApp {
             first_frame_logged: false,
         };
         app.rescan_models();
+        app.reload_presets();
         if fresh_index {
             app.route(Action::RebuildIndex, ctx);
         }
@@ -227,6 +240,10 @@ impl KilnApp {
                 self.state.gallery.invalidate();
             }
         }
+        let reports: Vec<JobReport> = self.services.job_reports.try_iter().collect();
+        for report in reports {
+            self.state.jobs.add_report(report);
+        }
         self.state.jobs.queue = self.worker.queue();
         if self.state.jobs.running().is_some() {
             // Elapsed time keeps moving between progress events.
@@ -260,6 +277,23 @@ impl KilnApp {
             TaskDone::Picked(PickPurpose::ModelDir, Some(path)) => {
                 self.route(Action::AddModelDir(path), ctx);
             }
+            TaskDone::Picked(PickPurpose::Lora, Some(path)) => {
+                let row = self.state.form.lora_row(&path, DEFAULT_LORA_WEIGHT);
+                if self.state.form.add_lora(row) {
+                    self.inspect_lora_rows();
+                }
+            }
+            TaskDone::LorasInspected(found) => self.loras_inspected(found, lang),
+            TaskDone::Picked(
+                purpose @ (PickPurpose::PresetPhoto
+                | PickPurpose::PresetImport
+                | PickPurpose::PresetExportDir),
+                Some(path),
+            ) => self.preset_picked(purpose, path),
+            TaskDone::PresetsListed(listing) => self.presets_listed(*listing, ctx),
+            TaskDone::PresetResolved(resolution) => self.preset_resolved(*resolution, ctx),
+            TaskDone::PresetWritten(written) => self.preset_written(*written),
+            TaskDone::PresetDeleted(result) => self.preset_deleted(result),
             TaskDone::ModelInspected { path, family } => {
                 if self.state.form.model.as_deref() != Some(path.as_path()) {
                     return; // The user picked another model meanwhile.
@@ -277,6 +311,7 @@ impl KilnApp {
             }
             TaskDone::Dropped(DroppedImage::Recipe(recipe)) => {
                 self.state.form.apply_recipe(&recipe);
+                self.inspect_lora_rows();
                 self.state.section = Section::Generate;
                 self.state
                     .notify(NoticeKind::Info, tr(lang, "notice.settings_restored"));
@@ -329,7 +364,9 @@ impl KilnApp {
                 models.externals = externals;
                 models.scanning = false;
                 models.scanned = true;
+                self.state.form.set_lora_library(&self.state.models.entries);
                 self.pick_default_model();
+                self.inspect_lora_rows();
             }
         }
     }
@@ -464,15 +501,22 @@ impl KilnApp {
     }
 
     fn read_dropped_files(&mut self, ctx: &egui::Context) {
-        let (hovering, dropped) =
-            ctx.input(|i| (!i.raw.hovered_files.is_empty(), i.raw.dropped_files.clone()));
+        let (hovering, dropped, pointer) = ctx.input(|i| {
+            (
+                !i.raw.hovered_files.is_empty(),
+                i.raw.dropped_files.clone(),
+                i.pointer.latest_pos(),
+            )
+        });
         self.state.files_hovering = hovering;
         // The first file counts; a drop of several is most likely a mistake.
         let first = dropped.iter().find_map(|file| {
             let path = file.path();
             (!path.as_os_str().is_empty()).then(|| path.to_path_buf())
         });
-        if let Some(path) = first {
+        if let Some(path) = first
+            && !self.preset_drop(&path, pointer)
+        {
             self.services
                 .tasks
                 .spawn("drop", move || TaskDone::Dropped(read_dropped(&path)));
@@ -500,6 +544,7 @@ impl KilnApp {
             }
             Action::ReuseSettings(recipe) => {
                 self.state.form.apply_recipe(&recipe);
+                self.inspect_lora_rows();
                 self.state.section = Section::Generate;
             }
             Action::SaveAs(path) => self.save_as(path),
@@ -588,6 +633,7 @@ impl KilnApp {
             }
             Action::DismissJobError(id) => self.state.jobs.errors.retain(|e| e.id != id),
             Action::DismissNotice(id) => self.state.notices.retain(|n| n.id != id),
+            Action::Preset(action) => self.route_preset(action),
         }
     }
 
@@ -648,10 +694,14 @@ impl KilnApp {
         let title = tr(lang, pick_title_key(purpose)).to_owned();
         let start = match purpose {
             PickPurpose::OutputDir => Some(self.state.settings.output_dir.clone()),
-            PickPurpose::Model | PickPurpose::ModelFolder | PickPurpose::ModelDir => {
-                self.state.settings.model_dirs.first().cloned()
-            }
-            PickPurpose::InitImage => None,
+            PickPurpose::Model
+            | PickPurpose::ModelFolder
+            | PickPurpose::ModelDir
+            | PickPurpose::Lora => self.state.settings.model_dirs.first().cloned(),
+            PickPurpose::InitImage
+            | PickPurpose::PresetPhoto
+            | PickPurpose::PresetImport
+            | PickPurpose::PresetExportDir => None,
         };
         self.services.tasks.spawn("file-dialog", move || {
             let mut dialog = rfd::FileDialog::new().set_title(title);
@@ -662,12 +712,17 @@ impl KilnApp {
                 PickPurpose::Model => dialog
                     .add_filter("safetensors", &["safetensors", "sft"])
                     .pick_file(),
-                PickPurpose::InitImage => dialog
+                PickPurpose::Lora => dialog
+                    .add_filter("safetensors", &["safetensors"])
+                    .pick_file(),
+                PickPurpose::InitImage | PickPurpose::PresetPhoto => dialog
                     .add_filter("image", &["png", "jpg", "jpeg", "webp", "bmp"])
                     .pick_file(),
-                PickPurpose::ModelFolder | PickPurpose::OutputDir | PickPurpose::ModelDir => {
-                    dialog.pick_folder()
-                }
+                PickPurpose::PresetImport => dialog.add_filter("TOML", &["toml"]).pick_file(),
+                PickPurpose::ModelFolder
+                | PickPurpose::OutputDir
+                | PickPurpose::ModelDir
+                | PickPurpose::PresetExportDir => dialog.pick_folder(),
             };
             TaskDone::Picked(purpose, picked)
         });
@@ -693,6 +748,68 @@ impl KilnApp {
                 .map_err(|e| format!("{e} ({})", target.display()));
             TaskDone::SavedAs(result)
         });
+    }
+
+    /// Looks on disk (off the UI thread) for the LoRA rows the library does not list: a row
+    /// restored from an image made elsewhere may name a file that is not here, and a browsed
+    /// file's family is read from its header.
+    fn inspect_lora_rows(&mut self) {
+        let paths = self.state.form.unchecked_lora_paths();
+        if paths.is_empty() {
+            return;
+        }
+        self.services.tasks.spawn("inspect-loras", move || {
+            let found = paths
+                .into_iter()
+                .map(|path| {
+                    let entry = path
+                        .is_file()
+                        .then(|| path.parent().map(scan_folder))
+                        .flatten()
+                        .and_then(|entries| entries.into_iter().find(|e| e.path == path));
+                    (path, entry)
+                })
+                .collect();
+            TaskDone::LorasInspected(found)
+        });
+    }
+
+    /// Marks rows whose file is missing, fills in families, and drops (with a message) rows
+    /// whose file turned out not to be a LoRA.
+    fn loras_inspected(&mut self, found: Vec<(PathBuf, Option<ModelEntry>)>, lang: Lang) {
+        for (path, entry) in found {
+            let rows = &mut self.state.form.loras;
+            let Some(index) = rows.iter().position(|r| r.path == path) else {
+                continue; // Removed meanwhile.
+            };
+            match entry {
+                None => {
+                    if let Some(row) = rows.get_mut(index) {
+                        row.missing = true;
+                    }
+                }
+                Some(entry) if entry.kind != ModelFileKind::Lora || !entry.usable() => {
+                    rows.remove(index);
+                    let reason = entry.problem.unwrap_or_else(|| {
+                        tr(lang, panels::models::kind_key(entry.kind)).to_owned()
+                    });
+                    self.state.notify(
+                        NoticeKind::Error,
+                        tr_args(
+                            lang,
+                            "notice.not_a_lora",
+                            &[("path", &path.display()), ("reason", &reason)],
+                        ),
+                    );
+                }
+                Some(entry) => {
+                    if let Some(row) = rows.get_mut(index) {
+                        row.family = entry.family;
+                        row.missing = false;
+                    }
+                }
+            }
+        }
     }
 
     fn rescan_models(&mut self) {
@@ -749,6 +866,10 @@ fn pick_title_key(purpose: PickPurpose) -> &'static str {
         PickPurpose::InitImage => "dialog.pick_init",
         PickPurpose::OutputDir => "dialog.pick_output",
         PickPurpose::ModelDir => "dialog.pick_model_dir",
+        PickPurpose::Lora => "dialog.pick_lora",
+        PickPurpose::PresetPhoto => "dialog.pick_preset_photo",
+        PickPurpose::PresetImport => "dialog.pick_preset_import",
+        PickPurpose::PresetExportDir => "dialog.pick_preset_export",
     }
 }
 

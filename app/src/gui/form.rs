@@ -2,10 +2,13 @@
 //! when it is valid (`GenerateForm::to_recipe`); while it is not, Generate stays disabled and
 //! its hover text gives the [`FormError`].
 
+use crate::library::models::{ModelEntry, ModelFileKind};
 use kiln_inference::io::family::Family;
 use kiln_inference::recipe::{InitImage, ModelRef};
-use kiln_inference::{Recipe, SamplerKind};
-use std::path::PathBuf;
+use kiln_inference::text::prompt::extract_loras;
+use kiln_inference::{LoraSpec, Recipe, SamplerKind};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 
 /// Largest side the form accepts, in pixels.
 pub const MAX_SIDE: u32 = 4096;
@@ -13,6 +16,10 @@ pub const MAX_SIDE: u32 = 4096;
 pub const MAX_BATCH: u32 = 64;
 /// Most sampling steps.
 pub const MAX_STEPS: usize = 150;
+/// The LoRA weight slider's range (A1111's).
+pub const LORA_WEIGHT_RANGE: RangeInclusive<f32> = -2.0..=2.0;
+/// A new LoRA row's weight.
+pub const DEFAULT_LORA_WEIGHT: f32 = 1.0;
 
 /// How the seed of the next job is chosen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,6 +124,23 @@ pub enum FormError {
     BadBatch,
     /// Init-image strength outside (0, 1].
     BadStrength,
+    /// A `<lora:name:w>` tag in the prompt names no LoRA file of the model library.
+    UnknownLora {
+        /// The name in the tag.
+        name: String,
+    },
+    /// A `<lora:name:w>` tag names a LoRA file that cannot be used.
+    UnusableLora {
+        /// The name in the tag.
+        name: String,
+        /// Why (from the library scan).
+        problem: String,
+    },
+    /// A LoRA row's file is not on disk (restored from an older image).
+    MissingLora {
+        /// The LoRA's name.
+        name: String,
+    },
 }
 
 impl FormError {
@@ -129,8 +153,64 @@ impl FormError {
             FormError::BadCfg => "form_error.bad_cfg",
             FormError::BadBatch => "form_error.bad_batch",
             FormError::BadStrength => "form_error.bad_strength",
+            FormError::UnknownLora { .. } => "form_error.unknown_lora",
+            FormError::UnusableLora { .. } => "form_error.unusable_lora",
+            FormError::MissingLora { .. } => "form_error.missing_lora",
         }
     }
+}
+
+/// A LoRA the user added to the form: one row of the Generate panel's LoRA section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraRow {
+    /// The LoRA file.
+    pub path: PathBuf,
+    /// Its A1111 name (the file stem), written into recipes and PNG metadata.
+    pub name: String,
+    /// What the row shows: the library's display name, else the file stem.
+    pub label: String,
+    /// User weight (A1111's multiplier), [`LORA_WEIGHT_RANGE`] on the slider.
+    pub weight: f32,
+    /// The family it was trained for, once known.
+    pub family: Option<Family>,
+    /// The file was not found (a row restored from an image made elsewhere).
+    pub missing: bool,
+}
+
+impl LoraRow {
+    /// A row for `path` at `weight`, named after the file.
+    pub fn new(path: PathBuf, weight: f32) -> Self {
+        let name = file_stem(&path);
+        LoraRow {
+            label: name.clone(),
+            name,
+            path,
+            weight,
+            family: None,
+            missing: false,
+        }
+    }
+
+    /// A row for a library entry at the default weight.
+    pub fn from_entry(entry: &ModelEntry) -> Self {
+        LoraRow {
+            label: entry.name.clone(),
+            family: entry.family,
+            ..LoraRow::new(entry.path.clone(), DEFAULT_LORA_WEIGHT)
+        }
+    }
+
+    /// Whether the row's LoRA was made for another family than `model` (both known).
+    pub fn family_mismatch(&self, model: Option<Family>) -> bool {
+        matches!((self.family, model), (Some(lora), Some(model)) if lora != model)
+    }
+}
+
+/// A file's stem, as A1111 names LoRAs (`clay_v2.safetensors` → `clay_v2`).
+pub fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The Generate form.
@@ -170,6 +250,11 @@ pub struct GenerateForm {
     pub strength: f32,
     /// A1111 clip skip (kept from restored recipes; 1 = last layer).
     pub clip_skip: u32,
+    /// LoRAs added as rows (the prompt's `<lora:…>` tags come on top of these).
+    pub loras: Vec<LoraRow>,
+    /// The LoRA files of the model library, set by the app after each scan: the "Add LoRA"
+    /// menu lists them and `<lora:name:w>` tags are looked up in them.
+    pub lora_library: Vec<ModelEntry>,
 }
 
 impl Default for GenerateForm {
@@ -193,6 +278,8 @@ impl Default for GenerateForm {
             init: None,
             strength: 0.75,
             clip_skip: 1,
+            loras: Vec::new(),
+            lora_library: Vec::new(),
         }
     }
 }
@@ -258,6 +345,7 @@ impl GenerateForm {
             }
             None => None,
         };
+        let loras = self.recipe_loras()?;
         let seed = match self.seed_mode {
             SeedMode::Random => random_seed(),
             SeedMode::Fixed => self.seed,
@@ -280,13 +368,160 @@ impl GenerateForm {
             init,
             clip_skip: self.clip_skip.max(1),
             batch: self.batch,
+            loras,
             ..Recipe::default()
         })
+    }
+
+    /// The recipe's LoRAs: the rows in order, then the prompt's `<lora:name:w>` tags looked up
+    /// in [`GenerateForm::lora_library`] (a tag naming a row's file sets that row's weight, as
+    /// later sources win). The tags stay in the prompt; the engine's prompt parser drops them.
+    /// No file is read: hashes are left to the engine.
+    pub fn recipe_loras(&self) -> Result<Vec<LoraSpec>, FormError> {
+        let mut loras = Vec::with_capacity(self.loras.len());
+        for row in &self.loras {
+            if row.missing {
+                return Err(FormError::MissingLora {
+                    name: row.name.clone(),
+                });
+            }
+            loras.push(LoraSpec {
+                path: row.path.clone(),
+                weight: row.weight,
+                name: row.name.clone(),
+                hash: None,
+            });
+        }
+        let (_, tags) = extract_loras(&self.prompt);
+        for tag in tags {
+            let entry = self.library_lora(&tag.name)?;
+            let spec = LoraSpec {
+                path: entry.path.clone(),
+                weight: tag.weight,
+                name: file_stem(&entry.path),
+                hash: None,
+            };
+            match loras.iter_mut().find(|l| l.path == spec.path) {
+                Some(existing) => existing.weight = spec.weight,
+                None => loras.push(spec),
+            }
+        }
+        Ok(loras)
+    }
+
+    /// The library LoRA a prompt tag names: its file stem or display name, ignoring case (as
+    /// A1111 and `library::presets::lookup` match); usable files first, then by path.
+    fn library_lora(&self, name: &str) -> Result<&ModelEntry, FormError> {
+        let wanted = name.trim().to_lowercase();
+        let found = self
+            .lora_library
+            .iter()
+            .filter(|e| e.kind == ModelFileKind::Lora)
+            .filter(|e| {
+                e.name.to_lowercase() == wanted || file_stem(&e.path).to_lowercase() == wanted
+            })
+            .min_by_key(|e| (!e.usable(), e.path.clone()));
+        match found {
+            Some(entry) => match &entry.problem {
+                Some(problem) => Err(FormError::UnusableLora {
+                    name: name.to_owned(),
+                    problem: problem.clone(),
+                }),
+                None => Ok(entry),
+            },
+            None => Err(FormError::UnknownLora {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Sets the library's LoRA files (after a scan) and refreshes the rows from it: labels,
+    /// families, and rows whose file the library lists are not missing.
+    pub fn set_lora_library(&mut self, entries: &[ModelEntry]) {
+        self.lora_library = entries
+            .iter()
+            .filter(|e| e.kind == ModelFileKind::Lora)
+            .cloned()
+            .collect();
+        for row in &mut self.loras {
+            if let Some(entry) = self.lora_library.iter().find(|e| e.path == row.path) {
+                row.label.clone_from(&entry.name);
+                row.family = entry.family;
+                row.missing = false;
+            }
+        }
+    }
+
+    /// Adds a LoRA row (a file already in the rows is left as it is). Returns whether it was
+    /// added.
+    pub fn add_lora(&mut self, row: LoraRow) -> bool {
+        if self.loras.iter().any(|r| r.path == row.path) {
+            return false;
+        }
+        self.loras.push(row);
+        true
+    }
+
+    /// A row for `path`: from the library when it lists the file, else named after the file.
+    pub fn lora_row(&self, path: &Path, weight: f32) -> LoraRow {
+        match self.lora_library.iter().find(|e| e.path == path) {
+            Some(entry) => LoraRow {
+                weight,
+                ..LoraRow::from_entry(entry)
+            },
+            None => LoraRow::new(path.to_path_buf(), weight),
+        }
+    }
+
+    /// Rows the app should look for on disk: not in the library, not yet known missing.
+    pub fn unchecked_lora_paths(&self) -> Vec<PathBuf> {
+        self.loras
+            .iter()
+            .filter(|r| !r.missing && !self.lora_library.iter().any(|e| e.path == r.path))
+            .map(|r| r.path.clone())
+            .collect()
     }
 
     /// Parses the form, drawing a fresh random seed in [`SeedMode::Random`].
     pub fn to_recipe(&self) -> Result<Recipe, FormError> {
         self.to_recipe_with(kiln_inference::recipe::random_seed)
+    }
+
+    /// Fills the form from a resolved style preset: model (when the recipe names one), prompt,
+    /// negative, sampler, steps, CFG, size, clip skip, its LoRAs as the rows and, when the form
+    /// has an init image, the preset's strength. Seed, batch and the init image stay.
+    pub fn apply_preset(&mut self, recipe: &Recipe) {
+        let family = recipe
+            .model
+            .family
+            .as_deref()
+            .and_then(|id| id.parse::<Family>().ok());
+        if !recipe.model.path.as_os_str().is_empty()
+            && self.model.as_deref() != Some(recipe.model.path.as_path())
+        {
+            self.model = Some(recipe.model.path.clone());
+            self.model_hash.clone_from(&recipe.model.hash);
+            self.family = family;
+        } else if family.is_some() {
+            self.family = family;
+        }
+        self.prompt.clone_from(&recipe.prompt);
+        self.negative = recipe.negative.clone().unwrap_or_default();
+        self.sampler = recipe.sampler;
+        self.steps = recipe.steps;
+        self.cfg = recipe.cfg;
+        self.width = recipe.width;
+        self.height = recipe.height;
+        self.aspect = Aspect::matching((recipe.width, recipe.height), self.native_size());
+        self.clip_skip = recipe.clip_skip.max(1);
+        self.loras = recipe
+            .loras
+            .iter()
+            .map(|spec| self.lora_row(&spec.path, spec.weight))
+            .collect();
+        if let (Some(_), Some(init)) = (&self.init, &recipe.init) {
+            self.strength = init.strength;
+        }
     }
 
     /// Restores everything from a recipe (the seed becomes fixed). The model is kept when
@@ -320,6 +555,27 @@ impl GenerateForm {
             None => self.init = None,
         }
         self.clip_skip = recipe.clip_skip.max(1);
+        // LoRAs named by the prompt's tags come back from the tags; the others become rows.
+        let (_, tags) = extract_loras(&recipe.prompt);
+        let tagged: Vec<String> = tags.iter().map(|t| t.name.trim().to_lowercase()).collect();
+        self.loras = recipe
+            .loras
+            .iter()
+            .filter(|spec| {
+                let names = [
+                    spec.name.to_lowercase(),
+                    file_stem(&spec.path).to_lowercase(),
+                ];
+                !names.iter().any(|n| !n.is_empty() && tagged.contains(n))
+            })
+            .map(|spec| {
+                let mut row = self.lora_row(&spec.path, spec.weight);
+                if !spec.name.is_empty() {
+                    row.name.clone_from(&spec.name);
+                }
+                row
+            })
+            .collect();
     }
 }
 
@@ -379,5 +635,75 @@ mod tests {
         restored.apply_recipe(&recipe);
         assert_eq!(restored.to_recipe_with(|| 0).unwrap(), recipe);
         assert_eq!(restored.aspect, Some(Aspect::Landscape3x2));
+    }
+
+    fn lora_entry(path: &str, family: Option<Family>) -> ModelEntry {
+        ModelEntry {
+            path: PathBuf::from(path),
+            name: file_stem(Path::new(path)),
+            kind: ModelFileKind::Lora,
+            family,
+            size_bytes: 1,
+            problem: None,
+            hash: None,
+        }
+    }
+
+    #[test]
+    fn rows_and_prompt_tags_become_recipe_loras() {
+        let mut form = GenerateForm::with_prompt("a fox <lora:Clay_v2:0.7>, <lora:ink:0.5>");
+        form.set_model(PathBuf::from("/m"), Some(Family::Sdxl), None);
+        form.set_lora_library(&[
+            lora_entry("/loras/clay_v2.safetensors", Some(Family::Sdxl)),
+            lora_entry("/loras/ink.safetensors", Some(Family::Sdxl)),
+        ]);
+        let row = form.lora_row(Path::new("/loras/ink.safetensors"), 1.0);
+        assert_eq!(row.family, Some(Family::Sdxl));
+        assert!(form.add_lora(row.clone()));
+        assert!(!form.add_lora(row), "a file is added once");
+        form.add_lora(LoraRow::new(
+            PathBuf::from("/elsewhere/detail.safetensors"),
+            -0.5,
+        ));
+        let loras = form.to_recipe_with(|| 1).unwrap().loras;
+        let summary: Vec<(&str, f32)> = loras.iter().map(|l| (l.name.as_str(), l.weight)).collect();
+        // Rows first; the tag naming a row's file sets its weight; tags match case-insensitively.
+        assert_eq!(summary, [("ink", 0.5), ("detail", -0.5), ("clay_v2", 0.7)]);
+
+        form.prompt = "a fox <lora:nowhere:1>".into();
+        assert_eq!(
+            form.to_recipe(),
+            Err(FormError::UnknownLora {
+                name: "nowhere".into()
+            })
+        );
+        form.prompt = "a fox".into();
+        form.loras[0].missing = true;
+        assert!(matches!(
+            form.to_recipe(),
+            Err(FormError::MissingLora { .. })
+        ));
+    }
+
+    #[test]
+    fn restoring_a_recipe_splits_rows_from_tags() {
+        let mut form = GenerateForm::with_prompt("a fox <lora:clay_v2:0.7>");
+        form.set_model(PathBuf::from("/m"), Some(Family::Sdxl), None);
+        form.set_lora_library(&[lora_entry("/loras/clay_v2.safetensors", Some(Family::Sdxl))]);
+        form.add_lora(LoraRow::new(PathBuf::from("/gone/old.safetensors"), 1.5));
+        let recipe = form.to_recipe_with(|| 3).unwrap();
+        assert_eq!(recipe.loras.len(), 2);
+
+        let mut restored = GenerateForm::default();
+        restored.set_lora_library(&form.lora_library);
+        restored.apply_recipe(&recipe);
+        assert_eq!(restored.loras.len(), 1, "the tagged LoRA stays a tag");
+        assert_eq!(restored.loras[0].name, "old");
+        assert_eq!(restored.loras[0].weight, 1.5);
+        assert_eq!(
+            restored.unchecked_lora_paths(),
+            [PathBuf::from("/gone/old.safetensors")]
+        );
+        assert_eq!(restored.to_recipe_with(|| 0).unwrap(), recipe);
     }
 }

@@ -40,6 +40,8 @@ pub struct Palette {
     pub error_fill: Color32,
     /// Success notes.
     pub success: Color32,
+    /// Warnings (LoRA layers that matched nothing, a missing LoRA file).
+    pub warning: Color32,
     /// Secondary text.
     pub muted: Color32,
     /// Main panel background.
@@ -66,6 +68,7 @@ impl Palette {
                 error: Color32::from_rgb(0xFF, 0x6B, 0x6B),
                 error_fill: Color32::from_rgb(0x3A, 0x1C, 0x1C),
                 success: Color32::from_rgb(0x7C, 0xC8, 0x7E),
+                warning: Color32::from_rgb(0xE8, 0xC0, 0x4A),
                 muted: Color32::from_gray(150),
                 panel: Color32::from_rgb(0x1E, 0x1F, 0x22),
                 sidebar: Color32::from_rgb(0x17, 0x18, 0x1A),
@@ -80,6 +83,7 @@ impl Palette {
                 error: Color32::from_rgb(0xC0, 0x28, 0x28),
                 error_fill: Color32::from_rgb(0xFD, 0xE8, 0xE8),
                 success: Color32::from_rgb(0x2E, 0x7D, 0x32),
+                warning: Color32::from_rgb(0x9A, 0x6A, 0x00),
                 muted: Color32::from_gray(100),
                 panel: Color32::from_rgb(0xF6, 0xF5, 0xF3),
                 sidebar: Color32::from_rgb(0xEB, 0xE9, 0xE6),

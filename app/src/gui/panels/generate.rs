@@ -4,7 +4,7 @@
 
 use crate::gui::action::Action;
 use crate::gui::form::{Aspect, FormError, GenerateForm, MAX_BATCH, MAX_SIDE, MAX_STEPS, SeedMode};
-use crate::gui::panels::{file_name, primary_button, queue};
+use crate::gui::panels::{file_name, loras, primary_button, queue};
 use crate::gui::services::tasks::PickPurpose;
 use crate::gui::state::{AppState, Section};
 use crate::gui::theme::{self, Palette};
@@ -104,6 +104,7 @@ fn form_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     let lang = state.lang();
     model_ui(ui, state, actions);
     prompts_ui(ui, state);
+    loras::loras_ui(ui, &mut state.form, lang, actions);
     group_title(ui, tr(lang, "generate.parameters"));
     seed_ui(ui, state);
     sampler_ui(ui, &mut state.form, lang);
@@ -481,6 +482,14 @@ fn generate_button_ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Act
 /// The message for a form error.
 pub fn form_error_text(error: &FormError, lang: Lang) -> String {
     match error {
+        FormError::UnknownLora { name } | FormError::MissingLora { name } => {
+            tr_args(lang, error.message_key(), &[("name", name)])
+        }
+        FormError::UnusableLora { name, problem } => tr_args(
+            lang,
+            error.message_key(),
+            &[("name", name), ("problem", problem)],
+        ),
         FormError::BadSize { width, height } => tr_args(
             lang,
             error.message_key(),
@@ -576,6 +585,16 @@ fn viewer_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>)
                 actions.push(Action::ReuseSettings(Box::new(result.recipe.clone())));
             }
         });
+        for warning in &result.warnings {
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!("▲ {warning}"))
+                        .small()
+                        .color(palette.warning),
+                )
+                .wrap(),
+            );
+        }
         if state.jobs.results.len() > 1 {
             ui.horizontal_wrapped(|ui| {
                 for index in 0..state.jobs.results.len() {

@@ -3,7 +3,9 @@
 
 pub mod gallery;
 pub mod generate;
+pub mod loras;
 pub mod models;
+pub mod presets;
 pub mod queue;
 pub mod settings;
 pub mod sidebar;
@@ -28,6 +30,7 @@ pub fn app_ui(ui: &mut egui::Ui, state: &mut AppState, busy: bool, actions: &mut
         notices_ui(ui, state, actions);
         match state.section {
             Section::Generate => generate::generate_panel_ui(ui, state, actions),
+            Section::Presets => presets::presets_panel_ui(ui, state, actions),
             Section::Gallery => gallery::gallery_panel_ui(ui, state, actions),
             Section::Models => models::models_panel_ui(ui, state, actions),
             Section::Settings => settings::settings_panel_ui(ui, state, actions),
@@ -60,6 +63,7 @@ fn notices_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>
         let (frame, color) = match notice.kind {
             NoticeKind::Error => (palette.error_frame(), palette.error),
             NoticeKind::Info => (palette.card_frame(), palette.success),
+            NoticeKind::Warning => (palette.card_frame(), palette.warning),
         };
         frame.show(ui, |ui| {
             ui.set_width(ui.available_width());
@@ -103,7 +107,14 @@ fn drop_overlay_ui(ui: &mut egui::Ui, state: &AppState) {
     painter.text(
         rect.center(),
         Align2::CENTER_CENTER,
-        tr(state.lang(), "drop.hint"),
+        tr(
+            state.lang(),
+            if state.section == Section::Presets {
+                "drop.hint_presets"
+            } else {
+                "drop.hint"
+            },
+        ),
         FontId::proportional(22.0),
         text_color,
     );

@@ -161,7 +161,7 @@ fn request_hashes(state: &AppState, actions: &mut Vec<Action>) {
 }
 
 /// The translation key of a model kind's name.
-fn kind_key(kind: ModelFileKind) -> &'static str {
+pub fn kind_key(kind: ModelFileKind) -> &'static str {
     match kind {
         ModelFileKind::Checkpoint => "models.kind.checkpoint",
         ModelFileKind::DiffusersFolder => "models.kind.diffusers",

@@ -4,6 +4,8 @@
 
 pub mod clipboard;
 pub mod gallery;
+pub mod job_runner;
+pub mod presets;
 pub mod saver;
 pub mod tasks;
 pub mod thumbnails;

@@ -21,6 +21,14 @@ pub enum PickPurpose {
     OutputDir,
     /// A folder to add to the model folders.
     ModelDir,
+    /// A LoRA file for the Generate panel's LoRA rows.
+    Lora,
+    /// A photo for the Presets panel to run styles on.
+    PresetPhoto,
+    /// A preset file (`.toml`) to import.
+    PresetImport,
+    /// The folder to export a preset into.
+    PresetExportDir,
 }
 
 /// What a dropped or opened image turned out to be.
@@ -65,6 +73,17 @@ pub enum TaskDone {
         /// Other apps' installs found.
         externals: Vec<crate::library::models::ExternalLayout>,
     },
+    /// LoRA files of the form's rows were looked at: each path with what it is (`None`: not
+    /// on disk).
+    LorasInspected(Vec<(PathBuf, Option<crate::library::models::ModelEntry>)>),
+    /// The presets were listed (and new thumbnails decoded).
+    PresetsListed(Box<crate::gui::services::presets::PresetListing>),
+    /// A preset was resolved for the form or a photo.
+    PresetResolved(Box<crate::gui::services::presets::PresetResolution>),
+    /// A write to the user presets ended.
+    PresetWritten(Box<crate::gui::services::presets::PresetWritten>),
+    /// A user preset was deleted: its id, or why not.
+    PresetDeleted(Result<String, crate::library::presets::PresetError>),
     /// A comparison page was exported: its folder, or why not.
     ComparisonExported(Result<PathBuf, String>),
     /// Something failed that has no better place to report.

@@ -2,6 +2,7 @@
 //! and live preview, the latest results and per-job errors. Updated from worker events in
 //! `logic` (textures are uploaded there, never in `ui`).
 
+use crate::gui::services::job_runner::JobReport;
 use crate::worker::{JobId, JobOutcome, QueuedJob, WorkerEvent};
 use egui::{ColorImage, TextureHandle, TextureOptions};
 use kiln_inference::{Recipe, Stage};
@@ -51,6 +52,8 @@ pub struct ResultImage {
     pub texture: TextureHandle,
     /// Size in pixels.
     pub size: [usize; 2],
+    /// What the engine warned about while making it (LoRA layers that matched nothing …).
+    pub warnings: Vec<String>,
 }
 
 /// A failed job's message, shown until dismissed.
@@ -92,10 +95,14 @@ pub struct JobsState {
     pub last_seed: Option<u64>,
     /// Jobs that ended, oldest first (the latest few).
     pub ended: Vec<(JobId, Ended)>,
+    /// Warnings reported for images not yet among the results (the report can come first).
+    pending_warnings: Vec<JobReport>,
 }
 
 /// How many ended jobs to remember.
 const ENDED_KEPT: usize = 32;
+/// How many unmatched warning reports to keep.
+const PENDING_WARNINGS_KEPT: usize = 8;
 
 impl JobsState {
     /// Applies one worker event; uploads preview and result textures into `ctx`.
@@ -169,11 +176,34 @@ impl JobsState {
                             path: image.path,
                             recipe: image.recipe,
                             size,
+                            warnings: Vec::new(),
                         }
                     })
                     .collect();
                 self.selected = 0;
+                let pending = std::mem::take(&mut self.pending_warnings);
+                for report in pending {
+                    self.add_report(report);
+                }
                 paths
+            }
+        }
+    }
+
+    /// Attaches a run's warnings to its images among the results, or keeps them until the
+    /// images arrive.
+    pub fn add_report(&mut self, report: JobReport) {
+        let mut matched = false;
+        for result in &mut self.results {
+            if report.recipes.contains(&result.recipe) {
+                result.warnings.clone_from(&report.warnings);
+                matched = true;
+            }
+        }
+        if !matched {
+            self.pending_warnings.push(report);
+            if self.pending_warnings.len() > PENDING_WARNINGS_KEPT {
+                self.pending_warnings.remove(0);
             }
         }
     }

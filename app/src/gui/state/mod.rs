@@ -5,6 +5,7 @@
 pub mod gallery;
 pub mod jobs;
 pub mod models;
+pub mod presets;
 
 use crate::gui::form::GenerateForm;
 use crate::gui::widgets::image_viewer::ImageViewer;
@@ -14,6 +15,7 @@ use crate::library::settings::{Language, Settings};
 pub use gallery::GalleryState;
 pub use jobs::JobsState;
 pub use models::ModelsState;
+pub use presets::PresetsState;
 
 /// A section of the app (an entry in the sidebar).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -21,6 +23,8 @@ pub enum Section {
     /// Text-to-image and image-to-image.
     #[default]
     Generate,
+    /// Style presets: a gallery of cards to apply or run on a photo.
+    Presets,
     /// Outputs and history.
     Gallery,
     /// The model library.
@@ -31,8 +35,9 @@ pub enum Section {
 
 impl Section {
     /// Every section, in sidebar order.
-    pub const ALL: [Section; 4] = [
+    pub const ALL: [Section; 5] = [
         Section::Generate,
+        Section::Presets,
         Section::Gallery,
         Section::Models,
         Section::Settings,
@@ -42,16 +47,18 @@ impl Section {
     pub fn label_key(self) -> &'static str {
         match self {
             Section::Generate => "nav.generate",
+            Section::Presets => "nav.presets",
             Section::Gallery => "nav.gallery",
             Section::Models => "nav.models",
             Section::Settings => "nav.settings",
         }
     }
 
-    /// Parses a lower-case name (`generate`, `gallery`, `models`, `settings`).
+    /// Parses a lower-case name (`generate`, `presets`, `gallery`, `models`, `settings`).
     pub fn from_name(name: &str) -> Option<Section> {
         match name.trim().to_ascii_lowercase().as_str() {
             "generate" => Some(Section::Generate),
+            "presets" => Some(Section::Presets),
             "gallery" => Some(Section::Gallery),
             "models" => Some(Section::Models),
             "settings" => Some(Section::Settings),
@@ -67,6 +74,9 @@ pub enum NoticeKind {
     Error,
     /// Something worked (saved, copied).
     Info,
+    /// Worth knowing, not a failure (a preset runs without its ControlNet): stays until
+    /// dismissed.
+    Warning,
 }
 
 /// A dismissable message shown at the top of the window.
@@ -113,6 +123,8 @@ pub struct AppState {
     pub gallery: GalleryState,
     /// The Models panel.
     pub models: ModelsState,
+    /// The Presets panel.
+    pub presets: PresetsState,
     /// Messages at the top of the window.
     pub notices: Vec<Notice>,
     next_notice: u64,
@@ -140,6 +152,7 @@ impl AppState {
             viewer: ImageViewer::default(),
             gallery: GalleryState::new(),
             models: ModelsState::default(),
+            presets: PresetsState::default(),
             notices: Vec::new(),
             next_notice: 1,
             files_hovering: false,
