@@ -2,6 +2,7 @@
 //! (diffusers' `padding_mask_crop` region rule) and pasting the result back over the original
 //! through a (blurred) mask, as A1111 does.
 
+use crate::vision::resample::{PilFilter, resize_gray_like_pil, resize_like_pil};
 use image::{GrayImage, RgbImage, imageops};
 
 /// A crop rectangle `[x0, x1) × [y0, y1)`.
@@ -102,15 +103,18 @@ pub fn crop_resize(image: &RgbImage, region: Region, width: u32, height: u32) ->
     )
 }
 
-/// The mask cropped to `region` and resized to `width × height` (nearest, stays hard-edged).
+/// The mask cropped to `region`, resized to `width × height` (Pillow's Lanczos) and
+/// binarised at 50 %, as diffusers' mask processor does.
 pub fn crop_resize_mask(mask: &GrayImage, region: Region, width: u32, height: u32) -> GrayImage {
     let crop = imageops::crop_imm(mask, region.x0, region.y0, region.width(), region.height());
-    imageops::resize(
-        &crop.to_image(),
-        width,
-        height,
-        imageops::FilterType::Nearest,
-    )
+    let resized = resize_gray_like_pil(&crop.to_image(), width, height, PilFilter::Lanczos);
+    GrayImage::from_fn(width, height, |x, y| {
+        image::Luma([if resized.get_pixel(x, y).0[0] >= 128 {
+            255
+        } else {
+            0
+        }])
+    })
 }
 
 /// `generated` (covering `region` of `original`, at any size) pasted over `original` where the
@@ -125,11 +129,11 @@ pub fn paste_back(
     let generated = if generated.dimensions() == (region.width(), region.height()) {
         generated.clone()
     } else {
-        imageops::resize(
+        resize_like_pil(
             generated,
             region.width(),
             region.height(),
-            imageops::FilterType::Lanczos3,
+            PilFilter::Lanczos,
         )
     };
     let alpha = if blur > 0 {

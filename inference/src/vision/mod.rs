@@ -2,6 +2,7 @@
 //! face detection and embedding, ControlNet preprocessors).
 
 pub mod preprocess;
+pub mod resample;
 pub mod tagger;
 
 pub use tagger::{Tag, TagCategory, Tagger, Thresholds};

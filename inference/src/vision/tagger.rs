@@ -192,7 +192,12 @@ impl Tagger {
     /// The model input for `image`: NHWC `[1, height, width, 3]` flattened, BGR, 0–255.
     pub fn preprocess(&self, image: &DynamicImage) -> Vec<f32> {
         let square = pad_to_square_on_white(image);
-        let resized = resize_bicubic_like_pil(&square, self.width, self.height);
+        let resized = super::resample::resize_like_pil(
+            &square,
+            self.width,
+            self.height,
+            super::resample::PilFilter::Bicubic,
+        );
         resized
             .pixels()
             .flat_map(|p| [p.0[2], p.0[1], p.0[0]])
@@ -442,111 +447,6 @@ fn composite_over_white(source: u8, alpha: u8) -> u8 {
     u8::try_from(shifted >> PRECISION_BITS).unwrap_or(u8::MAX)
 }
 
-/// PIL's bicubic kernel (a = −0.5), support 2.
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-/// Fixed-point bits of PIL's 8-bit resampling (`32 - 8 - 2`).
-const RESAMPLE_PRECISION_BITS: u32 = 22;
-
-/// The source span and fixed-point weights of each output pixel along one axis, as PIL's
-/// `precompute_coeffs` + `normalize_coeffs_8bpc` compute them (support scaled when shrinking).
-fn bicubic_taps(in_size: u32, out_size: u32) -> Vec<(usize, Vec<i32>)> {
-    let scale = f64::from(in_size) / f64::from(out_size);
-    let filter_scale = scale.max(1.0);
-    let support = 2.0 * filter_scale;
-    let one = f64::from(1u32 << RESAMPLE_PRECISION_BITS);
-    (0..out_size)
-        .map(|out| {
-            let center = (f64::from(out) + 0.5) * scale;
-            // C's `(int)` truncates toward zero; the clamps follow.
-            let min = ((center - support + 0.5) as i64).max(0);
-            let max = ((center + support + 0.5) as i64).min(i64::from(in_size));
-            let weights: Vec<f64> = (min..max)
-                .map(|x| bicubic((x as f64 - center + 0.5) / filter_scale))
-                .collect();
-            let total: f64 = weights.iter().sum();
-            let fixed = weights
-                .iter()
-                .map(|w| {
-                    let w = if total != 0.0 { w / total } else { *w };
-                    if w < 0.0 {
-                        (-0.5 + w * one) as i32
-                    } else {
-                        (0.5 + w * one) as i32
-                    }
-                })
-                .collect();
-            (usize::try_from(min).unwrap_or(0), fixed)
-        })
-        .collect()
-}
-
-/// One PIL 8-bit resampling pass along rows: `input` holds `lines` lines of `in_len` RGB
-/// pixels, `pixel_stride`/`line_stride` (in pixels) say how to walk them; the output has
-/// `taps.len()` pixels per line, laid out with the same orientation.
-fn resample_pass(
-    input: &[u8],
-    lines: usize,
-    (pixel_stride, line_stride): (usize, usize),
-    taps: &[(usize, Vec<i32>)],
-    (out_pixel_stride, out_line_stride): (usize, usize),
-) -> Vec<u8> {
-    let mut output = vec![0u8; lines * taps.len() * 3];
-    for line in 0..lines {
-        for (out, (start, weights)) in taps.iter().enumerate() {
-            let mut sums = [1i64 << (RESAMPLE_PRECISION_BITS - 1); 3];
-            for (offset, weight) in weights.iter().enumerate() {
-                let at = ((start + offset) * pixel_stride + line * line_stride) * 3;
-                let Some(pixel) = input.get(at..at + 3) else {
-                    break;
-                };
-                for (sum, value) in sums.iter_mut().zip(pixel) {
-                    *sum += i64::from(*weight) * i64::from(*value);
-                }
-            }
-            let at = (out * out_pixel_stride + line * out_line_stride) * 3;
-            if let Some(pixel) = output.get_mut(at..at + 3) {
-                for (value, sum) in pixel.iter_mut().zip(sums) {
-                    // PIL's clip8: arithmetic shift, then clamp to 0..=255.
-                    *value = (sum >> RESAMPLE_PRECISION_BITS).clamp(0, 255) as u8;
-                }
-            }
-        }
-    }
-    output
-}
-
-/// `Image.resize((width, height), Image.BICUBIC)` of an RGB image, bit-exact with Pillow:
-/// horizontal pass, rounding to 8 bits, vertical pass. Axes whose size does not change are
-/// skipped, as Pillow skips them.
-pub fn resize_bicubic_like_pil(image: &RgbImage, width: u32, height: u32) -> RgbImage {
-    let (in_width, in_height) = image.dimensions();
-    let (in_w, in_h, w) = (in_width as usize, in_height as usize, width as usize);
-    let horizontal = if width != in_width {
-        let taps = bicubic_taps(in_width, width);
-        resample_pass(image.as_raw(), in_h, (1, in_w), &taps, (1, w))
-    } else {
-        image.as_raw().clone()
-    };
-    let resized = if height != in_height {
-        let taps = bicubic_taps(in_height, height);
-        resample_pass(&horizontal, w, (w, 1), &taps, (w, 1))
-    } else {
-        horizontal
-    };
-    RgbImage::from_raw(width, height, resized).unwrap_or_else(|| RgbImage::new(width, height))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
@@ -616,6 +516,14 @@ mod tests {
     #[test]
     fn resize_same_size_is_identity() {
         let image = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 90, 7]));
-        assert_eq!(resize_bicubic_like_pil(&image, 5, 3), image);
+        assert_eq!(
+            crate::vision::resample::resize_like_pil(
+                &image,
+                5,
+                3,
+                crate::vision::resample::PilFilter::Bicubic
+            ),
+            image
+        );
     }
 }
