@@ -3,6 +3,7 @@
 use crate::adapters::controlnet::ControlNet;
 use crate::adapters::lora::LoraFile;
 use crate::io::model::ModelFiles;
+pub use crate::kernels::Precision;
 use crate::pipelines::inpaint::{Region, crop_region, crop_resize, crop_resize_mask, paste_back};
 use crate::pipelines::stable_diffusion::{ControlRequest, GenerateRequest, StableDiffusion};
 use crate::recipe::Recipe;
@@ -101,6 +102,8 @@ pub struct Engine {
     loaded: Option<Loaded>,
     /// Produce a latent preview with every progress event.
     pub previews: bool,
+    /// Weight precision of the UNet and VAE (a change reloads the model).
+    pub precision: Precision,
     /// Folders searched for TAESD preview decoders ([`find_taesd`]); empty = never.
     pub taesd_dirs: Vec<PathBuf>,
     /// Loaded TAESD decoders by family (`true` = SDXL), with the path they came from.
@@ -122,6 +125,7 @@ impl Engine {
             device: Device::Cpu,
             loaded: None,
             previews: false,
+            precision: Precision::F32,
             taesd_dirs: Vec::new(),
             taesd: HashMap::new(),
             controlnets: HashMap::new(),
@@ -150,7 +154,11 @@ impl Engine {
         started: Instant,
     ) -> Result<&Loaded> {
         let path = recipe.model.path.clone();
-        let reuse = self.loaded.as_ref().is_some_and(|l| l.path == path);
+        let precision = self.precision;
+        let reuse = self
+            .loaded
+            .as_ref()
+            .is_some_and(|l| l.path == path && l.model.precision() == precision);
         if !reuse {
             self.loaded = None;
             let files = ModelFiles::open(&path)?;
@@ -166,7 +174,7 @@ impl Engine {
                     preview: None,
                 });
             };
-            let model = StableDiffusion::load(&files, &self.device, &mut report)?;
+            let model = StableDiffusion::load_with(&files, &self.device, precision, &mut report)?;
             let hash = files.autov2_hash().ok();
             self.loaded = Some(Loaded {
                 path,

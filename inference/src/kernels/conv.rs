@@ -3,6 +3,7 @@
 //! writing straight into the NCHW output (tiles run in parallel on rayon); candle's
 //! `conv2d` everywhere else.
 
+use super::bf16::{PackedA, matmul_a_packed_raw, pack_kn};
 use crate::Result;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -14,7 +15,12 @@ const TILE_PIXELS: usize = 1024;
 /// A convolution layer (`weight [out, in, k, k]`, optional bias), square kernel.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
-    weight: Tensor,
+    /// f32 weight `[out, in, k, k]`; `None` when packed.
+    weight: Option<Tensor>,
+    /// The weight as bf16 `[out, in·k·k]` rows when built in bf16 precision.
+    packed: Option<std::sync::Arc<PackedA>>,
+    /// `(out, in, k)`.
+    dims: (usize, usize, usize),
     bias: Option<Tensor>,
     stride: usize,
     padding: usize,
@@ -36,8 +42,21 @@ impl Conv2d {
         } else {
             None
         };
+        let packed = if super::weight_precision() == super::Precision::Bf16
+            && matches!(weight.device(), Device::Cpu)
+        {
+            let values: Vec<f32> = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            let k = in_ch * kernel * kernel;
+            Some(std::sync::Arc::new(PackedA::new(&values, out_ch, k)))
+        } else {
+            None
+        };
+        // Packed weights replace the f32 copy.
+        let weight = packed.is_none().then_some(weight);
         Ok(Conv2d {
             weight,
+            packed,
+            dims: (out_ch, in_ch, kernel),
             bias,
             stride,
             padding,
@@ -46,13 +65,30 @@ impl Conv2d {
 
     /// Convolves `x [B, C, H, W]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let fast = matches!(x.device(), Device::Cpu)
-            && x.dtype() == DType::F32
-            && self.weight.dtype() == DType::F32;
-        let out = if fast {
-            conv2d_cpu(x, &self.weight, self.stride, self.padding)?
-        } else {
-            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+        let out = match (&self.packed, &self.weight) {
+            (Some(packed), _) => {
+                let (c_out, c_in, k) = self.dims;
+                let x = x.to_dtype(DType::F32)?;
+                conv2d_cpu(
+                    &x,
+                    Weights::Bf16(packed, c_out, c_in, k),
+                    self.stride,
+                    self.padding,
+                )?
+            }
+            (None, Some(weight)) => {
+                let fast = matches!(x.device(), Device::Cpu)
+                    && x.dtype() == DType::F32
+                    && weight.dtype() == DType::F32;
+                if fast {
+                    conv2d_cpu(x, Weights::F32(weight), self.stride, self.padding)?
+                } else {
+                    x.conv2d(weight, self.padding, self.stride, 1, 1)?
+                }
+            }
+            (None, None) => {
+                return Err(crate::Error::InvalidArgument("conv without weights".into()));
+            }
         };
         Ok(match &self.bias {
             Some(b) => out.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
@@ -79,11 +115,25 @@ struct Geometry {
     out_w: usize,
 }
 
-fn conv2d_cpu(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+/// The weights of [`conv2d_cpu`]: f32 `[out, in, k, k]`, or packed bf16 rows with their shape.
+enum Weights<'a> {
+    F32(&'a Tensor),
+    Bf16(&'a PackedA, usize, usize, usize),
+}
+
+fn conv2d_cpu(x: &Tensor, weights: Weights, stride: usize, padding: usize) -> Result<Tensor> {
     let (b, c_in, h, w) = x.dims4()?;
-    let (c_out, wc_in, k, kw) = weight.dims4()?;
+    let (c_out, wc_in, k, kw) = match weights {
+        Weights::F32(weight) => weight.dims4()?,
+        Weights::Bf16(_, c_out, c_in, k) => (c_out, c_in, k, k),
+    };
     if wc_in != c_in || k != kw || stride == 0 || h + 2 * padding < k || w + 2 * padding < k {
-        return Ok(x.conv2d(weight, padding, stride, 1, 1)?);
+        return match weights {
+            Weights::F32(weight) => Ok(x.conv2d(weight, padding, stride, 1, 1)?),
+            Weights::Bf16(..) => Err(crate::Error::InvalidArgument(format!(
+                "conv: input {c_in}×{h}×{w} does not fit a {wc_in}-channel {k}×{kw} kernel"
+            ))),
+        };
     }
     let out_h = (h + 2 * padding - k) / stride + 1;
     let out_w = (w + 2 * padding - k) / stride + 1;
@@ -97,7 +147,10 @@ fn conv2d_cpu(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
         out_w,
     };
     let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let weights: Vec<f32> = weight.flatten_all()?.to_vec1()?;
+    let (weights, packed) = match weights {
+        Weights::F32(weight) => (weight.flatten_all()?.to_vec1::<f32>()?, None),
+        Weights::Bf16(packed, ..) => (Vec::new(), Some(packed)),
+    };
     let k_size = c_in * k * k;
     let plane = out_h * out_w;
     let rows_per_tile = (TILE_PIXELS / out_w.max(1)).clamp(1, out_h);
@@ -118,9 +171,9 @@ fn conv2d_cpu(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
         .into_iter()
         .map(|s| SendPtr(s.as_mut_ptr()))
         .collect();
-    bands
-        .par_iter()
-        .for_each_init(Vec::new, |col, &(bi, y0, rows)| {
+    bands.par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(col, packed_col), &(bi, y0, rows)| {
             let image = &input[bi * c_in * h * w..(bi + 1) * c_in * h * w];
             let tile = rows * out_w;
             col.clear();
@@ -129,6 +182,15 @@ fn conv2d_cpu(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
             let Some(dst) = image_ptrs.get(bi) else {
                 return;
             };
+            if let Some(packed) = packed {
+                pack_kn(col, k_size, tile, packed_col);
+                // SAFETY: as for the f32 gemm below: this band alone writes the elements
+                // (co, y0·out_w + p) for co < c_out, p < tile (row stride `plane`) of image `bi`.
+                unsafe {
+                    matmul_a_packed_raw(packed, packed_col, tile, dst.0.add(y0 * out_w), plane)
+                };
+                return;
+            }
             // SAFETY: the band writes rows y0..y0+rows of every output channel plane of image bi:
             // element (co, p) at dst + co*plane + y0*out_w + p, p < tile. Bands of one image are
             // disjoint row ranges, images are disjoint chunks, so no two tasks write the same
@@ -156,7 +218,8 @@ fn conv2d_cpu(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
                     gemm::Parallelism::None,
                 );
             }
-        });
+        },
+    );
     Ok(Tensor::from_vec(out, (b, c_out, out_h, out_w), x.device())?)
 }
 
@@ -231,7 +294,7 @@ mod tests {
         ] {
             let x = Tensor::randn(0f32, 1.0, (b, c_in, h, w), &dev).unwrap();
             let wt = Tensor::randn(0f32, 1.0, (c_out, c_in, k, k), &dev).unwrap();
-            let ours = conv2d_cpu(&x, &wt, stride, padding).unwrap();
+            let ours = conv2d_cpu(&x, Weights::F32(&wt), stride, padding).unwrap();
             let theirs = x.conv2d(&wt, padding, stride, 1, 1).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
             let diff = (ours - theirs)

@@ -1,5 +1,42 @@
 //! Numerical kernels candle lacks or does slowly, each with a test against the plain version.
 
 pub mod attention;
+pub mod bf16;
 pub mod conv;
+pub mod linear;
 pub mod norm;
+
+use std::cell::Cell;
+
+/// How Linear and Conv2d layers store and multiply their weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 weights, f32 matmul (the parity path).
+    #[default]
+    F32,
+    /// Weights packed once as bf16, bf16 products summed in f32 (AVX512-BF16 when present);
+    /// activations stay f32.
+    Bf16,
+}
+
+thread_local! {
+    static WEIGHTS: Cell<Precision> = const { Cell::new(Precision::F32) };
+}
+
+/// Runs `build` with layers constructed in it storing their weights in `precision` (the
+/// setting is per thread and restored afterwards, also on error).
+pub fn with_precision<T>(precision: Precision, build: impl FnOnce() -> T) -> T {
+    struct Restore(Precision);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WEIGHTS.with(|w| w.set(self.0));
+        }
+    }
+    let _restore = Restore(WEIGHTS.with(|w| w.replace(precision)));
+    build()
+}
+
+/// The weight precision layers built now should use.
+pub fn weight_precision() -> Precision {
+    WEIGHTS.with(Cell::get)
+}

@@ -4,6 +4,7 @@
 use crate::adapters::controlnet::ControlNet;
 use crate::io::family::{Family, ModelKind};
 use crate::io::model::ModelFiles;
+use crate::kernels::{Precision, with_precision};
 use crate::pipelines::conditioning::{Conditioning, Encoder, Layer, chunk_count, encode_with};
 use crate::sampling::rng::TorchRng;
 use crate::sampling::scheduler::{Scheduler, SchedulerConfig};
@@ -109,6 +110,8 @@ pub struct StableDiffusion {
     device: Device,
     /// Where the adaptable parts came from, to rebuild them with LoRA patches.
     sources: Sources,
+    /// Weight precision of the UNet and VAE.
+    precision: Precision,
 }
 
 fn load_clip(
@@ -135,6 +138,17 @@ impl StableDiffusion {
     pub fn load(
         files: &ModelFiles,
         device: &Device,
+        on_stage: &mut dyn FnMut(&str),
+    ) -> Result<Self> {
+        Self::load_with(files, device, Precision::F32, on_stage)
+    }
+
+    /// Loads the model with the UNet's and VAE's weights in `precision` (text encoders stay
+    /// f32: they run once per prompt).
+    pub fn load_with(
+        files: &ModelFiles,
+        device: &Device,
+        precision: Precision,
         on_stage: &mut dyn FnMut(&str),
     ) -> Result<Self> {
         let kind = files.kind;
@@ -186,12 +200,16 @@ impl StableDiffusion {
         let unet_c = files.component("unet")?;
         let unet_cfg = UNetConfig::from_json(&unet_c.config)?;
         let unet_weights = unet_c.weights.clone().with_cache();
-        let unet = UNet::new(unet_weights.var_builder(DType::F32, device), &unet_cfg)?;
+        let unet = with_precision(precision, || {
+            UNet::new(unet_weights.var_builder(DType::F32, device), &unet_cfg)
+        })?;
         sources.set_unet(unet_weights, unet_cfg);
         on_stage("vae");
         let vae_c = files.component("vae")?;
         let vae_cfg = VaeConfig::from_json(&vae_c.config)?;
-        let vae = Vae::new(vae_c.weights.var_builder(DType::F32, device), &vae_cfg)?;
+        let vae = with_precision(precision, || {
+            Vae::new(vae_c.weights.var_builder(DType::F32, device), &vae_cfg)
+        })?;
         let scheduler_config = match &files.scheduler_config {
             Some(text) => SchedulerConfig::from_json_str(text)?,
             None if sdxl => SchedulerConfig::sdxl_default(),
@@ -208,6 +226,7 @@ impl StableDiffusion {
             force_zeros_for_empty_prompt: files.force_zeros_for_empty_prompt,
             device: device.clone(),
             sources,
+            precision,
         })
     }
 
@@ -229,6 +248,11 @@ impl StableDiffusion {
     /// The VAE (previews and tests).
     pub fn vae(&self) -> &Vae {
         &self.vae
+    }
+
+    /// Weight precision of the UNet and VAE.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The UNet (tests).

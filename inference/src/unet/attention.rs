@@ -5,9 +5,10 @@
 use crate::Result;
 use crate::kernels::attention::attention;
 use crate::kernels::conv::Conv2d;
+use crate::kernels::linear::Linear;
 use crate::kernels::norm::GroupNorm;
 use candle_core::{DType, Tensor};
-use candle_nn::{LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{LayerNorm, Module, VarBuilder};
 
 /// Where an attention layer sits in the UNet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,10 +71,10 @@ impl Attention {
     ) -> Result<Self> {
         let head_dim = query_dim / heads;
         Ok(Attention {
-            to_q: candle_nn::linear_no_bias(query_dim, query_dim, vb.pp("to_q"))?,
-            to_k: candle_nn::linear_no_bias(context_dim, query_dim, vb.pp("to_k"))?,
-            to_v: candle_nn::linear_no_bias(context_dim, query_dim, vb.pp("to_v"))?,
-            to_out: candle_nn::linear(query_dim, query_dim, vb.pp("to_out").pp("0"))?,
+            to_q: crate::kernels::linear::linear_no_bias(query_dim, query_dim, vb.pp("to_q"))?,
+            to_k: crate::kernels::linear::linear_no_bias(context_dim, query_dim, vb.pp("to_k"))?,
+            to_v: crate::kernels::linear::linear_no_bias(context_dim, query_dim, vb.pp("to_v"))?,
+            to_out: crate::kernels::linear::linear(query_dim, query_dim, vb.pp("to_out").pp("0"))?,
             heads,
             head_dim,
             upcast,
@@ -165,8 +166,8 @@ impl FeedForward {
     fn new(vb: VarBuilder, dim: usize) -> Result<Self> {
         let inner = dim * 4;
         Ok(FeedForward {
-            proj: candle_nn::linear(dim, inner * 2, vb.pp("net").pp("0").pp("proj"))?,
-            out: candle_nn::linear(inner, dim, vb.pp("net").pp("2"))?,
+            proj: crate::kernels::linear::linear(dim, inner * 2, vb.pp("net").pp("0").pp("proj"))?,
+            out: crate::kernels::linear::linear(inner, dim, vb.pp("net").pp("2"))?,
         })
     }
 
@@ -252,7 +253,11 @@ impl Transformer2D {
     ) -> Result<Self> {
         let projection = |name: &str| -> Result<Projection> {
             Ok(if cfg.linear_projection {
-                Projection::Linear(candle_nn::linear(channels, channels, vb.pp(name))?)
+                Projection::Linear(crate::kernels::linear::linear(
+                    channels,
+                    channels,
+                    vb.pp(name),
+                )?)
             } else {
                 Projection::Conv(crate::unet::resnet::conv1x1(
                     channels,

@@ -3,9 +3,10 @@
 
 use crate::Result;
 use crate::kernels::conv::Conv2d;
+use crate::kernels::linear::Linear;
 use crate::kernels::norm::GroupNorm;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 /// Group-norm settings shared by a block.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +48,11 @@ impl ResBlock {
         norm: NormConfig,
     ) -> Result<Self> {
         let time_emb_proj = match temb_ch {
-            Some(t) => Some(candle_nn::linear(t, out_ch, vb.pp("time_emb_proj"))?),
+            Some(t) => Some(crate::kernels::linear::linear(
+                t,
+                out_ch,
+                vb.pp("time_emb_proj"),
+            )?),
             None => None,
         };
         let conv_shortcut = if in_ch != out_ch {
@@ -176,8 +181,8 @@ impl TimestepEmbedding {
     /// Loads `linear_1`/`linear_2`.
     pub fn new(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(TimestepEmbedding {
-            linear_1: candle_nn::linear(in_dim, out_dim, vb.pp("linear_1"))?,
-            linear_2: candle_nn::linear(out_dim, out_dim, vb.pp("linear_2"))?,
+            linear_1: crate::kernels::linear::linear(in_dim, out_dim, vb.pp("linear_1"))?,
+            linear_2: crate::kernels::linear::linear(out_dim, out_dim, vb.pp("linear_2"))?,
         })
     }
 

@@ -5,11 +5,12 @@ pub mod taesd;
 pub mod tiled;
 
 use crate::kernels::conv::Conv2d;
+use crate::kernels::linear::Linear;
 use crate::kernels::norm::GroupNorm;
 use crate::unet::resnet::{NormConfig, ResBlock, conv1x1, conv3x3};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 use serde::Deserialize;
 
 /// Mirror of diffusers `vae/config.json` (fields Kiln reads).
@@ -119,10 +120,14 @@ impl MidAttention {
         };
         Ok(MidAttention {
             group_norm: GroupNorm::new(groups, channels, VAE_EPS, vb.pp("group_norm"))?,
-            to_q: candle_nn::linear(channels, channels, vb.pp(name("to_q", "query")))?,
-            to_k: candle_nn::linear(channels, channels, vb.pp(name("to_k", "key")))?,
-            to_v: candle_nn::linear(channels, channels, vb.pp(name("to_v", "value")))?,
-            to_out: candle_nn::linear(channels, channels, vb.pp(name("to_out.0", "proj_attn")))?,
+            to_q: crate::kernels::linear::linear(channels, channels, vb.pp(name("to_q", "query")))?,
+            to_k: crate::kernels::linear::linear(channels, channels, vb.pp(name("to_k", "key")))?,
+            to_v: crate::kernels::linear::linear(channels, channels, vb.pp(name("to_v", "value")))?,
+            to_out: crate::kernels::linear::linear(
+                channels,
+                channels,
+                vb.pp(name("to_out.0", "proj_attn")),
+            )?,
         })
     }
 
@@ -362,17 +367,23 @@ pub struct Vae {
 }
 
 impl Vae {
-    /// Loads the VAE (diffusers names).
+    /// Loads the VAE (diffusers names). The encoder (and its quant conv) always keep f32
+    /// weights: it runs once per image, and bf16 weights there move img2img results more than
+    /// the decoder's do; the decoder follows [`crate::kernels::with_precision`].
     pub fn new(vb: VarBuilder, config: &VaeConfig) -> Result<Self> {
+        use crate::kernels::{Precision, with_precision};
         let lc = config.latent_channels;
+        let encoder = with_precision(Precision::F32, || Encoder::new(vb.pp("encoder"), config))?;
+        let quant_conv = with_precision(Precision::F32, || {
+            config
+                .use_quant_conv
+                .then(|| conv1x1(2 * lc, 2 * lc, vb.pp("quant_conv")))
+                .transpose()
+        })?;
         Ok(Vae {
-            encoder: Encoder::new(vb.pp("encoder"), config)?,
+            encoder,
             decoder: Decoder::new(vb.pp("decoder"), config)?,
-            quant_conv: if config.use_quant_conv {
-                Some(conv1x1(2 * lc, 2 * lc, vb.pp("quant_conv"))?)
-            } else {
-                None
-            },
+            quant_conv,
             post_quant_conv: if config.use_post_quant_conv {
                 Some(conv1x1(lc, lc, vb.pp("post_quant_conv"))?)
             } else {

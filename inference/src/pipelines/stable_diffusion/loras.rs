@@ -129,7 +129,7 @@ impl StableDiffusion {
                 .as_ref()
                 .ok_or_else(|| missing(component))?;
             let vb = weights.with_patches(patch).var_builder(DType::F32, &device);
-            self.unet = UNet::new(vb, config)?;
+            self.unet = crate::kernels::with_precision(self.precision, || UNet::new(vb, config))?;
             return Ok(());
         }
         let text = self
