@@ -1,5 +1,6 @@
 //! Kiln, the app side: CLI commands (and, later, the desktop UI), output files, settings.
 
+pub mod batch;
 pub mod cli;
 pub mod gui;
 pub mod i18n;

@@ -136,8 +136,14 @@ fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
 /// The model folders: `--models-dir`, else the settings' (a broken settings file is not
 /// renamed here, only reported).
 fn library_dirs(args: &GenerateArgs) -> Vec<PathBuf> {
-    if !args.models_dir.is_empty() {
-        return args.models_dir.clone();
+    model_dirs(&args.models_dir)
+}
+
+/// `explicit` (`--models-dir`) when given, else the settings' model folders (shared with
+/// `kiln batch`).
+pub(crate) fn model_dirs(explicit: &[PathBuf]) -> Vec<PathBuf> {
+    if !explicit.is_empty() {
+        return explicit.to_vec();
     }
     let path = settings_path();
     if !path.exists() {
@@ -222,8 +228,8 @@ fn recipe_from(args: &GenerateArgs, seed: u64) -> anyhow::Result<Recipe> {
     })
 }
 
-/// A preset by id (user presets first) or from a `.toml` file.
-fn load_preset(spec: &str) -> anyhow::Result<presets::Preset> {
+/// A preset by id (user presets first) or from a `.toml` file (shared with `kiln batch`).
+pub(crate) fn load_preset(spec: &str) -> anyhow::Result<presets::Preset> {
     let path = Path::new(spec);
     let looks_like_file =
         spec.ends_with(".toml") || spec.contains('/') || spec.contains(std::path::MAIN_SEPARATOR);

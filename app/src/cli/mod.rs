@@ -1,6 +1,7 @@
-//! Command-line interface: `kiln generate`, `kiln presets`, `kiln preprocess`, `kiln info`,
-//! `kiln bench`.
+//! Command-line interface: `kiln generate`, `kiln batch`, `kiln presets`, `kiln preprocess`,
+//! `kiln info`, `kiln bench`.
 
+mod batch;
 mod bench;
 mod generate;
 mod info;
@@ -27,6 +28,8 @@ pub enum Command {
     Presets(presets::PresetsArgs),
     /// Make a ControlNet guide from an image (`kiln preprocess canny IN OUT`).
     Preprocess(preprocess::PreprocessArgs),
+    /// Every image in a folder through a recipe or preset (resumable, shardable).
+    Batch(Box<batch::BatchArgs>),
     /// Print the recipe / A1111 parameters stored in a PNG.
     Info(info::InfoArgs),
     /// Measure load time, text encoding, UNet step and VAE decode speed, and peak memory.
@@ -39,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Generate(args)) => generate::run(*args),
         Some(Command::Presets(args)) => presets::run(args),
         Some(Command::Preprocess(args)) => preprocess::run(args),
+        Some(Command::Batch(args)) => batch::run(*args),
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         None => crate::gui::run(),
