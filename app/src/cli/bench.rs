@@ -206,6 +206,8 @@ fn measure(
         None => SchedulerConfig::sd15_default(),
     };
     let sd = StableDiffusion::load_with(&files, &device, weights, &mut |_stage| {})?;
+    // As in the app: the model keeps what it needs; the mapped files go.
+    drop(files);
     let load_s = t.elapsed().as_secs_f64();
 
     let factor = sd.vae_scale_factor() as u32;

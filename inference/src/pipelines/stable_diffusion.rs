@@ -199,11 +199,21 @@ impl StableDiffusion {
         on_stage("unet");
         let unet_c = files.component("unet")?;
         let unet_cfg = UNetConfig::from_json(&unet_c.config)?;
-        let unet_weights = unet_c.weights.clone().with_cache();
+        // The cache lets LoRA changes rebuild the UNet without reading the file again; with
+        // packed bf16 weights it would keep a second, f32 copy of every layer, so bf16 models
+        // read the (memory-mapped) file again on a LoRA change instead.
+        let unet_weights = match precision {
+            Precision::F32 => unet_c.weights.clone().with_cache(),
+            Precision::Bf16 => unet_c.weights.clone(),
+        };
         let unet = with_precision(precision, || {
             UNet::new(unet_weights.var_builder(DType::F32, device), &unet_cfg)
         })?;
-        sources.set_unet(unet_weights, unet_cfg);
+        let unet_source = match precision {
+            Precision::F32 => loras::UnetWeights::Kept(unet_weights),
+            Precision::Bf16 => loras::UnetWeights::Reopen(files.path.clone()),
+        };
+        sources.set_unet(unet_source, unet_cfg);
         on_stage("vae");
         let vae_c = files.component("vae")?;
         let vae_cfg = VaeConfig::from_json(&vae_c.config)?;

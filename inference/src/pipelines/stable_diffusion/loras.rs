@@ -20,17 +20,38 @@ pub(super) struct TextSource {
     projection: bool,
 }
 
+/// Where the UNet's weights come from on a rebuild.
+pub(super) enum UnetWeights {
+    /// Kept open (with the cache of f32 tensors).
+    Kept(Weights),
+    /// Opened again from the model on the next LoRA change (bf16 models: keeping the mapped
+    /// file would hold its pages in memory for the whole session).
+    Reopen(std::path::PathBuf),
+}
+
+impl UnetWeights {
+    fn get(&self) -> Result<Weights> {
+        match self {
+            UnetWeights::Kept(w) => Ok(w.clone()),
+            UnetWeights::Reopen(path) => Ok(crate::io::model::ModelFiles::open(path)?
+                .component("unet")?
+                .weights
+                .clone()),
+        }
+    }
+}
+
 /// The weights the adaptable parts were built from.
 #[derive(Default)]
 pub(super) struct Sources {
-    unet: Option<(Weights, UNetConfig)>,
+    unet: Option<(UnetWeights, UNetConfig)>,
     text: Vec<TextSource>,
     /// Components currently built with patches.
     patched: BTreeSet<String>,
 }
 
 impl Sources {
-    pub(super) fn set_unet(&mut self, weights: Weights, config: UNetConfig) {
+    pub(super) fn set_unet(&mut self, weights: UnetWeights, config: UNetConfig) {
         self.unet = Some((weights, config));
     }
 
@@ -50,9 +71,9 @@ impl Sources {
     }
 
     /// Every adaptable layer under each LoRA naming convention.
-    fn name_map(&self, sdxl: bool) -> NameMap {
+    fn name_map(&self, unet: Option<&Weights>, sdxl: bool) -> NameMap {
         let mut map = NameMap::default();
-        if let Some((weights, config)) = &self.unet {
+        if let (Some(weights), Some((_, config))) = (unet, &self.unet) {
             map.add_unet(&weights.names(), config);
         }
         for text in &self.text {
@@ -66,10 +87,7 @@ impl Sources {
         map
     }
 
-    fn weights_of(&self, component: &str) -> Option<&Weights> {
-        if component == "unet" {
-            return self.unet.as_ref().map(|(w, _)| w);
-        }
+    fn text_weights(&self, component: &str) -> Option<&Weights> {
         self.text
             .iter()
             .find(|t| t.component == component)
@@ -109,9 +127,18 @@ impl StableDiffusion {
 
     /// The patches `loras` would apply (by component and weight name), without applying them.
     pub fn lora_patches(&self, loras: &[(LoraFile, f32)]) -> Result<Applied> {
-        let map = self.sources.name_map(self.kind.family.is_sdxl());
+        let unet = match &self.sources.unet {
+            Some((weights, _)) => Some(weights.get()?),
+            None => None,
+        };
+        let map = self
+            .sources
+            .name_map(unet.as_ref(), self.kind.family.is_sdxl());
         let sources = &self.sources;
-        let shape_of = |t: &Target| sources.weights_of(&t.component)?.shape_of(&t.weight);
+        let shape_of = |t: &Target| match t.component.as_str() {
+            "unet" => unet.as_ref()?.shape_of(&t.weight),
+            other => sources.text_weights(other)?.shape_of(&t.weight),
+        };
         build_patches(loras, &map, &shape_of, self.kind.family.id())
     }
 
@@ -128,7 +155,10 @@ impl StableDiffusion {
                 .unet
                 .as_ref()
                 .ok_or_else(|| missing(component))?;
-            let vb = weights.with_patches(patch).var_builder(DType::F32, &device);
+            let vb = weights
+                .get()?
+                .with_patches(patch)
+                .var_builder(DType::F32, &device);
             self.unet = crate::kernels::with_precision(self.precision, || UNet::new(vb, config))?;
             return Ok(());
         }
