@@ -359,3 +359,12 @@ fn watch_mode_takes_a_new_file_once_it_is_quiet() {
     assert_eq!(done, ["sub/s0.png", "late.png"].map(String::from).to_vec());
     assert!(summary.failed.is_empty());
 }
+
+#[test]
+fn the_app_can_move_a_batch_to_its_worker_thread() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Batch>();
+    send_sync::<BatchControl>();
+    send_sync::<BatchEvent>();
+    send_sync::<Summary>();
+}
