@@ -66,6 +66,32 @@ pub enum Action {
     DismissNotice(u64),
     /// Something for the style presets.
     Preset(PresetAction),
+    /// Something for the canvas.
+    Canvas(CanvasAction),
+}
+
+/// Requests about the canvas (from the Canvas section and the Generate panel).
+#[derive(Clone, Debug, PartialEq)]
+pub enum CanvasAction {
+    /// Write the picture up to layer `0` to a PNG and make it the init image.
+    UseAsInit(u64),
+    /// Write a layer as a guide (over black) and set it as a ControlNet row's guide image
+    /// (`row: None`: a new row).
+    UseAsGuide {
+        /// The layer.
+        layer: u64,
+        /// The ControlNet row, by id.
+        row: Option<u64>,
+    },
+    /// Write a layer as a mask (white = repaint) and make it the inpainting mask (the picture
+    /// becomes the init image too when the form has none).
+    UseAsMask(u64),
+    /// Pick a PNG and load it into a layer.
+    Import(u64),
+    /// Save a layer as a PNG (file dialog).
+    Export(u64),
+    /// Load an image (a generation result) as a new background layer and open the canvas.
+    AddBackground(PathBuf),
 }
 
 /// Requests of the Presets panel.

@@ -28,7 +28,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod canvas;
 mod presets;
+
+pub use canvas::{CanvasPurpose, CanvasTarget, write_content_named_png};
 
 /// Where the app keeps its files.
 #[derive(Clone, Debug)]
@@ -172,6 +175,7 @@ impl KilnApp {
         };
         app.rescan_models();
         app.reload_presets();
+        app.check_form_files();
         if fresh_index {
             app.route(Action::RebuildIndex, ctx);
         }
@@ -210,6 +214,7 @@ impl KilnApp {
         self.drain_thumbnails(ctx);
         self.drain_hashes();
         self.read_dropped_files(ctx);
+        self.sync_canvas_guides();
     }
 
     /// Draws the panels and routes their actions.
@@ -266,8 +271,38 @@ impl KilnApp {
                 self.select_model(path);
             }
             TaskDone::Picked(PickPurpose::InitImage, Some(path)) => {
-                self.state.form.init = Some(path);
+                self.state.form.set_init(path);
             }
+            TaskDone::Picked(
+                PickPurpose::ControlNetFile(row) | PickPurpose::ControlNetFolder(row),
+                Some(path),
+            ) => {
+                let library = self.state.form.controlnet_library.clone();
+                if let Some(control) = self.state.form.control_mut(row) {
+                    control.set_model(path, &library);
+                }
+            }
+            TaskDone::Picked(PickPurpose::ControlImage(row), Some(path)) => {
+                if let Some(control) = self.state.form.control_mut(row) {
+                    control.set_image(path);
+                }
+            }
+            TaskDone::Picked(PickPurpose::Mask, Some(path)) => self.state.form.mask.set(path),
+            TaskDone::Picked(PickPurpose::CanvasImport(layer), Some(path)) => {
+                self.load_into_canvas(path, CanvasTarget::Layer(layer));
+            }
+            TaskDone::FilesChecked(missing) => self.state.form.mark_missing(&missing),
+            TaskDone::CanvasWritten { purpose, result } => self.canvas_written(purpose, result),
+            TaskDone::CanvasImageLoaded {
+                target,
+                size,
+                result,
+            } => self.canvas_image_loaded(target, size, result),
+            TaskDone::GuideLoaded {
+                layer,
+                source,
+                result,
+            } => self.guide_loaded(layer, source, result),
             TaskDone::Picked(PickPurpose::OutputDir, Some(path)) => {
                 self.state.settings.output_dir = path.clone();
                 *self.output_dir.lock().unwrap_or_else(|p| p.into_inner()) = path;
@@ -312,12 +347,13 @@ impl KilnApp {
             TaskDone::Dropped(DroppedImage::Recipe(recipe)) => {
                 self.state.form.apply_recipe(&recipe);
                 self.inspect_lora_rows();
+                self.check_form_files();
                 self.state.section = Section::Generate;
                 self.state
                     .notify(NoticeKind::Info, tr(lang, "notice.settings_restored"));
             }
             TaskDone::Dropped(DroppedImage::Image(path)) => {
-                self.state.form.init = Some(path);
+                self.state.form.set_init(path);
                 self.state.section = Section::Generate;
                 self.state
                     .notify(NoticeKind::Info, tr(lang, "notice.init_set"));
@@ -365,6 +401,9 @@ impl KilnApp {
                 models.scanning = false;
                 models.scanned = true;
                 self.state.form.set_lora_library(&self.state.models.entries);
+                self.state
+                    .form
+                    .set_controlnet_library(&self.state.models.entries);
                 self.pick_default_model();
                 self.inspect_lora_rows();
             }
@@ -516,6 +555,7 @@ impl KilnApp {
         });
         if let Some(path) = first
             && !self.preset_drop(&path, pointer)
+            && !self.canvas_drop(&path, pointer)
         {
             self.services
                 .tasks
@@ -539,12 +579,13 @@ impl KilnApp {
                 self.state.jobs.queue = self.worker.queue();
             }
             Action::UseAsInit(path) => {
-                self.state.form.init = Some(path);
+                self.state.form.set_init(path);
                 self.state.section = Section::Generate;
             }
             Action::ReuseSettings(recipe) => {
                 self.state.form.apply_recipe(&recipe);
                 self.inspect_lora_rows();
+                self.check_form_files();
                 self.state.section = Section::Generate;
             }
             Action::SaveAs(path) => self.save_as(path),
@@ -634,6 +675,7 @@ impl KilnApp {
             Action::DismissJobError(id) => self.state.jobs.errors.retain(|e| e.id != id),
             Action::DismissNotice(id) => self.state.notices.retain(|n| n.id != id),
             Action::Preset(action) => self.route_preset(action),
+            Action::Canvas(action) => self.route_canvas(action),
         }
     }
 
@@ -697,11 +739,16 @@ impl KilnApp {
             PickPurpose::Model
             | PickPurpose::ModelFolder
             | PickPurpose::ModelDir
-            | PickPurpose::Lora => self.state.settings.model_dirs.first().cloned(),
+            | PickPurpose::Lora
+            | PickPurpose::ControlNetFile(_)
+            | PickPurpose::ControlNetFolder(_) => self.state.settings.model_dirs.first().cloned(),
             PickPurpose::InitImage
             | PickPurpose::PresetPhoto
             | PickPurpose::PresetImport
-            | PickPurpose::PresetExportDir => None,
+            | PickPurpose::PresetExportDir
+            | PickPurpose::ControlImage(_)
+            | PickPurpose::Mask
+            | PickPurpose::CanvasImport(_) => None,
         };
         self.services.tasks.spawn("file-dialog", move || {
             let mut dialog = rfd::FileDialog::new().set_title(title);
@@ -712,14 +759,19 @@ impl KilnApp {
                 PickPurpose::Model => dialog
                     .add_filter("safetensors", &["safetensors", "sft"])
                     .pick_file(),
-                PickPurpose::Lora => dialog
+                PickPurpose::Lora | PickPurpose::ControlNetFile(_) => dialog
                     .add_filter("safetensors", &["safetensors"])
                     .pick_file(),
-                PickPurpose::InitImage | PickPurpose::PresetPhoto => dialog
+                PickPurpose::InitImage
+                | PickPurpose::PresetPhoto
+                | PickPurpose::ControlImage(_)
+                | PickPurpose::Mask
+                | PickPurpose::CanvasImport(_) => dialog
                     .add_filter("image", &["png", "jpg", "jpeg", "webp", "bmp"])
                     .pick_file(),
                 PickPurpose::PresetImport => dialog.add_filter("TOML", &["toml"]).pick_file(),
                 PickPurpose::ModelFolder
+                | PickPurpose::ControlNetFolder(_)
                 | PickPurpose::OutputDir
                 | PickPurpose::ModelDir
                 | PickPurpose::PresetExportDir => dialog.pick_folder(),
@@ -870,6 +922,11 @@ fn pick_title_key(purpose: PickPurpose) -> &'static str {
         PickPurpose::PresetPhoto => "dialog.pick_preset_photo",
         PickPurpose::PresetImport => "dialog.pick_preset_import",
         PickPurpose::PresetExportDir => "dialog.pick_preset_export",
+        PickPurpose::ControlNetFile(_) => "dialog.pick_controlnet",
+        PickPurpose::ControlNetFolder(_) => "dialog.pick_controlnet_folder",
+        PickPurpose::ControlImage(_) => "dialog.pick_guide",
+        PickPurpose::Mask => "dialog.pick_mask",
+        PickPurpose::CanvasImport(_) => "dialog.pick_canvas_import",
     }
 }
 

@@ -2,6 +2,13 @@
 //! when it is valid (`GenerateForm::to_recipe`); while it is not, Generate stays disabled and
 //! its hover text gives the [`FormError`].
 
+mod controls;
+
+pub use controls::{
+    CONTROL_SCALE_RANGE, ControlRow, MASK_BLUR_RANGE, MASK_PADDING_RANGE, MaskFields,
+    PREPROCESSORS, controlnet_load_path, preprocessor_available,
+};
+
 use crate::library::models::{ModelEntry, ModelFileKind};
 use kiln_inference::io::family::Family;
 use kiln_inference::recipe::{InitImage, ModelRef};
@@ -98,6 +105,12 @@ impl Aspect {
     }
 }
 
+/// Whether a width or height is one the form accepts: positive, a multiple of 8, at most
+/// [`MAX_SIDE`].
+pub fn valid_side(side: u32) -> bool {
+    side > 0 && side <= MAX_SIDE && side.is_multiple_of(8)
+}
+
 fn round_to_8(value: f64) -> u32 {
     let rounded = (value / 8.0).round() * 8.0;
     // The values are at most a few thousand pixels; the cast cannot truncate.
@@ -141,6 +154,26 @@ pub enum FormError {
         /// The LoRA's name.
         name: String,
     },
+    /// A ControlNet row has no model yet.
+    ControlNetWithoutModel {
+        /// The row, counted from 1.
+        row: usize,
+    },
+    /// A ControlNet row has no guide image yet.
+    ControlNetWithoutImage {
+        /// The row, counted from 1.
+        row: usize,
+    },
+    /// A ControlNet row's start is not before its end (or the scale is not a number).
+    BadControlRange {
+        /// The row, counted from 1.
+        row: usize,
+    },
+    /// A restored file (init image, mask, ControlNet model or guide) is not on disk.
+    MissingFile {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl FormError {
@@ -156,6 +189,10 @@ impl FormError {
             FormError::UnknownLora { .. } => "form_error.unknown_lora",
             FormError::UnusableLora { .. } => "form_error.unusable_lora",
             FormError::MissingLora { .. } => "form_error.missing_lora",
+            FormError::ControlNetWithoutModel { .. } => "form_error.controlnet_without_model",
+            FormError::ControlNetWithoutImage { .. } => "form_error.controlnet_without_image",
+            FormError::BadControlRange { .. } => "form_error.bad_control_range",
+            FormError::MissingFile { .. } => "form_error.missing_file",
         }
     }
 }
@@ -255,6 +292,16 @@ pub struct GenerateForm {
     /// The LoRA files of the model library, set by the app after each scan: the "Add LoRA"
     /// menu lists them and `<lora:name:w>` tags are looked up in them.
     pub lora_library: Vec<ModelEntry>,
+    /// The init image is not on this computer (restored from an image made elsewhere).
+    pub init_missing: bool,
+    /// Inpainting: a mask for the init image.
+    pub mask: MaskFields,
+    /// ControlNets, applied together.
+    pub controls: Vec<ControlRow>,
+    /// ControlNet guess mode.
+    pub guess_mode: bool,
+    /// The ControlNet files of the model library, set by the app after each scan.
+    pub controlnet_library: Vec<ModelEntry>,
 }
 
 impl Default for GenerateForm {
@@ -280,6 +327,11 @@ impl Default for GenerateForm {
             clip_skip: 1,
             loras: Vec::new(),
             lora_library: Vec::new(),
+            init_missing: false,
+            mask: MaskFields::default(),
+            controls: Vec::new(),
+            guess_mode: false,
+            controlnet_library: Vec::new(),
         }
     }
 }
@@ -317,8 +369,7 @@ impl GenerateForm {
     /// Parses the form; `random_seed` gives the seed in [`SeedMode::Random`].
     pub fn to_recipe_with(&self, random_seed: impl FnOnce() -> u64) -> Result<Recipe, FormError> {
         let model = self.model.clone().ok_or(FormError::NoModel)?;
-        let size_ok = |side: u32| side > 0 && side <= MAX_SIDE && side.is_multiple_of(8);
-        if !size_ok(self.width) || !size_ok(self.height) {
+        if !valid_side(self.width) || !valid_side(self.height) {
             return Err(FormError::BadSize {
                 width: self.width,
                 height: self.height,
@@ -334,6 +385,9 @@ impl GenerateForm {
             return Err(FormError::BadBatch);
         }
         let init = match &self.init {
+            Some(path) if self.init_missing => {
+                return Err(FormError::MissingFile { path: path.clone() });
+            }
             Some(path) => {
                 if !(self.strength > 0.0 && self.strength <= 1.0) {
                     return Err(FormError::BadStrength);
@@ -346,6 +400,8 @@ impl GenerateForm {
             None => None,
         };
         let loras = self.recipe_loras()?;
+        let controls = self.recipe_controls()?;
+        let mask = self.recipe_mask()?;
         let seed = match self.seed_mode {
             SeedMode::Random => random_seed(),
             SeedMode::Fixed => self.seed,
@@ -369,6 +425,9 @@ impl GenerateForm {
             clip_skip: self.clip_skip.max(1),
             batch: self.batch,
             loras,
+            controls,
+            guess_mode: self.guess_mode,
+            mask,
             ..Recipe::default()
         })
     }
@@ -488,8 +547,9 @@ impl GenerateForm {
     }
 
     /// Fills the form from a resolved style preset: model (when the recipe names one), prompt,
-    /// negative, sampler, steps, CFG, size, clip skip, its LoRAs as the rows and, when the form
-    /// has an init image, the preset's strength. Seed, batch and the init image stay.
+    /// negative, sampler, steps, CFG, size, clip skip, its LoRAs as the rows, its ControlNets
+    /// (when it brings any; otherwise the user's rows stay) and, when the form has an init
+    /// image, the preset's strength. Seed, batch, the init image and the mask stay.
     pub fn apply_preset(&mut self, recipe: &Recipe) {
         let family = recipe
             .model
@@ -522,10 +582,15 @@ impl GenerateForm {
         if let (Some(_), Some(init)) = (&self.init, &recipe.init) {
             self.strength = init.strength;
         }
+        if !recipe.controls.is_empty() {
+            self.restore_controls(&recipe.controls);
+            self.guess_mode = recipe.guess_mode;
+        }
     }
 
-    /// Restores everything from a recipe (the seed becomes fixed). The model is kept when
-    /// the recipe names none.
+    /// Restores everything from a recipe (the seed becomes fixed), ControlNets and mask
+    /// included. The model is kept when the recipe names none. Restored files are not checked
+    /// here: the app looks for [`GenerateForm::referenced_files`] on disk and marks the missing.
     pub fn apply_recipe(&mut self, recipe: &Recipe) {
         if !recipe.model.path.as_os_str().is_empty() {
             self.model = Some(recipe.model.path.clone());
@@ -554,6 +619,10 @@ impl GenerateForm {
             }
             None => self.init = None,
         }
+        self.init_missing = false;
+        self.restore_mask(recipe.mask.as_ref());
+        self.restore_controls(&recipe.controls);
+        self.guess_mode = recipe.guess_mode;
         self.clip_skip = recipe.clip_skip.max(1);
         // LoRAs named by the prompt's tags come back from the tags; the others become rows.
         let (_, tags) = extract_loras(&recipe.prompt);

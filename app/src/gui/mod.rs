@@ -7,6 +7,7 @@
 
 pub mod action;
 pub mod app;
+pub mod canvas;
 pub mod form;
 pub mod panels;
 pub mod services;

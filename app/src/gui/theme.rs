@@ -26,6 +26,10 @@ pub const PANEL_MARGIN: i8 = 14;
 pub const RADIUS: u8 = 6;
 /// Width of label columns in forms.
 pub const LABEL_WIDTH: f32 = 108.0;
+/// Height of the Generate button's strip under the form (button and the reason it is off).
+pub const GENERATE_BAR_HEIGHT: f32 = 76.0;
+/// Width of the Canvas section's tool and layer column.
+pub const CANVAS_SIDE_WIDTH: f32 = 300.0;
 
 /// The app's colours for one theme.
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +60,14 @@ pub struct Palette {
     pub canvas: Color32,
     /// Drop-zone highlight while files hover over the window.
     pub drop_highlight: Color32,
+    /// Tint of the canvas's inpainting mask layer.
+    pub mask_overlay: Color32,
+    /// Tint of the canvas's ControlNet guide layers.
+    pub guide_overlay: Color32,
+    /// The brush outline on the canvas (over [`Palette::cursor_shadow`]).
+    pub on_canvas: Color32,
+    /// The dark ring under the brush outline, so it shows on light and dark pixels.
+    pub cursor_shadow: Color32,
 }
 
 impl Palette {
@@ -76,6 +88,10 @@ impl Palette {
                 card_stroke: Color32::from_rgb(0x36, 0x37, 0x3C),
                 canvas: Color32::from_rgb(0x14, 0x14, 0x16),
                 drop_highlight: Color32::from_rgba_unmultiplied(0xE0, 0x7A, 0x3F, 40),
+                mask_overlay: Color32::from_rgb(0xFF, 0x40, 0x60),
+                guide_overlay: Color32::from_rgb(0x6C, 0xE0, 0xFF),
+                on_canvas: Color32::WHITE,
+                cursor_shadow: Color32::BLACK,
             },
             Theme::Light => Palette {
                 accent: Color32::from_rgb(0xC2, 0x5A, 0x1E),
@@ -91,6 +107,10 @@ impl Palette {
                 card_stroke: Color32::from_rgb(0xDD, 0xDA, 0xD5),
                 canvas: Color32::from_rgb(0xE4, 0xE2, 0xDE),
                 drop_highlight: Color32::from_rgba_unmultiplied(0xC2, 0x5A, 0x1E, 40),
+                mask_overlay: Color32::from_rgb(0xFF, 0x40, 0x60),
+                guide_overlay: Color32::from_rgb(0x6C, 0xE0, 0xFF),
+                on_canvas: Color32::WHITE,
+                cursor_shadow: Color32::BLACK,
             },
         }
     }
@@ -121,6 +141,13 @@ impl Palette {
             .corner_radius(CornerRadius::same(RADIUS))
             .inner_margin(Margin::same(10))
     }
+}
+
+/// The canvas paper under all layers: the colour exports flatten onto
+/// ([`crate::gui::canvas::document::PAPER`], black like a scribble guide's background).
+pub fn canvas_paper() -> Color32 {
+    let [r, g, b] = crate::gui::canvas::document::PAPER;
+    Color32::from_rgb(r, g, b)
 }
 
 /// Installs Kiln's styles for both themes; call once at start-up, then [`set_theme`].

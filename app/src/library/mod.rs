@@ -13,7 +13,7 @@ pub mod presets;
 pub mod record;
 pub mod settings;
 
-mod fsutil;
+pub(crate) mod fsutil;
 
 pub use gallery::{Gallery, GalleryEntry, GalleryQuery};
 pub use models::{ExternalLayout, HashJobs, ModelEntry, ModelFileKind};

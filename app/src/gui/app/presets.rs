@@ -172,6 +172,7 @@ impl KilnApp {
                     prompt: self.state.form.prompt.clone(),
                 });
                 self.inspect_lora_rows();
+                self.check_form_files();
                 self.state.section = Section::Generate;
                 self.state.notify(
                     NoticeKind::Info,

@@ -2,9 +2,9 @@
 //! steps, CFG, size presets, batch, init image), the live preview or result viewer with its
 //! actions in the middle, and the job queue underneath. Ctrl+Enter generates, Esc cancels.
 
-use crate::gui::action::Action;
+use crate::gui::action::{Action, CanvasAction};
 use crate::gui::form::{Aspect, FormError, GenerateForm, MAX_BATCH, MAX_SIDE, MAX_STEPS, SeedMode};
-use crate::gui::panels::{file_name, loras, primary_button, queue};
+use crate::gui::panels::{controlnets, file_name, loras, primary_button, queue};
 use crate::gui::services::tasks::PickPurpose;
 use crate::gui::state::{AppState, Section};
 use crate::gui::theme::{self, Palette};
@@ -28,6 +28,18 @@ pub fn generate_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut 
             bottom: 0,
         }))
         .show(ui, |ui| {
+            // Generate stays in view under the scrolling form.
+            egui::Panel::bottom("generate-run")
+                .exact_size(theme::GENERATE_BAR_HEIGHT)
+                .resizable(false)
+                .show_separator_line(true)
+                .frame(egui::Frame::new().inner_margin(egui::Margin {
+                    left: 0,
+                    right: 0,
+                    top: 10,
+                    bottom: 2,
+                }))
+                .show(ui, |ui| generate_button_ui(ui, state, actions));
             egui::ScrollArea::vertical()
                 .id_salt("generate-form-scroll")
                 .auto_shrink([false, false])
@@ -122,8 +134,7 @@ fn form_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         );
     });
     init_ui(ui, state, actions);
-    ui.add_space(theme::SECTION_GAP);
-    generate_button_ui(ui, state, actions);
+    controlnets::controlnets_ui(ui, state, actions);
 }
 
 fn model_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
@@ -409,15 +420,23 @@ fn init_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     let lang = state.lang();
     let palette = Palette::of_ui(ui);
     group_title(ui, tr(lang, "generate.init"));
+    let layers = state.canvas.layer_summaries(lang, &state.form.controls);
+    state.mask_drop_target = None;
     let form = &mut state.form;
     match form.init.clone() {
         Some(path) => {
             ui.horizontal(|ui| {
-                ui.label(RichText::new(file_name(&path)).monospace())
+                let text = if form.init_missing {
+                    RichText::new(format!("▲ {}", file_name(&path))).color(palette.warning)
+                } else {
+                    RichText::new(file_name(&path)).monospace()
+                };
+                ui.add(egui::Label::new(text).truncate())
                     .on_hover_text(path.display().to_string());
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     if ui.small_button(tr(lang, "generate.init_clear")).clicked() {
                         form.init = None;
+                        form.init_missing = false;
                     }
                     if ui.small_button(tr(lang, "common.change")).clicked() {
                         actions.push(Action::Pick(PickPurpose::InitImage));
@@ -428,6 +447,8 @@ fn init_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                 ui.spacing_mut().slider_width = ui.available_width() - 50.0;
                 ui.add(egui::Slider::new(&mut form.strength, 0.05..=1.0).fixed_decimals(2));
             });
+            let mask_rect = controlnets::mask_ui(ui, form, &layers, lang, actions);
+            state.mask_drop_target = Some(mask_rect);
         }
         None => {
             ui.horizontal_wrapped(|ui| {
@@ -490,6 +511,12 @@ pub fn form_error_text(error: &FormError, lang: Lang) -> String {
             error.message_key(),
             &[("name", name), ("problem", problem)],
         ),
+        FormError::ControlNetWithoutModel { row }
+        | FormError::ControlNetWithoutImage { row }
+        | FormError::BadControlRange { row } => tr_args(lang, error.message_key(), &[("row", row)]),
+        FormError::MissingFile { path } => {
+            tr_args(lang, error.message_key(), &[("path", &path.display())])
+        }
         FormError::BadSize { width, height } => tr_args(
             lang,
             error.message_key(),
@@ -580,6 +607,13 @@ fn viewer_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>)
             }
             if ui.button(tr(lang, "result.use_as_init")).clicked() {
                 actions.push(Action::UseAsInit(path.clone()));
+            }
+            if ui
+                .button(tr(lang, "result.to_canvas"))
+                .on_hover_text(tr(lang, "result.to_canvas_hint"))
+                .clicked()
+            {
+                actions.push(Action::Canvas(CanvasAction::AddBackground(path.clone())));
             }
             if ui.button(tr(lang, "result.reuse")).clicked() {
                 actions.push(Action::ReuseSettings(Box::new(result.recipe.clone())));

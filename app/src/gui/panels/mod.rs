@@ -1,6 +1,8 @@
 //! The panels: the sidebar, then one panel per section. Each draws from [`AppState`] and
 //! pushes [`Action`]s; none of them touches the worker, the library or the disk.
 
+pub mod canvas;
+pub mod controlnets;
 pub mod gallery;
 pub mod generate;
 pub mod loras;
@@ -30,6 +32,7 @@ pub fn app_ui(ui: &mut egui::Ui, state: &mut AppState, busy: bool, actions: &mut
         notices_ui(ui, state, actions);
         match state.section {
             Section::Generate => generate::generate_panel_ui(ui, state, actions),
+            Section::Canvas => canvas::canvas_panel_ui(ui, state, actions),
             Section::Presets => presets::presets_panel_ui(ui, state, actions),
             Section::Gallery => gallery::gallery_panel_ui(ui, state, actions),
             Section::Models => models::models_panel_ui(ui, state, actions),

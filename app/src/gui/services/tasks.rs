@@ -29,6 +29,16 @@ pub enum PickPurpose {
     PresetImport,
     /// The folder to export a preset into.
     PresetExportDir,
+    /// A ControlNet file for the Generate form's row (by id).
+    ControlNetFile(u64),
+    /// A diffusers ControlNet folder for the row (by id).
+    ControlNetFolder(u64),
+    /// A guide image for the row (by id).
+    ControlImage(u64),
+    /// An inpainting mask.
+    Mask,
+    /// An image to load into the canvas layer (by id).
+    CanvasImport(u64),
 }
 
 /// What a dropped or opened image turned out to be.
@@ -86,6 +96,33 @@ pub enum TaskDone {
     PresetDeleted(Result<String, crate::library::presets::PresetError>),
     /// A comparison page was exported: its folder, or why not.
     ComparisonExported(Result<PathBuf, String>),
+    /// Restored files of the form were looked for: the ones not on disk.
+    FilesChecked(std::collections::HashSet<PathBuf>),
+    /// A canvas export was written (the PNG in the data folder), or why not.
+    CanvasWritten {
+        /// What it was for.
+        purpose: crate::gui::app::CanvasPurpose,
+        /// The PNG, or why not.
+        result: Result<PathBuf, String>,
+    },
+    /// An image was read for the canvas: RGBA at the canvas size, or why not.
+    CanvasImageLoaded {
+        /// Where it goes.
+        target: crate::gui::app::CanvasTarget,
+        /// The canvas size it was made for.
+        size: (u32, u32),
+        /// The pixels, or why not.
+        result: Result<Vec<u8>, String>,
+    },
+    /// A ControlNet row's guide was made for its canvas layer.
+    GuideLoaded {
+        /// The guide layer.
+        layer: u64,
+        /// What was loaded.
+        source: crate::gui::canvas::layer::GuideSource,
+        /// The guide at the canvas size, or why not.
+        result: Result<image::RgbImage, String>,
+    },
     /// Something failed that has no better place to report.
     Failed(String),
 }

@@ -2,6 +2,7 @@
 //! form, jobs, gallery and model library views. Panels read and edit it and push
 //! [`crate::gui::Action`]s for anything with side effects.
 
+pub mod canvas;
 pub mod gallery;
 pub mod jobs;
 pub mod models;
@@ -12,6 +13,7 @@ use crate::gui::widgets::image_viewer::ImageViewer;
 use crate::i18n::Lang;
 use crate::library::settings::{Language, Settings};
 
+pub use canvas::CanvasState;
 pub use gallery::GalleryState;
 pub use jobs::JobsState;
 pub use models::ModelsState;
@@ -23,6 +25,8 @@ pub enum Section {
     /// Text-to-image and image-to-image.
     #[default]
     Generate,
+    /// Sketches, masks and ControlNet guides.
+    Canvas,
     /// Style presets: a gallery of cards to apply or run on a photo.
     Presets,
     /// Outputs and history.
@@ -35,8 +39,9 @@ pub enum Section {
 
 impl Section {
     /// Every section, in sidebar order.
-    pub const ALL: [Section; 5] = [
+    pub const ALL: [Section; 6] = [
         Section::Generate,
+        Section::Canvas,
         Section::Presets,
         Section::Gallery,
         Section::Models,
@@ -47,6 +52,7 @@ impl Section {
     pub fn label_key(self) -> &'static str {
         match self {
             Section::Generate => "nav.generate",
+            Section::Canvas => "nav.canvas",
             Section::Presets => "nav.presets",
             Section::Gallery => "nav.gallery",
             Section::Models => "nav.models",
@@ -54,10 +60,12 @@ impl Section {
         }
     }
 
-    /// Parses a lower-case name (`generate`, `presets`, `gallery`, `models`, `settings`).
+    /// Parses a lower-case name (`generate`, `canvas`, `presets`, `gallery`, `models`,
+    /// `settings`).
     pub fn from_name(name: &str) -> Option<Section> {
         match name.trim().to_ascii_lowercase().as_str() {
             "generate" => Some(Section::Generate),
+            "canvas" => Some(Section::Canvas),
             "presets" => Some(Section::Presets),
             "gallery" => Some(Section::Gallery),
             "models" => Some(Section::Models),
@@ -125,6 +133,13 @@ pub struct AppState {
     pub models: ModelsState,
     /// The Presets panel.
     pub presets: PresetsState,
+    /// The Canvas section.
+    pub canvas: CanvasState,
+    /// Where the ControlNet cards were drawn (row id, rect): a file dropped on one becomes its
+    /// guide.
+    pub controlnet_drop_targets: Vec<(u64, egui::Rect)>,
+    /// Where the mask controls were drawn: a file dropped there becomes the mask.
+    pub mask_drop_target: Option<egui::Rect>,
     /// Messages at the top of the window.
     pub notices: Vec<Notice>,
     next_notice: u64,
@@ -153,6 +168,9 @@ impl AppState {
             gallery: GalleryState::new(),
             models: ModelsState::default(),
             presets: PresetsState::default(),
+            canvas: CanvasState::default(),
+            controlnet_drop_targets: Vec::new(),
+            mask_drop_target: None,
             notices: Vec::new(),
             next_notice: 1,
             files_hovering: false,

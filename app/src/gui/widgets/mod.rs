@@ -1,3 +1,4 @@
 //! Reusable widgets.
 
+pub mod canvas;
 pub mod image_viewer;

@@ -1,0 +1,450 @@
+//! `KilnApp`'s side of the canvas: turns layers into the PNGs the form uses (init image,
+//! ControlNet guides, inpainting mask; written off the UI thread into `canvas/` in the data
+//! folder, named by their content so a recipe that names one always finds the same pixels),
+//! loads images into layers, keeps one guide layer per ControlNet row showing the row's
+//! preprocessed guide, and checks restored files on disk.
+
+use super::KilnApp;
+use crate::gui::action::CanvasAction;
+use crate::gui::canvas::LayerKind;
+use crate::gui::canvas::document::{Export, ExportKind};
+use crate::gui::canvas::layer::GuideSource;
+use crate::gui::form::valid_side;
+use crate::gui::services::tasks::{PickPurpose, TaskDone};
+use crate::gui::state::{NoticeKind, Section};
+use crate::i18n::{tr, tr_args};
+use kiln_inference::recipe::Preprocessor;
+use sha2::Digest;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// What a canvas export is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanvasPurpose {
+    /// The init image.
+    Init,
+    /// The guide of a ControlNet row, made from a layer.
+    Guide {
+        /// The layer it was made from.
+        layer: u64,
+        /// The row, by id.
+        row: u64,
+    },
+    /// The inpainting mask.
+    Mask,
+}
+
+/// Where an image loaded for the canvas goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanvasTarget {
+    /// Replaces a layer's pixels (undoable).
+    Layer(u64),
+    /// A new background layer.
+    NewBackground,
+}
+
+/// Encodes `image` as PNG and writes it to `dir` as `<prefix>-<first 16 hex of its SHA-256>.png`
+/// (atomically; an existing file of that name has the same pixels and is kept).
+pub fn write_content_named_png(
+    dir: &Path,
+    prefix: &str,
+    image: &image::DynamicImage,
+) -> Result<PathBuf, String> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| format!("cannot encode the PNG: {e}"))?;
+    let digest = sha2::Sha256::digest(&bytes);
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("{prefix}-{hex}.png"));
+    if !path.is_file() {
+        crate::library::fsutil::atomic_write(&path, &bytes).map_err(|e| format!("{e:#}"))?;
+    }
+    Ok(path)
+}
+
+/// Reads an image as RGBA at `width × height` (Lanczos when the size differs).
+fn read_rgba_at(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, String> {
+    let image = image::open(path).map_err(|e| format!("{e} ({})", path.display()))?;
+    let rgba = image.to_rgba8();
+    if rgba.dimensions() == (width, height) {
+        return Ok(rgba.into_raw());
+    }
+    Ok(
+        image::imageops::resize(&rgba, width, height, image::imageops::FilterType::Lanczos3)
+            .into_raw(),
+    )
+}
+
+/// The guide a ControlNet row's image makes at `width × height`, as the engine makes it.
+fn make_guide(source: &GuideSource, width: u32, height: u32) -> Result<image::RgbImage, String> {
+    let image = kiln_inference::engine::load_init_image(&source.image, width, height)
+        .map_err(|e| format!("{e:#}"))?;
+    kiln_inference::vision::preprocess::guide(&image, source.preprocessor)
+        .map_err(|e| format!("{e:#}"))
+}
+
+impl KilnApp {
+    /// The folder canvas PNGs are written to.
+    pub fn canvas_dir(&self) -> PathBuf {
+        self.paths.data_dir.join("canvas")
+    }
+
+    /// Makes the canvas the generation size (when the form's size is valid).
+    fn fit_canvas_to_form(&mut self) {
+        let (width, height) = (self.state.form.width, self.state.form.height);
+        if valid_side(width) && valid_side(height) {
+            self.state.canvas.document.resize(width, height);
+        }
+    }
+
+    /// Carries out one canvas action.
+    pub(super) fn route_canvas(&mut self, action: CanvasAction) {
+        let lang = self.state.lang();
+        match action {
+            CanvasAction::UseAsInit(layer) => {
+                self.export_layer(layer, ExportKind::Init, CanvasPurpose::Init);
+            }
+            CanvasAction::UseAsGuide { layer, row } => {
+                let row = match row {
+                    Some(row) if self.state.form.controls.iter().any(|r| r.id == row) => row,
+                    _ => self.state.form.add_control(),
+                };
+                self.export_layer(
+                    layer,
+                    ExportKind::Guide,
+                    CanvasPurpose::Guide { layer, row },
+                );
+            }
+            CanvasAction::UseAsMask(layer) => {
+                if self.state.form.init.is_none() {
+                    // Inpainting needs an init image: the picture on the canvas.
+                    let top_image = self
+                        .state
+                        .canvas
+                        .document
+                        .layers()
+                        .iter()
+                        .rev()
+                        .find(|l| l.kind.is_image())
+                        .map(|l| l.id);
+                    if let Some(top) = top_image {
+                        self.export_layer(top, ExportKind::Init, CanvasPurpose::Init);
+                    }
+                }
+                self.export_layer(layer, ExportKind::Mask, CanvasPurpose::Mask);
+            }
+            CanvasAction::Import(layer) => self.pick(PickPurpose::CanvasImport(layer), lang),
+            CanvasAction::Export(layer) => {
+                self.fit_canvas_to_form();
+                let Some(export) = self.state.canvas.document.export(layer, ExportKind::Layer)
+                else {
+                    return;
+                };
+                let title = tr(lang, "dialog.save_canvas_layer").to_owned();
+                self.services.tasks.spawn("canvas-export", move || {
+                    let Some(target) = rfd::FileDialog::new()
+                        .set_title(title)
+                        .set_file_name("canvas-layer.png")
+                        .add_filter("PNG", &["png"])
+                        .save_file()
+                    else {
+                        return TaskDone::SavedAs(Ok(None));
+                    };
+                    let result = export
+                        .render()
+                        .save_with_format(&target, image::ImageFormat::Png)
+                        .map(|()| Some(target.clone()))
+                        .map_err(|e| format!("{e} ({})", target.display()));
+                    TaskDone::SavedAs(result)
+                });
+            }
+            CanvasAction::AddBackground(path) => {
+                self.load_into_canvas(path, CanvasTarget::NewBackground);
+                self.state.section = Section::Canvas;
+            }
+        }
+    }
+
+    /// Copies a layer's pixels and writes the image for `purpose` in the background.
+    fn export_layer(&mut self, layer: u64, kind: ExportKind, purpose: CanvasPurpose) {
+        self.fit_canvas_to_form();
+        let Some(export) = self.state.canvas.document.export(layer, kind) else {
+            return;
+        };
+        let dir = self.canvas_dir();
+        let prefix = match purpose {
+            CanvasPurpose::Init => "init",
+            CanvasPurpose::Guide { .. } => "guide",
+            CanvasPurpose::Mask => "mask",
+        };
+        self.services.tasks.spawn("canvas-write", move || {
+            let result = write_export(&dir, prefix, &export);
+            TaskDone::CanvasWritten { purpose, result }
+        });
+    }
+
+    /// Reads an image for the canvas in the background.
+    pub(super) fn load_into_canvas(&mut self, path: PathBuf, target: CanvasTarget) {
+        self.fit_canvas_to_form();
+        let size = self.state.canvas.document.size();
+        self.services.tasks.spawn("canvas-load", move || {
+            let result = read_rgba_at(&path, size.0, size.1);
+            TaskDone::CanvasImageLoaded {
+                target,
+                size,
+                result,
+            }
+        });
+    }
+
+    /// A canvas PNG was written: the form uses it.
+    pub(super) fn canvas_written(
+        &mut self,
+        purpose: CanvasPurpose,
+        result: Result<PathBuf, String>,
+    ) {
+        let lang = self.state.lang();
+        let path = match result {
+            Ok(path) => path,
+            Err(message) => {
+                self.state.notify(
+                    NoticeKind::Error,
+                    tr_args(lang, "notice.canvas_write_failed", &[("error", &message)]),
+                );
+                return;
+            }
+        };
+        match purpose {
+            CanvasPurpose::Init => {
+                self.state.form.set_init(path);
+                self.state
+                    .notify(NoticeKind::Info, tr(lang, "notice.canvas_init_set"));
+            }
+            CanvasPurpose::Mask => {
+                self.state.form.mask.set(path);
+                self.state
+                    .notify(NoticeKind::Info, tr(lang, "notice.canvas_mask_set"));
+            }
+            CanvasPurpose::Guide { layer, row } => {
+                let Some(index) = self.state.form.controls.iter().position(|r| r.id == row) else {
+                    return; // The row was removed meanwhile.
+                };
+                if let Some(control) = self.state.form.controls.get_mut(index) {
+                    control.set_image(path.clone());
+                    // The layer already is the guide.
+                    control.preprocessor = Preprocessor::None;
+                }
+                // The row's guide layer shows the new guide: at once when it was made from it.
+                let document = &mut self.state.canvas.document;
+                let guide_layer = document.ensure_guide_layer(row);
+                if guide_layer == layer
+                    && let Some(target) = document.layers_mut().iter_mut().find(|l| l.id == layer)
+                {
+                    target.guide_source = Some(GuideSource {
+                        image: path,
+                        preprocessor: Preprocessor::None,
+                    });
+                    target.guide_error = None;
+                }
+                self.state.notify(
+                    NoticeKind::Info,
+                    tr_args(lang, "notice.canvas_guide_set", &[("row", &(index + 1))]),
+                );
+            }
+        }
+    }
+
+    /// An image for the canvas was read.
+    pub(super) fn canvas_image_loaded(
+        &mut self,
+        target: CanvasTarget,
+        size: (u32, u32),
+        result: Result<Vec<u8>, String>,
+    ) {
+        let lang = self.state.lang();
+        let pixels = match result {
+            Ok(pixels) => pixels,
+            Err(message) => {
+                self.state.notify(
+                    NoticeKind::Error,
+                    tr_args(lang, "notice.canvas_load_failed", &[("error", &message)]),
+                );
+                return;
+            }
+        };
+        let canvas = &mut self.state.canvas;
+        if canvas.document.size() != size {
+            // The canvas changed size meanwhile: scale the image to it.
+            let Some(image) = image::RgbaImage::from_raw(size.0, size.1, pixels) else {
+                return;
+            };
+            let (width, height) = canvas.document.size();
+            let scaled = image::imageops::resize(
+                &image,
+                width,
+                height,
+                image::imageops::FilterType::Triangle,
+            );
+            return self.canvas_image_loaded(target, (width, height), Ok(scaled.into_raw()));
+        }
+        match target {
+            CanvasTarget::Layer(id) => {
+                canvas.document.replace_pixels(id, pixels);
+            }
+            CanvasTarget::NewBackground => {
+                if let Some(id) = canvas.document.add_background(pixels) {
+                    canvas.selected = Some(id);
+                }
+            }
+        }
+    }
+
+    /// Keeps one guide layer per ControlNet row and loads each row's guide into its layer
+    /// when the row's image or preprocessor changed (in the background).
+    pub(super) fn sync_canvas_guides(&mut self) {
+        let rows: Vec<(u64, Option<GuideSource>)> = self
+            .state
+            .form
+            .controls
+            .iter()
+            .map(|row| {
+                let source = row
+                    .image
+                    .clone()
+                    .filter(|_| !row.image_missing)
+                    .map(|image| GuideSource {
+                        image,
+                        preprocessor: row.preprocessor,
+                    });
+                (row.id, source)
+            })
+            .collect();
+        let ids: Vec<u64> = rows.iter().map(|(id, _)| *id).collect();
+        let canvas = &mut self.state.canvas;
+        if canvas.document.keep_guides_of(&ids) {
+            canvas.fix_selection();
+        }
+        let size = canvas.document.size();
+        for (row, source) in rows {
+            let layer = canvas.document.ensure_guide_layer(row);
+            let Some(source) = source else { continue };
+            let shown = canvas
+                .document
+                .layer(layer)
+                .and_then(|l| l.guide_source.as_ref());
+            if shown == Some(&source) || canvas.guide_loads.get(&layer) == Some(&source) {
+                continue;
+            }
+            canvas.guide_loads.insert(layer, source.clone());
+            self.services.tasks.spawn("canvas-guide", move || {
+                let result = make_guide(&source, size.0, size.1);
+                TaskDone::GuideLoaded {
+                    layer,
+                    source,
+                    result,
+                }
+            });
+        }
+    }
+
+    /// A row's guide was made: show it (unless the row changed meanwhile).
+    pub(super) fn guide_loaded(
+        &mut self,
+        layer: u64,
+        source: GuideSource,
+        result: Result<image::RgbImage, String>,
+    ) {
+        let canvas = &mut self.state.canvas;
+        if canvas.guide_loads.get(&layer) != Some(&source) {
+            return; // A newer load is on its way.
+        }
+        canvas.guide_loads.remove(&layer);
+        match result {
+            Ok(guide) => {
+                if !canvas.document.set_guide(layer, &guide, source) {
+                    // The canvas changed size meanwhile; the next sync loads it again.
+                }
+            }
+            Err(message) => {
+                if let Some(target) = canvas
+                    .document
+                    .layers_mut()
+                    .iter_mut()
+                    .find(|l| l.id == layer)
+                {
+                    target.guide_source = Some(source);
+                    target.guide_error = Some(message);
+                }
+            }
+        }
+    }
+
+    /// Looks for the form's restored files on disk (off the UI thread) and marks the missing.
+    pub(super) fn check_form_files(&mut self) {
+        let files = self.state.form.referenced_files();
+        if files.is_empty() {
+            self.state.form.mark_missing(&HashSet::new());
+            return;
+        }
+        self.services.tasks.spawn("check-files", move || {
+            let missing = files.into_iter().filter(|path| !path.exists()).collect();
+            TaskDone::FilesChecked(missing)
+        });
+    }
+
+    /// A file dropped on the Generate panel's ControlNet cards or mask controls, or on the
+    /// Canvas section (a new background layer). Returns whether it was taken.
+    pub(super) fn canvas_drop(&mut self, path: &Path, pos: Option<egui::Pos2>) -> bool {
+        match self.state.section {
+            Section::Canvas => {
+                self.load_into_canvas(path.to_path_buf(), CanvasTarget::NewBackground);
+                true
+            }
+            Section::Generate => {
+                let Some(pos) = pos else { return false };
+                let row = self
+                    .state
+                    .controlnet_drop_targets
+                    .iter()
+                    .find(|(_, rect)| rect.contains(pos))
+                    .map(|(id, _)| *id);
+                if let Some(row) = row
+                    && let Some(control) = self.state.form.control_mut(row)
+                {
+                    control.set_image(path.to_path_buf());
+                    return true;
+                }
+                if self
+                    .state
+                    .mask_drop_target
+                    .is_some_and(|rect| rect.contains(pos))
+                {
+                    self.state.form.mask.set(path.to_path_buf());
+                    return true;
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether any canvas layer is a guide layer of a row (for tests and the screenshot).
+    pub fn canvas_guide_layer(&self, row: u64) -> Option<u64> {
+        self.state
+            .canvas
+            .document
+            .layers()
+            .iter()
+            .find(|l| l.kind == LayerKind::Guide { row })
+            .map(|l| l.id)
+    }
+}
+
+/// Renders an export and writes it as a content-named PNG.
+fn write_export(dir: &Path, prefix: &str, export: &Export) -> Result<PathBuf, String> {
+    write_content_named_png(dir, prefix, &export.render())
+}
