@@ -66,6 +66,22 @@ pub struct Progress {
     pub preview: Option<RgbImage>,
 }
 
+impl Progress {
+    /// "Loading `part`" before the first step of `recipe`'s job.
+    pub fn loading(part: impl Into<String>, recipe: &Recipe, started: Instant) -> Self {
+        Progress {
+            stage: Stage::Loading(part.into()),
+            step: 0,
+            total: recipe.steps,
+            image: 0,
+            images: recipe.batch.max(1) as usize,
+            elapsed: started.elapsed(),
+            eta: None,
+            preview: None,
+        }
+    }
+}
+
 /// One finished image with the recipe that reproduces it alone (its own seed, batch 1).
 #[derive(Clone, Debug)]
 pub struct Output {
@@ -163,16 +179,7 @@ impl Engine {
             self.loaded = None;
             let files = ModelFiles::open(&path)?;
             let mut report = |part: &str| {
-                on_progress(&Progress {
-                    stage: Stage::Loading(part.to_string()),
-                    step: 0,
-                    total: recipe.steps,
-                    image: 0,
-                    images: recipe.batch.max(1) as usize,
-                    elapsed: started.elapsed(),
-                    eta: None,
-                    preview: None,
-                });
+                on_progress(&Progress::loading(part, recipe, started));
             };
             let model = StableDiffusion::load_with(&files, &self.device, precision, &mut report)?;
             let hash = files.autov2_hash().ok();
@@ -208,16 +215,7 @@ impl Engine {
             let net = match self.controlnets.get(&spec.model) {
                 Some(net) => net.clone(),
                 None => {
-                    on_progress(&Progress {
-                        stage: Stage::Loading("ControlNet".into()),
-                        step: 0,
-                        total: recipe.steps,
-                        image: 0,
-                        images: recipe.batch.max(1) as usize,
-                        elapsed: started.elapsed(),
-                        eta: None,
-                        preview: None,
-                    });
+                    on_progress(&Progress::loading("ControlNet", recipe, started));
                     let net = Arc::new(ControlNet::load(&spec.model, &self.device)?);
                     self.controlnets.insert(spec.model.clone(), net.clone());
                     net
@@ -273,16 +271,7 @@ impl Engine {
         {
             return Ok(());
         }
-        on_progress(&Progress {
-            stage: Stage::Loading("LoRA".into()),
-            step: 0,
-            total: recipe.steps,
-            image: 0,
-            images: recipe.batch.max(1) as usize,
-            elapsed: started.elapsed(),
-            eta: None,
-            preview: None,
-        });
+        on_progress(&Progress::loading("LoRA", recipe, started));
         let mut files = Vec::with_capacity(wanted.len());
         for lora in &wanted {
             files.push((LoraFile::open(&lora.path)?, lora.weight));

@@ -137,3 +137,49 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         _ => f32::INFINITY,
     }
 }
+
+/// Renders every reference case with one engine (models and adapters stay loaded between
+/// cases, as in the app) and compares each with its `png`; returns one line per case outside
+/// [`ImageDiff::within_standard`] (or of another size). Prints every case's difference.
+///
+/// # Panics
+/// When a case fails to render or a reference is unreadable (test data error).
+#[allow(clippy::unwrap_used)]
+pub fn check_reference_cases(cases: &[serde_json::Value]) -> Vec<String> {
+    use kiln_inference::{CancelToken, Engine};
+    let mut engine = Engine::new();
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap_or("?");
+        let outputs = engine
+            .run(&recipe_of(case), &mut |_| {}, &CancelToken::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = image::open(fixtures().join(case["png"].as_str().unwrap()))
+            .unwrap()
+            .to_rgb8();
+        match image_diff(&outputs[0].image, &expected) {
+            Some(diff) => {
+                eprintln!("{name:32} max {:3}/255 mean {:.3}/255", diff.max, diff.mean);
+                if !diff.within_standard() {
+                    failures.push(format!("{name}: {diff:?}"));
+                }
+            }
+            None => failures.push(format!(
+                "{name}: size {:?}, reference {:?}",
+                outputs[0].image.dimensions(),
+                expected.dimensions()
+            )),
+        }
+    }
+    failures
+}
+
+/// The cases of a reference list (`refs/…/cases.json`).
+///
+/// # Panics
+/// When the file is missing or not a JSON array.
+#[allow(clippy::unwrap_used)]
+pub fn reference_cases(path: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(fixtures().join(path)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}

@@ -5,8 +5,7 @@
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use kiln_inference::vision::preprocess::{canny, canny_gray, to_gray};
-use kiln_inference::{CancelToken, Engine};
-use kiln_tests::{fixtures, image_diff, recipe_of};
+use kiln_tests::{check_reference_cases, fixtures, reference_cases};
 use serde_json::Value;
 
 fn json(path: &str) -> Value {
@@ -15,29 +14,16 @@ fn json(path: &str) -> Value {
 
 #[test]
 fn every_controlnet_render_matches_diffusers() {
-    let cases = json("refs/controlnet/cases.json");
-    let cases = cases.as_array().unwrap();
+    let cases = reference_cases("refs/controlnet/cases.json");
     assert!(cases.len() >= 8, "expected the full ControlNet case list");
-    let mut engine = Engine::new();
-    let mut failures = Vec::new();
-    for case in cases {
-        let name = case["name"].as_str().unwrap();
+    for case in &cases {
         assert!(
             case["max_diff_vs_base"].as_u64().unwrap() >= 20,
-            "{name}: the fixture ControlNet must change the image"
+            "{}: the fixture ControlNet must change the image",
+            case["name"]
         );
-        let outputs = engine
-            .run(&recipe_of(case), &mut |_| {}, &CancelToken::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let expected = image::open(fixtures().join(case["png"].as_str().unwrap()))
-            .unwrap()
-            .to_rgb8();
-        let diff = image_diff(&outputs[0].image, &expected).unwrap();
-        eprintln!("{name:32} max {:3}/255 mean {:.3}/255", diff.max, diff.mean);
-        if !diff.within_standard() {
-            failures.push(format!("{name}: {diff:?}"));
-        }
     }
+    let failures = check_reference_cases(&cases);
     assert!(
         failures.is_empty(),
         "ControlNet renders differ:\n{}",

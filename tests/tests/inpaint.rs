@@ -7,41 +7,18 @@
 
 use kiln_inference::recipe::MaskSpec;
 use kiln_inference::{CancelToken, Engine};
-use kiln_tests::{fixtures, image_diff, recipe_of};
+use kiln_tests::{check_reference_cases, fixtures, recipe_of, reference_cases};
 use serde_json::Value;
 
 fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures().join("refs/inpaint/cases.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    reference_cases("refs/inpaint/cases.json")
 }
 
 #[test]
 fn every_inpaint_render_matches_diffusers() {
     let cases = cases();
     assert!(cases.len() >= 7, "expected the full inpaint case list");
-    let mut engine = Engine::new();
-    let mut failures = Vec::new();
-    for case in &cases {
-        let name = case["name"].as_str().unwrap();
-        let outputs = engine
-            .run(&recipe_of(case), &mut |_| {}, &CancelToken::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let expected = image::open(fixtures().join(case["png"].as_str().unwrap()))
-            .unwrap()
-            .to_rgb8();
-        let Some(diff) = image_diff(&outputs[0].image, &expected) else {
-            failures.push(format!(
-                "{name}: size {:?} vs {:?}",
-                outputs[0].image.dimensions(),
-                expected.dimensions()
-            ));
-            continue;
-        };
-        eprintln!("{name:32} max {:3}/255 mean {:.3}/255", diff.max, diff.mean);
-        if !diff.within_standard() {
-            failures.push(format!("{name}: {diff:?}"));
-        }
-    }
+    let failures = check_reference_cases(&cases);
     assert!(
         failures.is_empty(),
         "inpaint renders differ:\n{}",

@@ -10,13 +10,14 @@ use kiln_inference::adapters::lora::LoraFile;
 use kiln_inference::io::model::ModelFiles;
 use kiln_inference::pipelines::stable_diffusion::StableDiffusion;
 use kiln_inference::{CancelToken, Engine, Error, Recipe};
-use kiln_tests::{fixtures, image_diff, max_abs_diff, recipe_of};
+use kiln_tests::{
+    check_reference_cases, fixtures, image_diff, max_abs_diff, recipe_of, reference_cases,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures().join("refs/lora/cases.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    reference_cases("refs/lora/cases.json")
 }
 
 fn case(name: &str) -> Value {
@@ -57,22 +58,15 @@ fn canonical(name: &str) -> String {
 fn every_lora_render_matches_diffusers() {
     let cases = cases();
     assert!(cases.len() >= 7, "expected the full LoRA case list");
-    // One engine for all cases: LoRAs are swapped on the loaded model, never reloaded.
-    let mut engine = Engine::new();
-    let mut failures = Vec::new();
     for case in &cases {
-        let name = case["name"].as_str().unwrap();
         assert!(
             case["max_diff_vs_base"].as_u64().unwrap() >= 20,
-            "{name}: the fixture LoRA must change the image"
+            "{}: the fixture LoRA must change the image",
+            case["name"]
         );
-        let image = render(&mut engine, &recipe_of(case));
-        let diff = image_diff(&image, &reference(case, "png")).unwrap();
-        eprintln!("{name:32} max {:3}/255 mean {:.3}/255", diff.max, diff.mean);
-        if !diff.within_standard() {
-            failures.push(format!("{name}: {diff:?}"));
-        }
     }
+    // One engine for all cases: LoRAs are swapped on the loaded model, never reloaded.
+    let failures = check_reference_cases(&cases);
     assert!(
         failures.is_empty(),
         "LoRA renders differ:\n{}",

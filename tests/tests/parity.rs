@@ -3,33 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-use kiln_inference::{CancelToken, Engine};
-use kiln_tests::{fixtures, image_diff, recipe_of};
-use serde_json::Value;
+use kiln_tests::{check_reference_cases, reference_cases};
 
 #[test]
 fn every_reference_render_matches_diffusers() {
-    let cases: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("refs/cases.json")).unwrap())
-            .unwrap();
+    let cases = reference_cases("refs/cases.json");
     assert!(cases.len() >= 20, "expected the full case list");
-    let mut engine = Engine::new();
-    let mut failures = Vec::new();
-    for case in &cases {
-        let name = case["name"].as_str().unwrap();
-        let recipe = recipe_of(case);
-        let outputs = engine
-            .run(&recipe, &mut |_| {}, &CancelToken::default())
-            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        let expected = image::open(fixtures().join(case["png"].as_str().unwrap()))
-            .unwrap()
-            .to_rgb8();
-        let diff = image_diff(&outputs[0].image, &expected).expect("same size");
-        eprintln!("{name:40} max {:3}/255 mean {:.3}/255", diff.max, diff.mean);
-        if !diff.within_standard() {
-            failures.push(format!("{name}: {diff:?}"));
-        }
-    }
+    let failures = check_reference_cases(&cases);
     assert!(
         failures.is_empty(),
         "renders differ from diffusers:\n{}",

@@ -54,34 +54,10 @@ pub fn crop_region(mask: &GrayImage, pad: u32, width: u32, height: u32) -> Optio
     let target_ratio = f64::from(width) / f64::from(height);
     if crop_ratio > target_ratio {
         let desired = (x1 - x0) as f64 / target_ratio;
-        let diff = (desired - (y1 - y0) as f64) as i64;
-        y0 -= diff / 2;
-        y1 += diff - diff / 2;
-        if y1 >= h {
-            let over = y1 - h;
-            y1 -= over;
-            y0 -= over;
-        }
-        if y0 < 0 {
-            y1 -= y0;
-            y0 = 0;
-        }
-        y1 = y1.min(h);
+        (y0, y1) = grow_axis(y0, y1, (desired - (y1 - y0) as f64) as i64, h);
     } else {
         let desired = (y1 - y0) as f64 * target_ratio;
-        let diff = (desired - (x1 - x0) as f64) as i64;
-        x0 -= diff / 2;
-        x1 += diff - diff / 2;
-        if x1 >= w {
-            let over = x1 - w;
-            x1 -= over;
-            x0 -= over;
-        }
-        if x0 < 0 {
-            x1 -= x0;
-            x0 = 0;
-        }
-        x1 = x1.min(w);
+        (x0, x1) = grow_axis(x0, x1, (desired - (x1 - x0) as f64) as i64, w);
     }
     let clamp = |v: i64, hi: i64| v.clamp(0, hi) as u32;
     Some(Region {
@@ -90,6 +66,21 @@ pub fn crop_region(mask: &GrayImage, pad: u32, width: u32, height: u32) -> Optio
         x1: clamp(x1, w),
         y1: clamp(y1, h),
     })
+}
+
+/// `[lo, hi)` grown by `diff` (half on each side), shifted back inside `[0, size)`.
+fn grow_axis(lo: i64, hi: i64, diff: i64, size: i64) -> (i64, i64) {
+    let (mut lo, mut hi) = (lo - diff / 2, hi + diff - diff / 2);
+    if hi >= size {
+        let over = hi - size;
+        hi -= over;
+        lo -= over;
+    }
+    if lo < 0 {
+        hi -= lo;
+        lo = 0;
+    }
+    (lo, hi.min(size))
 }
 
 /// `image` cropped to `region` and resized to `width × height` (Lanczos).
