@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Screenshots of the real `kiln` window, every section in English and Simplified Chinese
-# (Generate, Presets, Gallery, Models, Settings):
+# (Generate, Canvas, Presets, Gallery, Models, Settings):
 # docs/screenshots/<section>-<lang>.png (1280×800).
 #
 # Builds the release binary, prepares a throw-away library (settings, a few outputs made with
@@ -9,13 +9,14 @@
 # the screen with ImageMagick's `import`. Prints the start-up timing (KILN_TIMING=1).
 #
 # Usage: scripts/screenshots.sh [out_dir]      (needs scripts/install-ui-test-deps.sh once)
+#        SECTIONS="canvas generate" scripts/screenshots.sh   (only these sections)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out_dir="${1:-$repo/docs/screenshots}"
 fixtures="$repo/tests/fixtures"
 
-for tool in xvfb-run import; do
+for tool in xvfb-run import convert; do
     if ! command -v "$tool" > /dev/null; then
         echo "missing $tool: run scripts/install-ui-test-deps.sh first" >&2
         exit 1
@@ -38,7 +39,8 @@ ln -s "$fixtures/tiny-sd15.safetensors" "$demo/models/tiny-sd15-single-file.safe
 printf 'not a safetensors file' > "$demo/models/half-downloaded.safetensors"
 # LoRAs: the tiny SD1.5 one (applied in the Generate shots) and the tiny SDXL one under the name
 # the clay preset looks for.
-mkdir -p "$demo/models/Lora"
+mkdir -p "$demo/models/Lora" "$demo/models/ControlNet"
+ln -s "$fixtures/tiny-controlnet-sd15" "$demo/models/ControlNet/tiny-controlnet-sd15"
 ln -s "$fixtures/loras/sd15-kohya.safetensors" "$demo/models/Lora/sd15-kohya.safetensors"
 ln -s "$fixtures/loras/sdxl-kohya.safetensors" "$demo/models/Lora/ClayAnimationRedmond.safetensors"
 
@@ -77,12 +79,39 @@ previews = true
 last_recipe = '{"model":{"path":"$demo/models/tiny-sd15","family":"sd1"},"prompt":"a clay fox in a misty forest, soft light, studio photo","negative":"blurry, low quality","seed":1234,"sampler":"dpm++2m-karras","steps":12,"cfg":7.0,"width":128,"height":128,"batch":2,"loras":[{"path":"$demo/models/Lora/sd15-kohya.safetensors","weight":0.8,"name":"sd15-kohya"}]}'
 EOF
 
+# The canvas: a picture as the background, a few white sketch strokes, and ControlNet 1 (the
+# tiny ControlNet) guided by the picture's canny edges, shown as its guide layer.
+mkdir -p "$demo/config-canvas"
+# polyline X,Y X,Y …: one `line` per segment (ImageMagick closes its polylines).
+polyline() {
+    local previous=""
+    for point in "$@"; do
+        [ -n "$previous" ] && printf -- '-draw\nline %s %s\n' "$previous" "$point"
+        previous="$point"
+    done
+}
+mapfile -t sketch_draws < <(
+    polyline 40,350 90,330 140,318 190,322 240,338 290,350 340,346 390,328 440,310 490,302
+    polyline 40,300 110,250 170,280 240,210 300,260 360,190 420,240 480,200
+    polyline 80,170 80,120 110,95 140,120 140,170 80,170
+    printf -- '-draw\ncircle 420,80 448,98\n'
+)
+convert -size 512x384 xc:none -fill none -stroke white -strokewidth 4 -draw "stroke-linecap round" \
+    "${sketch_draws[@]}" "$demo/sketch.png"
+sed -e '/^last_recipe/d' "$demo/config/settings.toml" > "$demo/config-canvas/settings.toml"
+cat >> "$demo/config-canvas/settings.toml" <<EOF
+last_recipe = '{"model":{"path":"$demo/models/tiny-sd15","family":"sd1"},"prompt":"a clay village by a winding river, soft light","negative":"blurry","seed":1234,"sampler":"dpm++2m-karras","steps":12,"cfg":7.0,"width":512,"height":384,"batch":1,"controls":[{"model":"$demo/models/ControlNet/tiny-controlnet-sd15","image":"$fixtures/canny-src-256x192.png","preprocessor":"canny","scale":0.8,"start":0.0,"end":0.9}]}'
+EOF
+
 mkdir -p "$out_dir"
 
 # shoot SECTION LANG FILE [extra env…]: one window, one screenshot.
 shoot() {
     local section="$1" lang="$2" file="$3"
     shift 3
+    if [ -n "${SECTIONS:-}" ] && [[ " $SECTIONS " != *" $section "* ]]; then
+        return 0
+    fi
     local log="$demo/log-$section-$lang.txt"
     local before
     before=$(ls "$demo/out" | wc -l)
@@ -121,6 +150,9 @@ for lang in en zh-CN; do
     shoot models "$lang" "$out_dir/models-$lang.png" SETTLE=3
     shoot settings "$lang" "$out_dir/settings-$lang.png" SETTLE=2
     shoot presets "$lang" "$out_dir/presets-$lang.png" SETTLE=2
+    shoot canvas "$lang" "$out_dir/canvas-$lang.png" KILN_CONFIG_DIR="$demo/config-canvas" \
+        KILN_CANVAS_BACKGROUND="$fixtures/canny-src-256x192.png" \
+        KILN_CANVAS_SKETCH="$demo/sketch.png" SETTLE=3
 done
 
 echo "Wrote:"

@@ -30,13 +30,17 @@ pub const MIN_WINDOW_SIZE: [f32; 2] = [980.0, 640.0];
 
 /// `KILN_SCREENSHOT=1` with `KILN_SECTION` and `KILN_LANG` opens a given section in a given
 /// language without saving anything: for `scripts/screenshots.sh` only. `KILN_SUBMIT=1` also
-/// queues the restored form, `KILN_SELECT_FIRST=1` selects the newest gallery image.
+/// queues the restored form, `KILN_SELECT_FIRST=1` selects the newest gallery image,
+/// `KILN_CANVAS_BACKGROUND` / `KILN_CANVAS_SKETCH` load images into the canvas's background and
+/// sketch layers (and select the first guide layer).
 #[derive(Clone, Debug, Default)]
 struct ScreenshotMode {
     section: Option<Section>,
     lang: Option<Lang>,
     submit: bool,
     select_first: bool,
+    canvas_background: Option<std::path::PathBuf>,
+    canvas_sketch: Option<std::path::PathBuf>,
 }
 
 impl ScreenshotMode {
@@ -50,6 +54,8 @@ impl ScreenshotMode {
             lang: var("KILN_LANG").and_then(|l| Lang::from_code(&l)),
             submit: var("KILN_SUBMIT").is_some_and(|v| v == "1"),
             select_first: var("KILN_SELECT_FIRST").is_some_and(|v| v == "1"),
+            canvas_background: var("KILN_CANVAS_BACKGROUND").map(Into::into),
+            canvas_sketch: var("KILN_CANVAS_SKETCH").map(Into::into),
         })
     }
 }
@@ -125,6 +131,9 @@ fn run_with(
                     app.state.section = section;
                 }
                 app.state.gallery.select_first = screenshot.select_first;
+                if screenshot.canvas_background.is_some() || screenshot.canvas_sketch.is_some() {
+                    app.prepare_canvas_shot(screenshot.canvas_background, screenshot.canvas_sketch);
+                }
                 // Keep the pointer off the widgets: no hover highlights or tooltips in shots.
                 cc.egui_ctx
                     .send_viewport_cmd(egui::ViewportCommand::CursorPosition(egui::pos2(

@@ -26,8 +26,9 @@ pub const PANEL_MARGIN: i8 = 14;
 pub const RADIUS: u8 = 6;
 /// Width of label columns in forms.
 pub const LABEL_WIDTH: f32 = 108.0;
-/// Height of the Generate button's strip under the form (button and the reason it is off).
-pub const GENERATE_BAR_HEIGHT: f32 = 76.0;
+/// Height of the Generate button's strip under the form (20 more while it shows why Generate
+/// is off).
+pub const GENERATE_BAR_HEIGHT: f32 = 56.0;
 /// Width of the Canvas section's tool and layer column.
 pub const CANVAS_SIDE_WIDTH: f32 = 300.0;
 

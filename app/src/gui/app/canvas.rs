@@ -432,7 +432,33 @@ impl KilnApp {
         }
     }
 
-    /// Whether any canvas layer is a guide layer of a row (for tests and the screenshot).
+    /// For screenshots: loads images into the background and sketch layers, makes the guide
+    /// layers of the form's ControlNet rows and selects the first.
+    pub fn prepare_canvas_shot(&mut self, background: Option<PathBuf>, sketch: Option<PathBuf>) {
+        let document = &self.state.canvas.document;
+        let layer_of = |kind| document.first_of(kind).map(|l| l.id);
+        let targets = [
+            (background, layer_of(LayerKind::Background)),
+            (sketch, layer_of(LayerKind::Sketch)),
+        ];
+        for (path, layer) in targets {
+            if let (Some(path), Some(layer)) = (path, layer) {
+                self.load_into_canvas(path, CanvasTarget::Layer(layer));
+            }
+        }
+        self.sync_canvas_guides();
+        let first_guide = self
+            .state
+            .form
+            .controls
+            .first()
+            .and_then(|row| self.canvas_guide_layer(row.id));
+        if let Some(layer) = first_guide {
+            self.state.canvas.selected = Some(layer);
+        }
+    }
+
+    /// The guide layer of ControlNet row `row` (by the row's id).
     pub fn canvas_guide_layer(&self, row: u64) -> Option<u64> {
         self.state
             .canvas

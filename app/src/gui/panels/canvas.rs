@@ -298,54 +298,60 @@ fn layer_row_ui(
             "canvas.visible_hint",
             &[("layer", &name)],
         ));
-        let name_width = (ui.available_width() - 96.0).max(60.0);
-        let size = egui::vec2(name_width, ui.spacing().interact_size.y);
-        let text = if selected {
-            RichText::new(name).strong()
-        } else {
-            RichText::new(name)
-        };
-        let response = ui
-            .allocate_ui_with_layout(
-                size,
-                egui::Layout::left_to_right(egui::Align::Center),
-                |ui| {
-                    ui.set_min_size(size);
-                    ui.add(
-                        egui::Button::selectable(selected, text)
-                            .frame_when_inactive(false)
-                            .min_size(size)
-                            .truncate(),
-                    )
-                },
-            )
-            .inner;
-        if response.clicked() {
-            event = LayerRowEvent::Select;
-        }
-        let mut percent = (layer.opacity * 100.0).round();
-        let opacity = ui
-            .add(
-                egui::DragValue::new(&mut percent)
-                    .range(0.0..=100.0)
-                    .speed(1.0)
-                    .suffix("%"),
-            )
-            .on_hover_text(tr_args(lang, "canvas.opacity_hint", &[("layer", &name)]));
-        if opacity.changed() {
-            layer.opacity = percent / 100.0;
-        }
-        let removable = !matches!(layer.kind, LayerKind::Guide { .. });
-        if ui
-            .add_enabled(removable, egui::Button::new("✕").small())
-            .on_hover_text(tr_args(lang, "canvas.remove_layer", &[("layer", &name)]))
-            .on_disabled_hover_text(tr(lang, "canvas.guide_follows_row"))
-            .clicked()
-        {
-            event = LayerRowEvent::Remove;
-        }
+        // Remove and opacity at the right end, the name in the space between.
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            let removable = !matches!(layer.kind, LayerKind::Guide { .. });
+            if ui
+                .add_enabled(removable, egui::Button::new("✕").small())
+                .on_hover_text(tr_args(lang, "canvas.remove_layer", &[("layer", &name)]))
+                .on_disabled_hover_text(tr(lang, "canvas.guide_follows_row"))
+                .clicked()
+            {
+                event = LayerRowEvent::Remove;
+            }
+            let mut percent = (layer.opacity * 100.0).round();
+            let opacity = ui
+                .add_sized(
+                    egui::vec2(54.0, ui.spacing().interact_size.y),
+                    egui::DragValue::new(&mut percent)
+                        .range(0.0..=100.0)
+                        .speed(1.0)
+                        .suffix("%"),
+                )
+                .on_hover_text(tr_args(lang, "canvas.opacity_hint", &[("layer", &name)]));
+            if opacity.changed() {
+                layer.opacity = percent / 100.0;
+            }
+            if layer_name_ui(ui, name, selected).clicked() {
+                event = LayerRowEvent::Select;
+            }
+        });
     });
     event
+}
+
+/// A layer's name filling the space left, left-aligned, clickable (a button for screen readers).
+fn layer_name_ui(ui: &mut egui::Ui, name: &str, selected: bool) -> egui::Response {
+    let palette = Palette::of_ui(ui);
+    let size = egui::vec2(ui.available_width(), ui.spacing().interact_size.y);
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::click());
+    response.widget_info(|| egui::WidgetInfo::selected(egui::Role::Button, true, selected, name));
+    if response.hovered() {
+        ui.painter()
+            .rect_filled(rect, theme::RADIUS, palette.card_stroke);
+    }
+    let font = egui::TextStyle::Body.resolve(ui.style());
+    let color = if selected {
+        ui.visuals().strong_text_color()
+    } else {
+        ui.visuals().text_color()
+    };
+    let galley = ui
+        .painter()
+        .layout(name.to_owned(), font, color, rect.width() - 8.0);
+    let pos = egui::pos2(rect.left() + 4.0, rect.center().y - galley.size().y / 2.0);
+    ui.painter().with_clip_rect(rect).galley(pos, galley, color);
+    response.on_hover_cursor(egui::CursorIcon::PointingHand)
 }
 
 /// What to do with the selected layer.

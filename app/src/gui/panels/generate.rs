@@ -29,8 +29,14 @@ pub fn generate_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut 
         }))
         .show(ui, |ui| {
             // Generate stays in view under the scrolling form.
+            // Taller while the reason Generate is off shows under it.
+            let bar_height = if state.form.to_recipe_with(|| 0).is_ok() {
+                theme::GENERATE_BAR_HEIGHT
+            } else {
+                theme::GENERATE_BAR_HEIGHT + 20.0
+            };
             egui::Panel::bottom("generate-run")
-                .exact_size(theme::GENERATE_BAR_HEIGHT)
+                .exact_size(bar_height)
                 .resizable(false)
                 .show_separator_line(true)
                 .frame(egui::Frame::new().inner_margin(egui::Margin {
