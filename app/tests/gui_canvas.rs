@@ -432,9 +432,80 @@ fn a_painted_mask_runs_an_inpaint_job_with_the_real_engine() {
     assert!(diff <= 2, "corner changed by {diff}");
 }
 
+#[test]
+fn a_dropped_picture_becomes_a_background_layer_the_tools_work_and_it_becomes_the_init_image() {
+    let env = TestEnv::new();
+    let mut harness = app_on(&env, common::IdleRunner);
+    open_section(&mut harness, "Canvas");
+    // A picture dropped on the canvas is a new background layer, selected.
+    let picture = env.image("init-64.png");
+    let canvas = harness.get_by_role_and_label(Role::Canvas, "Canvas").rect();
+    drop_in(&mut harness, canvas, &picture);
+    step_until(&mut harness, TIMEOUT, "the dropped picture", |app| {
+        let selected = app.state.canvas.selected_layer().unwrap();
+        selected.kind == LayerKind::Background && selected.pixels().is_some()
+    });
+    let original = image::open(&picture).unwrap().to_rgba8();
+    let layer = app(&harness).state.canvas.selected_layer().unwrap();
+    assert_eq!(layer.pixels().unwrap(), original.as_raw().as_slice());
+
+    // The picker takes a colour from the picture; a line and a fill paint on the sketch.
+    click(&mut harness, "Pick");
+    let point = on_screen(&harness, 10.5, 10.5);
+    harness.hover_at(point);
+    harness.step();
+    harness.drag_at(point);
+    harness.step();
+    harness.drop_at(point);
+    harness.step();
+    let [r, g, b, _] = original.get_pixel(10, 10).0;
+    assert_eq!(
+        app(&harness).state.canvas.brush.color,
+        egui::Color32::from_rgb(r, g, b)
+    );
+    click(&mut harness, "Sketch");
+    click(&mut harness, "Line");
+    {
+        let brush = &mut app_mut(&mut harness).state.canvas.brush;
+        (brush.color, brush.size, brush.hardness) = (egui::Color32::WHITE, 3.0, 1.0);
+    }
+    // A line across the canvas at y = 50 (from just outside to just outside).
+    stroke(&mut harness, &[(-2.0, 50.5), (30.0, 50.5), (66.0, 50.5)]);
+    assert_eq!(alpha(&harness, LayerKind::Sketch, 32, 50), 255);
+    assert_eq!(alpha(&harness, LayerKind::Sketch, 32, 40), 0);
+    click(&mut harness, "Fill");
+    app_mut(&mut harness).state.canvas.brush.color = egui::Color32::from_rgb(0, 0, 255);
+    stroke(&mut harness, &[(32.0, 20.0)]);
+    let document = &app(&harness).state.canvas.document;
+    let sketch = document.first_of(LayerKind::Sketch).unwrap();
+    assert_eq!(sketch.pixel(5, 5), [0, 0, 255, 255]);
+    assert_eq!(sketch.pixel(32, 50), [255, 255, 255, 255]);
+    assert_eq!(sketch.pixel(32, 60), [0; 4], "the fill stops at the line");
+    assert_eq!(document.history().undo_steps(), 3, "drop, line, fill");
+
+    // "Use as init image" on the sketch: the picture with the sketch over it.
+    click(&mut harness, "Use as init image");
+    step_until(&mut harness, TIMEOUT, "the init PNG", |app| {
+        app.state.form.init.is_some()
+    });
+    let init = app(&harness).state.form.init.clone().unwrap();
+    assert!(init.starts_with(app(&harness).canvas_dir()));
+    let made = image::open(&init).unwrap().to_rgb8();
+    assert_eq!(made.get_pixel(5, 5).0, [0, 0, 255]);
+    assert_eq!(made.get_pixel(32, 50).0, [255, 255, 255]);
+    // Below the line the sketch is empty: the picture shows.
+    let [r, g, b, _] = original.get_pixel(32, 60).0;
+    assert_eq!(made.get_pixel(32, 60).0, [r, g, b]);
+}
+
 /// Drops `file` onto the widget labelled `label` (the pointer over it, as while dragging).
 fn drop_on(harness: &mut AppHarness, label: &str, file: &Path) {
     let rect = harness.get_by_label(label).rect();
+    drop_in(harness, rect, file);
+}
+
+/// Drops `file` at the centre of `rect`.
+fn drop_in(harness: &mut AppHarness, rect: egui::Rect, file: &Path) {
     harness.hover_at(rect.center());
     harness.step();
     harness

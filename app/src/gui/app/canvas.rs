@@ -329,9 +329,15 @@ impl KilnApp {
             canvas.fix_selection();
         }
         let size = canvas.document.size();
+        // The canvas takes the generation size when it is next shown (or exported from);
+        // guides are made at that size, not at a stale one.
+        let (width, height) = (self.state.form.width, self.state.form.height);
+        let stale = size != (width, height) && valid_side(width) && valid_side(height);
         for (row, source) in rows {
             let layer = canvas.document.ensure_guide_layer(row);
-            let Some(source) = source else { continue };
+            let Some(source) = source.filter(|_| !stale) else {
+                continue;
+            };
             let shown = canvas
                 .document
                 .layer(layer)
