@@ -109,9 +109,12 @@ impl Runner for SlowRunner {
 fn slow_app(env: &TestEnv, runs: Arc<AtomicUsize>) -> AppHarness {
     let (paths, settings) = (env.paths(), env.settings());
     let mut harness = harness(move |ctx| {
+        // Five minutes of steps: the tests cancel it, and a loaded machine (slow frames under
+        // the software renderer) must never see it finish on its own while a test still expects
+        // it to run.
         let runner = SlowRunner {
             runs,
-            steps: 2000,
+            steps: 60_000,
             step_ms: 5,
         };
         KilnApp::with_runner(ctx, paths, settings, runner).unwrap()
