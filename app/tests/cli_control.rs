@@ -174,3 +174,19 @@ fn control_and_mask_errors_are_one_line() {
     clean_error(&kiln(&args), "--init");
     assert!(!out.exists());
 }
+
+#[test]
+fn precision_bf16_stays_close_to_the_fp32_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bf16.png");
+    let mut args = base_args(&out);
+    args.extend(["--precision".into(), "bf16".into()]);
+    ok(&kiln(&args));
+    let reference = fixtures().join("refs/sd15_euler.png");
+    let diff = max_diff(&out, &reference);
+    assert!(diff <= 8, "bf16 render {diff}/255 from the fp32 reference");
+    let mut args = base_args(&out);
+    args.extend(["--precision".into(), "f8".into()]);
+    let err = String::from_utf8_lossy(&kiln(&args).stderr).into_owned();
+    assert!(err.contains("unknown precision"), "{err}");
+}
