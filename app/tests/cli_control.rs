@@ -3,12 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod files;
+use files::fixtures;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
+use std::path::Path;
+use std::process::{Command, Output};
 
 fn fx(name: &str) -> String {
     fixtures().join(name).display().to_string()

@@ -4,12 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod files;
+use files::{copy_dir, fixtures};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
 
 /// Runs `kiln` with its config and data folders inside `home` (no user files are touched).
 fn kiln(home: &Path, args: &[&str]) -> Output {
@@ -44,19 +43,6 @@ fn assert_error(out: &Output, needles: &[&str]) {
             last.contains(needle),
             "error should mention {needle:?}: {last}"
         );
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

@@ -9,6 +9,9 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod files;
+use files::{copy_dir, fixtures};
+
 mod common;
 
 use common::{AppHarness, app, app_mut, harness, step_until};
@@ -28,23 +31,6 @@ use std::time::Duration;
 
 /// How long a test waits for the app to reach a state.
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A LoRA header shaped for SD1.x (768-wide cross-attention keys; the tiny SD1.5 fixture LoRA
 /// is 32 wide, a family the scan cannot name), with zero weights.
