@@ -5,7 +5,6 @@
 use crate::gui::action::Action;
 use crate::gui::form::DEFAULT_LORA_WEIGHT;
 use crate::gui::panels;
-use crate::gui::services::EngineRunner;
 use crate::gui::services::clipboard::ClipboardService;
 use crate::gui::services::gallery::{GalleryAnswer, GalleryRequest, GalleryService};
 use crate::gui::services::job_runner::{CaptionJobs, JobReport, JobRunner};
@@ -13,6 +12,7 @@ use crate::gui::services::saver::{SharedOutputDir, make_saver};
 use crate::gui::services::tasks::{DroppedImage, PickPurpose, TaskDone, Tasks};
 use crate::gui::services::thumbnails::ThumbnailLoader;
 use crate::gui::services::tokens::{PromptField, TokenCounter};
+use crate::gui::services::{EngineRunner, RunnerSwitches};
 use crate::gui::state::gallery::{ExportStatus, PAGE_SIZE, Thumb};
 use crate::gui::state::{AppState, NoticeKind, Section, language_of};
 use crate::gui::theme;
@@ -26,7 +26,6 @@ use anyhow::Context;
 use kiln_inference::Recipe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 mod canvas;
 mod presets;
@@ -93,7 +92,7 @@ pub struct KilnApp {
     services: Services,
     paths: AppPaths,
     output_dir: SharedOutputDir,
-    previews: Arc<AtomicBool>,
+    switches: RunnerSwitches,
     /// Whether settings are written on change (off for screenshots).
     persist: bool,
     models_generation: u64,
@@ -103,9 +102,9 @@ pub struct KilnApp {
 impl KilnApp {
     /// The app with the real inference engine.
     pub fn new(ctx: &egui::Context, paths: AppPaths, settings: Settings) -> anyhow::Result<Self> {
-        let previews = Arc::new(AtomicBool::new(settings.previews));
-        let runner = EngineRunner::new(previews.clone(), settings.model_dirs.clone());
-        KilnApp::with_runner_and_previews(ctx, paths, settings, runner, previews)
+        let switches = RunnerSwitches::from_settings(&settings);
+        let runner = EngineRunner::new(switches.clone(), settings.model_dirs.clone());
+        KilnApp::with_runner_and_switches(ctx, paths, settings, runner, switches)
     }
 
     /// The app with any runner (tests pass a fake one).
@@ -115,16 +114,16 @@ impl KilnApp {
         settings: Settings,
         runner: impl Runner,
     ) -> anyhow::Result<Self> {
-        let previews = Arc::new(AtomicBool::new(settings.previews));
-        KilnApp::with_runner_and_previews(ctx, paths, settings, runner, previews)
+        let switches = RunnerSwitches::from_settings(&settings);
+        KilnApp::with_runner_and_switches(ctx, paths, settings, runner, switches)
     }
 
-    fn with_runner_and_previews(
+    fn with_runner_and_switches(
         ctx: &egui::Context,
         paths: AppPaths,
         settings: Settings,
         runner: impl Runner,
-        previews: Arc<AtomicBool>,
+        switches: RunnerSwitches,
     ) -> anyhow::Result<Self> {
         i18n::install_fonts(ctx);
         theme::install(ctx);
@@ -168,7 +167,7 @@ impl KilnApp {
             services,
             paths,
             output_dir,
-            previews,
+            switches,
             persist: true,
             models_generation: 0,
             first_frame_logged: false,
@@ -615,8 +614,7 @@ impl KilnApp {
                 self.save_settings();
             }
             Action::SettingsChanged => {
-                self.previews
-                    .store(self.state.settings.previews, Ordering::Relaxed);
+                self.switches.update(&self.state.settings);
                 self.save_settings();
             }
             Action::Pick(purpose) => self.pick(purpose, lang),

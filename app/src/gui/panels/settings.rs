@@ -8,7 +8,7 @@ use crate::gui::services::tasks::PickPurpose;
 use crate::gui::state::{AppState, lang_of};
 use crate::gui::theme::{self, Palette};
 use crate::i18n::{Lang, tr, tr_args};
-use crate::library::settings::{Language, Theme};
+use crate::library::settings::{Language, Precision, Theme};
 use egui::RichText;
 
 /// Most CPU threads offered.
@@ -165,6 +165,27 @@ fn performance_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: 
             ))
             .small()
             .color(palette.muted),
+        );
+    });
+    row(ui, tr(lang, "settings.precision"), |ui| {
+        for (precision, key) in [
+            (Precision::Fp32, "settings.precision_fp32"),
+            (Precision::Bf16, "settings.precision_bf16"),
+        ] {
+            if ui
+                .radio_value(&mut state.settings.precision, precision, tr(lang, key))
+                .changed()
+            {
+                actions.push(Action::SettingsChanged);
+            }
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.add_space(theme::LABEL_WIDTH + 30.0 + ui.spacing().item_spacing.x);
+        ui.label(
+            RichText::new(tr(lang, "settings.precision_hint"))
+                .small()
+                .color(palette.muted),
         );
     });
     row(ui, tr(lang, "settings.previews"), |ui| {

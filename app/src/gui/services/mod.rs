@@ -16,19 +16,46 @@ use kiln_inference::{CancelToken, Engine, Output, Progress, Recipe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The real runner: the inference [`Engine`], with live previews switchable between jobs.
+/// Settings the worker's engine follows from one job to the next (set by the UI thread).
+#[derive(Clone, Debug, Default)]
+pub struct RunnerSwitches {
+    /// Live previews on.
+    pub previews: Arc<AtomicBool>,
+    /// bf16 weights (a change reloads the model at the next job).
+    pub bf16: Arc<AtomicBool>,
+}
+
+impl RunnerSwitches {
+    /// Switches set as `settings` say.
+    pub fn from_settings(settings: &crate::library::settings::Settings) -> Self {
+        let switches = RunnerSwitches::default();
+        switches.update(settings);
+        switches
+    }
+
+    /// Follows changed settings.
+    pub fn update(&self, settings: &crate::library::settings::Settings) {
+        use crate::library::settings::Precision;
+        self.previews.store(settings.previews, Ordering::Relaxed);
+        self.bf16
+            .store(settings.precision == Precision::Bf16, Ordering::Relaxed);
+    }
+}
+
+/// The real runner: the inference [`Engine`], with previews and precision switchable between
+/// jobs.
 pub struct EngineRunner {
     engine: Engine,
-    previews: Arc<AtomicBool>,
+    switches: RunnerSwitches,
 }
 
 impl EngineRunner {
-    /// An engine whose previews follow `previews`; TAESD weights for sharper previews are
-    /// looked up in `taesd_dirs` (the model folders).
-    pub fn new(previews: Arc<AtomicBool>, taesd_dirs: Vec<std::path::PathBuf>) -> Self {
+    /// An engine following `switches`; TAESD weights for sharper previews are looked up in
+    /// `taesd_dirs` (the model folders).
+    pub fn new(switches: RunnerSwitches, taesd_dirs: Vec<std::path::PathBuf>) -> Self {
         let mut engine = Engine::new();
         engine.taesd_dirs = taesd_dirs;
-        EngineRunner { engine, previews }
+        EngineRunner { engine, switches }
     }
 }
 
@@ -39,7 +66,35 @@ impl Runner for EngineRunner {
         on_progress: &mut dyn FnMut(&Progress),
         cancel: &CancelToken,
     ) -> kiln_inference::Result<Vec<Output>> {
-        self.engine.previews = self.previews.load(Ordering::Relaxed);
+        self.engine.previews = self.switches.previews.load(Ordering::Relaxed);
+        self.engine.precision = if self.switches.bf16.load(Ordering::Relaxed) {
+            kiln_inference::engine::Precision::Bf16
+        } else {
+            kiln_inference::engine::Precision::F32
+        };
         self.engine.run(recipe, on_progress, cancel)
+    }
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::*;
+    use crate::library::settings::{Precision, Settings};
+
+    #[test]
+    fn switches_follow_the_settings() {
+        let mut settings = Settings {
+            previews: false,
+            precision: Precision::Fp32,
+            ..Settings::default()
+        };
+        let switches = RunnerSwitches::from_settings(&settings);
+        assert!(!switches.previews.load(Ordering::Relaxed));
+        assert!(!switches.bf16.load(Ordering::Relaxed));
+        settings.precision = Precision::Bf16;
+        settings.previews = true;
+        switches.clone().update(&settings);
+        assert!(switches.bf16.load(Ordering::Relaxed));
+        assert!(switches.previews.load(Ordering::Relaxed));
     }
 }
