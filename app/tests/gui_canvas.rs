@@ -57,10 +57,7 @@ impl TestEnv {
     }
 
     fn paths(&self) -> AppPaths {
-        AppPaths {
-            config_dir: self.dir.path().join("config"),
-            data_dir: self.dir.path().join("data"),
-        }
+        common::app_paths(self.dir.path())
     }
 
     fn settings(&self, language: Language) -> Settings {

@@ -224,3 +224,18 @@ fn style_for(style: &mut egui::Style, palette: Palette) {
     visuals.window_corner_radius = CornerRadius::same(RADIUS + 2);
     visuals.menu_corner_radius = radius;
 }
+
+/// A fixed-width left column (the Generate form, the canvas tools) with the gutter to the
+/// content on its right.
+pub fn left_column(id: &'static str, width: f32) -> egui::Panel {
+    egui::Panel::left(id)
+        .exact_size(width)
+        .resizable(false)
+        .show_separator_line(false)
+        .frame(egui::Frame::new().inner_margin(egui::Margin {
+            left: 0,
+            right: 12,
+            top: 0,
+            bottom: 0,
+        }))
+}

@@ -73,3 +73,11 @@ impl Runner for IdleRunner {
         Ok(Vec::new())
     }
 }
+
+/// Config and data folders of a test app under `root`.
+pub fn app_paths(root: &std::path::Path) -> kiln::gui::AppPaths {
+    kiln::gui::AppPaths {
+        config_dir: root.join("config"),
+        data_dir: root.join("data"),
+    }
+}

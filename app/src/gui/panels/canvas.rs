@@ -48,28 +48,18 @@ pub fn canvas_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Ve
     }
     state.canvas.fix_selection();
     shortcuts(ui, state);
-    egui::Panel::left("canvas-side")
-        .exact_size(theme::CANVAS_SIDE_WIDTH)
-        .resizable(false)
-        .show_separator_line(false)
-        .frame(egui::Frame::new().inner_margin(egui::Margin {
-            left: 0,
-            right: 12,
-            top: 0,
-            bottom: 0,
-        }))
-        .show(ui, |ui| {
-            egui::ScrollArea::vertical()
-                .id_salt("canvas-side-scroll")
-                .auto_shrink([false, false])
-                .show(ui, |ui| {
-                    tools_ui(ui, state);
-                    ui.add_space(theme::SECTION_GAP);
-                    layers_ui(ui, state);
-                    ui.add_space(theme::SECTION_GAP);
-                    layer_actions_ui(ui, state, actions);
-                });
-        });
+    theme::left_column("canvas-side", theme::CANVAS_SIDE_WIDTH).show(ui, |ui| {
+        egui::ScrollArea::vertical()
+            .id_salt("canvas-side-scroll")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                tools_ui(ui, state);
+                ui.add_space(theme::SECTION_GAP);
+                layers_ui(ui, state);
+                ui.add_space(theme::SECTION_GAP);
+                layer_actions_ui(ui, state, actions);
+            });
+    });
     let palette = Palette::of_ui(ui);
     egui::CentralPanel::default()
         .frame(egui::Frame::new().fill(palette.panel))

@@ -17,44 +17,34 @@ use kiln_inference::SamplerKind;
 pub fn generate_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     shortcuts(ui, state, actions);
     let palette = Palette::of_ui(ui);
-    egui::Panel::left("generate-form")
-        .exact_size(theme::FORM_WIDTH)
-        .resizable(false)
-        .show_separator_line(false)
-        .frame(egui::Frame::new().inner_margin(egui::Margin {
-            left: 0,
-            right: 12,
-            top: 0,
-            bottom: 0,
-        }))
-        .show(ui, |ui| {
-            // Generate stays in view under the scrolling form.
-            // Taller while the reason Generate is off shows under it.
-            let bar_height = if state.form.to_recipe_with(|| 0).is_ok() {
-                theme::GENERATE_BAR_HEIGHT
-            } else {
-                theme::GENERATE_BAR_HEIGHT + 20.0
-            };
-            egui::Panel::bottom("generate-run")
-                .exact_size(bar_height)
-                .resizable(false)
-                .show_separator_line(true)
-                .frame(egui::Frame::new().inner_margin(egui::Margin {
-                    left: 0,
-                    right: 0,
-                    top: 10,
-                    bottom: 2,
-                }))
-                .show(ui, |ui| generate_button_ui(ui, state, actions));
-            egui::ScrollArea::vertical()
-                .id_salt("generate-form-scroll")
-                .auto_shrink([false, false])
-                .show(ui, |ui| {
-                    ui.add_space(2.0);
-                    form_ui(ui, state, actions);
-                    ui.add_space(8.0);
-                });
-        });
+    theme::left_column("generate-form", theme::FORM_WIDTH).show(ui, |ui| {
+        // Generate stays in view under the scrolling form.
+        // Taller while the reason Generate is off shows under it.
+        let bar_height = if state.form.to_recipe_with(|| 0).is_ok() {
+            theme::GENERATE_BAR_HEIGHT
+        } else {
+            theme::GENERATE_BAR_HEIGHT + 20.0
+        };
+        egui::Panel::bottom("generate-run")
+            .exact_size(bar_height)
+            .resizable(false)
+            .show_separator_line(true)
+            .frame(egui::Frame::new().inner_margin(egui::Margin {
+                left: 0,
+                right: 0,
+                top: 10,
+                bottom: 2,
+            }))
+            .show(ui, |ui| generate_button_ui(ui, state, actions));
+        egui::ScrollArea::vertical()
+            .id_salt("generate-form-scroll")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                ui.add_space(2.0);
+                form_ui(ui, state, actions);
+                ui.add_space(8.0);
+            });
+    });
     egui::Panel::bottom("generate-queue")
         .exact_size(theme::QUEUE_HEIGHT)
         .resizable(false)
