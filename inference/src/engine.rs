@@ -311,8 +311,24 @@ impl Engine {
         cancel: &CancelToken,
     ) -> Result<Vec<Output>> {
         let started = Instant::now();
+        let extended;
+        let recipe = match outpaint_size(recipe)? {
+            Some((width, height)) => {
+                extended = Recipe {
+                    width,
+                    height,
+                    ..recipe.clone()
+                };
+                &extended
+            }
+            None => recipe,
+        };
         validate(recipe)?;
         let (init, mask, paste) = prepare_inputs(recipe)?;
+        let overlay = match &recipe.overlay {
+            Some(path) => Some(load_overlay(path, recipe.width, recipe.height)?),
+            None => None,
+        };
         let previews = self.previews;
         self.ensure_loaded(recipe, on_progress, started)?;
         self.ensure_loras(recipe, on_progress, started)?;
@@ -380,6 +396,10 @@ impl Engine {
                 Some(p) => paste_back(&p.original, &image, &p.mask, p.region, p.blur),
                 None => image,
             };
+            let image = match &overlay {
+                Some(overlay) => composite_over(image, overlay),
+                None => image,
+            };
             let mut image_recipe = recipe.clone();
             image_recipe.seed = seed;
             image_recipe.batch = 1;
@@ -427,6 +447,33 @@ fn prepare_inputs(
         }
         return Ok((None, None, None));
     };
+    if let Some(spec) = &recipe.outpaint {
+        if recipe.mask.is_some() {
+            return Err(Error::InvalidArgument(
+                "outpainting makes its own mask: give either a mask or an outpaint extension, \
+                 not both"
+                    .into(),
+            ));
+        }
+        let original = load_rgb(&init.path)?;
+        let prepared = crate::pipelines::outpaint::prepare(&original, spec)?;
+        let paste = PasteBack {
+            original: prepared.init.clone(),
+            mask: prepared.alpha,
+            region: Region {
+                x0: 0,
+                y0: 0,
+                x1: prepared.plan.width(),
+                y1: prepared.plan.height(),
+            },
+            blur: 0,
+        };
+        return Ok((
+            Some((prepared.init, init.strength)),
+            Some(prepared.mask),
+            Some(paste),
+        ));
+    }
     let Some(spec) = &recipe.mask else {
         return Ok((
             Some((load_init_image(&init.path, w, h)?, init.strength)),
@@ -476,6 +523,55 @@ fn prepare_inputs(
         blur: spec.blur,
     });
     Ok((Some((image, init.strength)), Some(mask), paste))
+}
+
+/// The output size of an outpainting recipe (the init image's size plus the extension), read
+/// from the init image's header; `None` for other recipes.
+pub fn outpaint_size(recipe: &Recipe) -> Result<Option<(u32, u32)>> {
+    let Some(spec) = &recipe.outpaint else {
+        return Ok(None);
+    };
+    let Some(init) = &recipe.init else {
+        return Err(Error::InvalidArgument(
+            "outpainting needs an init image (--init) to extend".into(),
+        ));
+    };
+    let (width, height) = image::image_dimensions(&init.path)
+        .map_err(|e| Error::Image(format!("cannot read {:?} as an image: {e}", init.path)))?;
+    let plan = crate::pipelines::outpaint::plan(width, height, spec)?;
+    Ok(Some((plan.width(), plan.height())))
+}
+
+/// Loads an overlay as straight-alpha RGBA at `width × height` (Lanczos when it differs).
+pub fn load_overlay(path: &std::path::Path, width: u32, height: u32) -> Result<image::RgbaImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(e, path))?;
+    let decoded = image::load_from_memory(&bytes)
+        .map_err(|e| Error::Image(format!("cannot read {path:?} as an overlay image: {e}")))?;
+    let rgba = decoded.to_rgba8();
+    if rgba.dimensions() == (width, height) {
+        return Ok(rgba);
+    }
+    Ok(image::imageops::resize(
+        &rgba,
+        width,
+        height,
+        image::imageops::FilterType::Lanczos3,
+    ))
+}
+
+/// `overlay` (straight alpha, same size) composited over `image` ("over", rounded).
+pub fn composite_over(mut image: RgbImage, overlay: &image::RgbaImage) -> RgbImage {
+    for (target, source) in image.pixels_mut().zip(overlay.pixels()) {
+        let alpha = u32::from(source.0[3]);
+        if alpha == 0 {
+            continue;
+        }
+        for c in 0..3 {
+            let mixed = u32::from(target.0[c]) * (255 - alpha) + u32::from(source.0[c]) * alpha;
+            target.0[c] = ((mixed + 127) / 255) as u8;
+        }
+    }
+    image
 }
 
 /// Loads an inpainting mask as 8-bit gray at `width × height` (any image mode; alpha is

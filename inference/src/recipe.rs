@@ -207,6 +207,39 @@ impl Default for MaskSpec {
     }
 }
 
+/// Outpainting: the init image extended on some sides, the new area generated (an inpainting
+/// job whose init image and mask Kiln makes, see `pipelines::outpaint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutpaintSpec {
+    /// Pixels added on the left.
+    pub left: u32,
+    /// Pixels added on the right.
+    pub right: u32,
+    /// Pixels added at the top.
+    pub top: u32,
+    /// Pixels added at the bottom.
+    pub bottom: u32,
+    /// Band of the original, in pixels from each extended side, that is repainted too and
+    /// blended smoothly (the seam disappears in it); beyond it the original stays exact.
+    pub overlap: u32,
+}
+
+/// The default overlap band of outpainting, in pixels.
+pub const DEFAULT_OUTPAINT_OVERLAP: u32 = 16;
+
+impl Default for OutpaintSpec {
+    fn default() -> Self {
+        OutpaintSpec {
+            left: 0,
+            right: 0,
+            top: 0,
+            bottom: 0,
+            overlap: DEFAULT_OUTPAINT_OVERLAP,
+        }
+    }
+}
+
 /// Everything needed to reproduce one generation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -246,6 +279,14 @@ pub struct Recipe {
     pub guess_mode: bool,
     /// Inpainting mask for `init`.
     pub mask: Option<MaskSpec>,
+    /// Outpainting of `init` (the output is the init image's size plus the extension, rounded
+    /// up to multiples of 8; `width` and `height` follow it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outpaint: Option<OutpaintSpec>,
+    /// An RGBA image composited over every output at the output size after generation (the
+    /// canvas's text layers, kept crisp rather than passed through the VAE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<PathBuf>,
 }
 
 impl Default for Recipe {
@@ -268,6 +309,8 @@ impl Default for Recipe {
             controls: Vec::new(),
             guess_mode: false,
             mask: None,
+            outpaint: None,
+            overlay: None,
         }
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod conditioning;
 pub mod inpaint;
+pub mod outpaint;
 pub mod stable_diffusion;
