@@ -1,10 +1,11 @@
 //! Command-line interface: `kiln generate`, `kiln batch`, `kiln presets`, `kiln preprocess`,
-//! `kiln info`, `kiln bench`.
+//! `kiln info`, `kiln bench`, `kiln models`.
 
 mod batch;
 mod bench;
 mod generate;
 mod info;
+mod models;
 mod preprocess;
 mod presets;
 
@@ -34,6 +35,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Measure load time, text encoding, UNet step and VAE decode speed, and peak memory.
     Bench(bench::BenchArgs),
+    /// The model catalog: list, download (resumable, verified), verify, remove.
+    Models(models::ModelsArgs),
 }
 
 /// Runs a parsed command line.
@@ -45,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Batch(args)) => batch::run(*args),
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Models(args)) => models::run(args),
         None => crate::gui::run(),
     }
 }

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::LazyLock;
 
+/// Environment variable naming a catalog file to use instead of the built-in one (tests,
+/// organisations with their own mirror of the models).
+pub const CATALOG_ENV: &str = "KILN_CATALOG";
+
 /// The catalog as shipped in the binary.
 const CATALOG_TOML: &str = include_str!("../../../assets/catalog.toml");
 
@@ -39,7 +43,8 @@ pub struct CatalogModel {
     pub id: String,
     /// Name shown to users.
     pub name: String,
-    /// `checkpoint`, `lora`, `controlnet`, `vae`, `ip-adapter`, `tagger`, `face`, `video`, `taesd`.
+    /// `checkpoint`, `lora`, `controlnet`, `vae`, `ip-adapter`, `tagger`, `face`, `video`,
+    /// `taesd`, `preprocessor`.
     pub kind: String,
     /// Model family id (`sd1`, `sdxl`, …) when it applies.
     pub family: Option<String>,
@@ -59,6 +64,15 @@ pub struct CatalogModel {
     pub presets: Vec<String>,
     /// Anything a user should know before downloading.
     pub notes: Option<String>,
+    /// Git revision (branch, tag or commit) to download; `main` when absent.
+    pub revision: Option<String>,
+    /// Folder name in the model library (under the kind's folder); the repository's name when
+    /// absent.
+    pub folder: Option<String>,
+    /// The Hub gates the files: accept the licence on the model page and use a Hub token.
+    pub gated: bool,
+    /// Offered first when the library has no model at all.
+    pub recommended: bool,
 }
 
 /// One file of a catalog model.
@@ -73,6 +87,9 @@ pub struct CatalogFile {
     pub sha256: Option<String>,
     /// Size as the Hub lists it, in MB (for "needs about N GB" hints).
     pub approx_size_mb: Option<u64>,
+    /// Path inside the model's library folder when it differs from `path` (e.g. a repository
+    /// sub-folder dropped).
+    pub local: Option<String>,
 }
 
 static BUILTIN: LazyLock<Result<Catalog, String>> =
@@ -97,6 +114,24 @@ impl Catalog {
     /// Parses catalog TOML.
     pub fn from_toml(text: &str) -> Result<Catalog, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Reads a catalog file.
+    pub fn load_file(path: &Path) -> Result<Catalog, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read catalog ({e}): {}", path.display()))?;
+        Catalog::from_toml(&text).map_err(|e| format!("invalid catalog {}: {e}", path.display()))
+    }
+
+    /// The catalog file named by `KILN_CATALOG` when set, else the built-in catalog.
+    pub fn from_env() -> Result<Catalog, String> {
+        match std::env::var_os(CATALOG_ENV).filter(|v| !v.is_empty()) {
+            Some(path) => Catalog::load_file(Path::new(&path)),
+            None => match Catalog::builtin_error() {
+                Some(error) => Err(format!("the built-in catalog does not parse: {error}")),
+                None => Ok(Catalog::builtin().clone()),
+            },
+        }
     }
 
     /// The entry with this id.
@@ -201,7 +236,8 @@ mod tests {
                     "tagger",
                     "face",
                     "video",
-                    "taesd"
+                    "taesd",
+                    "preprocessor"
                 ]
                 .contains(&model.kind.as_str()),
                 "{}: unknown kind {}",
@@ -209,6 +245,15 @@ mod tests {
                 model.kind
             );
             for file in &model.files {
+                let lower = file.path.to_ascii_lowercase();
+                assert!(
+                    [".safetensors", ".onnx", ".json", ".csv", ".txt"]
+                        .iter()
+                        .any(|ext| lower.ends_with(ext)),
+                    "{}: only safetensors, ONNX and small text files, never pickles: {}",
+                    model.id,
+                    file.path
+                );
                 if let Some(sha) = &file.sha256 {
                     assert_eq!(sha.len(), 64, "{}", model.id);
                     assert!(sha.chars().all(|c| c.is_ascii_hexdigit()), "{}", model.id);

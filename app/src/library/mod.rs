@@ -7,6 +7,7 @@
 //! its own thread and reports through a channel.
 
 pub mod catalog;
+pub mod download;
 pub mod gallery;
 pub mod models;
 pub mod presets;

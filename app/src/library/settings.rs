@@ -109,6 +109,13 @@ pub struct Settings {
     pub last_recipe: Option<Recipe>,
     /// Live previews while sampling.
     pub previews: bool,
+    /// Hugging Face Hub endpoint or mirror for model downloads; `None`: `HF_ENDPOINT`, else
+    /// huggingface.co.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_endpoint: Option<String>,
+    /// Proxy for model downloads; `None`: the `HTTPS_PROXY`/`ALL_PROXY` environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 impl Default for Settings {
@@ -122,6 +129,8 @@ impl Default for Settings {
             precision: Precision::default(),
             last_recipe: None,
             previews: true,
+            hub_endpoint: None,
+            proxy: None,
         }
     }
 }
@@ -303,6 +312,8 @@ mod tests {
                 ..Recipe::default()
             }),
             previews: false,
+            hub_endpoint: Some("https://hf-mirror.com".into()),
+            proxy: Some("http://127.0.0.1:3128".into()),
         }
     }
 
