@@ -263,6 +263,40 @@ mod tests {
     }
 
     #[test]
+    fn catalog_has_the_model_managers_list() {
+        let catalog = Catalog::builtin();
+        for id in [
+            "sd15",
+            "sdxl-base-1.0",
+            "realvisxl-v4.0",
+            "sdxl-turbo",
+            "lcm-lora-sd15",
+            "lcm-lora-sdxl",
+            "lora-clay-animation-redmond-sdxl",
+            "controlnet-canny-sd15",
+            "controlnet-canny-sdxl-1.0",
+            "controlnet-depth-sd15",
+            "controlnet-depth-sdxl-1.0",
+            "ip-adapter-sd15",
+            "ip-adapter-sdxl-vit-h",
+            "instantid-identitynet",
+            "antelopev2",
+            "svd-xt",
+            "taesd",
+            "taesdxl",
+            "tagger-wd-swinv2-v3",
+            "depth-anything-v2-small",
+        ] {
+            assert!(catalog.get(id).is_some(), "catalog lacks {id}");
+        }
+        assert!(catalog.get("antelopev2").unwrap().non_commercial);
+        let recommended: Vec<&CatalogModel> =
+            catalog.models.iter().filter(|m| m.recommended).collect();
+        assert_eq!(recommended.len(), 1);
+        assert_eq!(recommended[0].kind, "checkpoint");
+    }
+
+    #[test]
     fn name_hints_skip_generic_stems() {
         let catalog = Catalog::builtin();
         let tagger = catalog.get("tagger-wd-swinv2-v3").unwrap();
