@@ -126,6 +126,9 @@ pub struct Engine {
     taesd: HashMap<bool, (PathBuf, Arc<TaesdDecoder>)>,
     /// ControlNets of the last job, by path (kept for the next one).
     controlnets: HashMap<PathBuf, Arc<ControlNet>>,
+    /// Preprocessor networks (depth, lineart, HED) and the folders searched for them
+    /// (`preprocessors.model_dirs`: the model folders; empty = model-free preprocessors only).
+    pub preprocessors: crate::vision::annotators::Preprocessors,
 }
 
 impl Default for Engine {
@@ -145,6 +148,7 @@ impl Engine {
             taesd_dirs: Vec::new(),
             taesd: HashMap::new(),
             controlnets: HashMap::new(),
+            preprocessors: Default::default(),
         }
     }
 
@@ -230,7 +234,14 @@ impl Engine {
                 )));
             }
             let image = load_init_image(&spec.image, recipe.width, recipe.height)?;
-            let guide = crate::vision::preprocess::guide(&image, spec.preprocessor)?;
+            let guide = crate::vision::preprocess::guide_with(
+                &mut self.preprocessors,
+                spec.preprocessor,
+                &image,
+                None,
+                &Default::default(),
+                &self.device,
+            )?;
             requests.push(ControlRequest {
                 net,
                 guide,

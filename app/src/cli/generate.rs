@@ -521,6 +521,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     let mut engine = Engine::new();
     engine.precision = args.precision;
+    // pre=depth|lineart|scribble find their networks in the model folders.
+    engine.preprocessors.model_dirs = model_dirs(&args.models_dir);
     let stderr = std::io::stderr();
     let mut on_progress = |p: &Progress| {
         let mut err = stderr.lock();

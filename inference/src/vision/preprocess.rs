@@ -1,28 +1,126 @@
 //! ControlNet guide preprocessors (FORMATS §6): each turns an RGB image into a guide image of
-//! the same size. Canny follows OpenCV's `cv2.Canny` (3×3 Sobel with replicated borders, L1
-//! magnitude, the 22.5°/67.5° direction sectors, 8-connected hysteresis), run on the colour
-//! image as diffusers' examples and the A1111 ControlNet extension do: per pixel, the channel
-//! with the largest gradient decides.
+//! the same size ([`preprocess`]). Canny follows OpenCV's `cv2.Canny` (3×3 Sobel with replicated
+//! borders, L1 magnitude, the 22.5°/67.5° direction sectors, 8-connected hysteresis), run on the
+//! colour image as diffusers' examples and the A1111 ControlNet extension do: per pixel, the
+//! channel with the largest gradient decides. Depth (Depth Anything), lineart (controlnet_aux
+//! line art) and scribble from a photo (controlnet_aux HED) run a network
+//! ([`super::annotators`]); scribble from a drawing needs none ([`super::scribble`]).
 
+use super::annotators::{Annotator, Network, Preprocessors};
+use super::scribble::{ScribbleSource, looks_like_drawing, sketch_scribble};
 use crate::recipe::Preprocessor;
 use crate::{Error, Result};
+use candle_core::Device;
 use image::{GrayImage, RgbImage};
+use std::path::Path;
 
 /// Canny thresholds used when none are given (diffusers' examples, A1111's defaults).
 pub const CANNY_LOW: f32 = 100.0;
 /// See [`CANNY_LOW`].
 pub const CANNY_HIGH: f32 = 200.0;
 
-/// The guide for `image` made by `preprocessor`.
-pub fn guide(image: &RgbImage, preprocessor: Preprocessor) -> Result<RgbImage> {
-    match preprocessor {
-        Preprocessor::None => Ok(image.clone()),
-        Preprocessor::Canny => Ok(gray_to_rgb(&canny(image, CANNY_LOW, CANNY_HIGH))),
-        other => Err(Error::InvalidArgument(format!(
-            "the {} preprocessor is not available yet; pass a ready guide image with pre=none",
-            other.name()
-        ))),
+/// Settings of the preprocessors beyond the kind.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PreprocessOptions {
+    /// Canny low threshold.
+    pub canny_low: f32,
+    /// Canny high threshold.
+    pub canny_high: f32,
+    /// What a scribble is made from.
+    pub scribble: ScribbleSource,
+    /// Line art: the coarse network (`sk_model2`) instead of the realistic one.
+    pub lineart_coarse: bool,
+}
+
+impl Default for PreprocessOptions {
+    fn default() -> Self {
+        PreprocessOptions {
+            canny_low: CANNY_LOW,
+            canny_high: CANNY_HIGH,
+            scribble: ScribbleSource::Auto,
+            lineart_coarse: false,
+        }
     }
+}
+
+/// The network `preprocessor` needs for `image`, if any.
+pub fn network_for(
+    preprocessor: Preprocessor,
+    image: &RgbImage,
+    options: &PreprocessOptions,
+) -> Option<Network> {
+    match preprocessor {
+        Preprocessor::None | Preprocessor::Canny => None,
+        Preprocessor::Depth => Some(Network::DepthAnything),
+        Preprocessor::Lineart if options.lineart_coarse => Some(Network::LineartCoarse),
+        Preprocessor::Lineart => Some(Network::Lineart),
+        Preprocessor::Scribble => match options.scribble {
+            ScribbleSource::Sketch => None,
+            ScribbleSource::Photo => Some(Network::Hed),
+            ScribbleSource::Auto => (!looks_like_drawing(image)).then_some(Network::Hed),
+        },
+    }
+}
+
+/// The guide for `image` made by `preprocessor` (same size, three equal channels), with the
+/// network it needs taken from `model` (a file or folder) or, when `None`, from nowhere: a
+/// model-based preprocessor then fails with a message saying which file to get.
+pub fn preprocess(
+    preprocessor: Preprocessor,
+    image: &RgbImage,
+    model: Option<&Path>,
+) -> Result<RgbImage> {
+    let mut networks = Preprocessors::default();
+    guide_with(
+        &mut networks,
+        preprocessor,
+        image,
+        model,
+        &PreprocessOptions::default(),
+        &Device::Cpu,
+    )
+}
+
+/// [`preprocess`] with options, networks found in (and cached by) `networks`.
+pub fn guide_with(
+    networks: &mut Preprocessors,
+    preprocessor: Preprocessor,
+    image: &RgbImage,
+    model: Option<&Path>,
+    options: &PreprocessOptions,
+    device: &Device,
+) -> Result<RgbImage> {
+    if image.width() == 0 || image.height() == 0 {
+        return Err(Error::InvalidArgument("the guide image is empty".into()));
+    }
+    let Some(network) = network_for(preprocessor, image, options) else {
+        return Ok(match preprocessor {
+            Preprocessor::Canny => {
+                gray_to_rgb(&canny(image, options.canny_low, options.canny_high))
+            }
+            Preprocessor::Scribble => gray_to_rgb(&sketch_scribble(image)),
+            _ => image.clone(),
+        });
+    };
+    let annotator = networks.network(network, model, device)?;
+    let gray = match (annotator.as_ref(), preprocessor) {
+        (Annotator::Depth(net), Preprocessor::Depth) => net.guide(image)?,
+        (Annotator::Lineart(net), Preprocessor::Lineart) => net.guide(image)?,
+        (Annotator::Hed(net), Preprocessor::Scribble) => net.scribble(image)?,
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "the model given is not the {} preprocessor's",
+                preprocessor.name()
+            )));
+        }
+    };
+    Ok(gray_to_rgb(&gray))
+}
+
+/// The guide for `image` made by `preprocessor` without a model file (none, canny, scribble from
+/// a drawing); see [`preprocess`].
+pub fn guide(image: &RgbImage, preprocessor: Preprocessor) -> Result<RgbImage> {
+    preprocess(preprocessor, image, None)
 }
 
 /// A one-channel image stacked into three (how guides are fed to ControlNets).
@@ -197,10 +295,26 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_preprocessors_say_so() {
+    fn model_preprocessors_without_a_model_say_what_to_get() {
         let img = RgbImage::new(8, 8);
         let err = guide(&img, Preprocessor::Depth).unwrap_err();
-        assert!(err.to_string().contains("depth"), "{err}");
+        assert!(
+            err.to_string().contains("Depth-Anything-V2-Small-hf"),
+            "{err}"
+        );
+        let err = guide(&img, Preprocessor::Lineart).unwrap_err();
+        assert!(err.to_string().contains("sk_model.safetensors"), "{err}");
         assert_eq!(guide(&img, Preprocessor::None).unwrap(), img);
+        // A plain picture is a (blank) drawing: no model needed.
+        let blank = guide(&img, Preprocessor::Scribble).unwrap();
+        assert!(blank.pixels().all(|p| p.0 == [0, 0, 0]));
+        let photo = RgbImage::from_fn(32, 32, |x, y| {
+            image::Rgb([(x * 8) as u8, (y * 8) as u8, 99])
+        });
+        let err = guide(&photo, Preprocessor::Scribble).unwrap_err();
+        assert!(
+            err.to_string().contains("ControlNetHED.safetensors"),
+            "{err}"
+        );
     }
 }
