@@ -103,6 +103,17 @@ cat >> "$demo/config-canvas/settings.toml" <<EOF
 last_recipe = '{"model":{"path":"$demo/models/tiny-sd15","family":"sd1"},"prompt":"a clay village by a winding river, soft light","negative":"blurry","seed":1234,"sampler":"dpm++2m-karras","steps":12,"cfg":7.0,"width":512,"height":384,"batch":1,"controls":[{"model":"$demo/models/ControlNet/tiny-controlnet-sd15","image":"$fixtures/canny-src-256x192.png","preprocessor":"canny","scale":0.8,"start":0.0,"end":0.9}]}'
 EOF
 
+# Text and outpainting: the picture extended by 128 px left and right with the tiny model
+# (kiln generate --outpaint), shown at its new size; a text layer on the plain picture.
+"$kiln" generate --model "$fixtures/tiny-sd15" --prompt "a clay village by a winding river" \
+    --init "$fixtures/canny-src-256x192.png" --outpaint left=128,right=128,overlap=16 \
+    --steps 8 --seed 7 --output "$demo/outpainted.png" > /dev/null 2>&1
+mkdir -p "$demo/config-outpaint"
+sed -e '/^last_recipe/d' "$demo/config/settings.toml" > "$demo/config-outpaint/settings.toml"
+cat >> "$demo/config-outpaint/settings.toml" <<EOF
+last_recipe = '{"model":{"path":"$demo/models/tiny-sd15","family":"sd1"},"prompt":"a clay village by a winding river","seed":7,"steps":8,"width":512,"height":192,"init":{"path":"$fixtures/canny-src-256x192.png","strength":1.0},"outpaint":{"left":128,"right":128,"top":0,"bottom":0,"overlap":16}}'
+EOF
+
 mkdir -p "$out_dir"
 
 # shoot SECTION LANG FILE [extra env…]: one window, one screenshot.
@@ -153,6 +164,12 @@ for lang in en zh-CN; do
     shoot canvas "$lang" "$out_dir/canvas-$lang.png" KILN_CONFIG_DIR="$demo/config-canvas" \
         KILN_CANVAS_BACKGROUND="$fixtures/canny-src-256x192.png" \
         KILN_CANVAS_SKETCH="$demo/sketch.png" SETTLE=3
+    shoot canvas "$lang" "$out_dir/canvas-text-$lang.png" KILN_CONFIG_DIR="$demo/config-canvas" \
+        KILN_CANVAS_BACKGROUND="$fixtures/canny-src-256x192.png" \
+        KILN_CANVAS_TEXT='新春快乐\nかなカナ · Kiln poster' SETTLE=3
+    shoot canvas "$lang" "$out_dir/canvas-outpaint-$lang.png" \
+        KILN_CONFIG_DIR="$demo/config-outpaint" KILN_CANVAS_BACKGROUND="$demo/outpainted.png" \
+        KILN_CANVAS_TEXT='Kiln 外绘 · アウトペイント' SETTLE=3
 done
 
 echo "Wrote:"

@@ -13,7 +13,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use kiln_inference::engine::{Progress, Stage};
 use kiln_inference::io::model::ModelFiles;
-use kiln_inference::recipe::{ControlSpec, InitImage, MaskSpec, ModelRef, Preprocessor};
+use kiln_inference::recipe::{
+    ControlSpec, InitImage, MaskSpec, ModelRef, OutpaintSpec, Preprocessor,
+};
 use kiln_inference::{CancelToken, Engine, LoraSpec, Recipe, SamplerKind};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -109,6 +111,15 @@ pub struct GenerateArgs {
     /// Context pixels around the mask with --only-masked.
     #[arg(long, default_value_t = 32, value_name = "N")]
     mask_padding: u32,
+    /// Outpainting: extend --init by these many pixels on each side and generate the new area
+    /// (sides left out are 0; `overlap` = pixels of the original repainted and blended along
+    /// each extended side, default 16; the size is rounded up to multiples of 8; --strength
+    /// defaults to 1.0). Works with ordinary and inpainting checkpoints.
+    #[arg(long, value_name = "left=N,right=N,top=N,bottom=N[,overlap=N]")]
+    outpaint: Option<String>,
+    /// An RGBA image composited over every output after generation (text kept crisp).
+    #[arg(long, value_name = "PNG")]
+    overlay: Option<PathBuf>,
     /// Number of images (seeds seed, seed+1, …).
     #[arg(long, default_value_t = 1)]
     batch: u32,
@@ -407,6 +418,54 @@ fn parse_control(text: &str, library: &ModelLibrary) -> anyhow::Result<ControlSp
     Ok(spec)
 }
 
+/// Parses an `--outpaint` value: `left=N,right=N,top=N,bottom=N[,overlap=N]`.
+fn parse_outpaint(text: &str) -> anyhow::Result<OutpaintSpec> {
+    let mut spec = OutpaintSpec::default();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((key, value)) = part.split_once('=') else {
+            bail!("--outpaint: expected side=pixels, got {part:?} in {text:?}");
+        };
+        let pixels: u32 = value.trim().parse().with_context(|| {
+            format!("--outpaint: {key} must be a whole number of pixels, got {value:?}")
+        })?;
+        match key.trim() {
+            "left" => spec.left = pixels,
+            "right" => spec.right = pixels,
+            "top" => spec.top = pixels,
+            "bottom" => spec.bottom = pixels,
+            "overlap" => spec.overlap = pixels,
+            other => bail!("--outpaint: unknown key {other:?} (left, right, top, bottom, overlap)"),
+        }
+    }
+    Ok(spec)
+}
+
+/// Sets up outpainting (`--outpaint`): the size follows the init image and the extension,
+/// strength 1.0 unless given.
+fn apply_outpaint(args: &GenerateArgs, recipe: &mut Recipe, text: &str) -> anyhow::Result<()> {
+    let spec = parse_outpaint(text)?;
+    if args.mask.is_some() {
+        bail!("--outpaint makes its own mask: leave out --mask");
+    }
+    if args.width.is_some() || args.height.is_some() {
+        bail!(
+            "--outpaint sets the size (the init image plus the extension): leave out --width/--height"
+        );
+    }
+    let Some(init) = &mut recipe.init else {
+        bail!("--outpaint needs --init IMAGE (the picture to extend)");
+    };
+    if args.strength.is_none() {
+        init.strength = 1.0;
+    }
+    let (width, height) = image::image_dimensions(&init.path)
+        .with_context(|| format!("cannot read init image {}", init.path.display()))?;
+    let plan = kiln_inference::pipelines::outpaint::plan(width, height, &spec)?;
+    (recipe.width, recipe.height) = (plan.width(), plan.height());
+    recipe.outpaint = Some(spec);
+    Ok(())
+}
+
 /// The full recipe: preset or plain, then prompt-tag and `--lora` LoRAs.
 fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<String>)> {
     let has_tags = args
@@ -458,6 +517,15 @@ fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<S
             bail!("--only-masked and --mask-blur need --mask MASK.png")
         }
         None => {}
+    }
+    if let Some(text) = &args.outpaint {
+        apply_outpaint(args, &mut recipe, text)?;
+    }
+    if let Some(path) = &args.overlay {
+        if !path.is_file() {
+            bail!("overlay not found: {}", path.display());
+        }
+        recipe.overlay = Some(path.clone());
     }
     if args.batch == 0 {
         bail!("--batch must be at least 1");

@@ -92,6 +92,9 @@ pub enum CanvasAction {
     Export(u64),
     /// Load an image (a generation result) as a new background layer and open the canvas.
     AddBackground(PathBuf),
+    /// Grow the canvas on some sides and set up the outpainting job that fills the new area
+    /// (its result comes back as a new background layer).
+    Extend(kiln_inference::recipe::OutpaintSpec),
 }
 
 /// Requests of the Presets panel.

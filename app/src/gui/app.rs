@@ -242,6 +242,7 @@ impl KilnApp {
             if !saved.is_empty() {
                 self.state.viewer.fit();
                 self.state.gallery.invalidate();
+                self.outpaint_results_to_canvas();
             }
         }
         let reports: Vec<JobReport> = self.services.job_reports.try_iter().collect();

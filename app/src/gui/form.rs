@@ -11,7 +11,7 @@ pub use controls::{
 
 use crate::library::models::{ModelEntry, ModelFileKind};
 use kiln_inference::io::family::Family;
-use kiln_inference::recipe::{InitImage, ModelRef};
+use kiln_inference::recipe::{InitImage, ModelRef, OutpaintSpec};
 use kiln_inference::text::prompt::extract_loras;
 use kiln_inference::{LoraSpec, Recipe, SamplerKind};
 use std::ops::RangeInclusive;
@@ -302,6 +302,10 @@ pub struct GenerateForm {
     pub guess_mode: bool,
     /// The ControlNet files of the model library, set by the app after each scan.
     pub controlnet_library: Vec<ModelEntry>,
+    /// Outpainting of the init image (set up by the canvas's Extend).
+    pub outpaint: Option<OutpaintSpec>,
+    /// Text composited over every result (the canvas's text layers, kept crisp).
+    pub overlay: Option<PathBuf>,
 }
 
 impl Default for GenerateForm {
@@ -332,6 +336,8 @@ impl Default for GenerateForm {
             controls: Vec::new(),
             guess_mode: false,
             controlnet_library: Vec::new(),
+            outpaint: None,
+            overlay: None,
         }
     }
 }
@@ -428,6 +434,8 @@ impl GenerateForm {
             controls,
             guess_mode: self.guess_mode,
             mask,
+            outpaint: self.init.as_ref().and(self.outpaint),
+            overlay: self.overlay.clone(),
             ..Recipe::default()
         })
     }
@@ -621,6 +629,8 @@ impl GenerateForm {
         }
         self.init_missing = false;
         self.restore_mask(recipe.mask.as_ref());
+        self.outpaint = recipe.outpaint;
+        self.overlay.clone_from(&recipe.overlay);
         self.restore_controls(&recipe.controls);
         self.guess_mode = recipe.guess_mode;
         self.clip_skip = recipe.clip_skip.max(1);

@@ -32,7 +32,7 @@ pub const MIN_WINDOW_SIZE: [f32; 2] = [980.0, 640.0];
 /// language without saving anything: for `scripts/screenshots.sh` only. `KILN_SUBMIT=1` also
 /// queues the restored form, `KILN_SELECT_FIRST=1` selects the newest gallery image,
 /// `KILN_CANVAS_BACKGROUND` / `KILN_CANVAS_SKETCH` load images into the canvas's background and
-/// sketch layers (and select the first guide layer).
+/// sketch layers (and select the first guide layer), `KILN_CANVAS_TEXT` adds a text layer.
 #[derive(Clone, Debug, Default)]
 struct ScreenshotMode {
     section: Option<Section>,
@@ -41,6 +41,7 @@ struct ScreenshotMode {
     select_first: bool,
     canvas_background: Option<std::path::PathBuf>,
     canvas_sketch: Option<std::path::PathBuf>,
+    canvas_text: Option<String>,
 }
 
 impl ScreenshotMode {
@@ -56,6 +57,7 @@ impl ScreenshotMode {
             select_first: var("KILN_SELECT_FIRST").is_some_and(|v| v == "1"),
             canvas_background: var("KILN_CANVAS_BACKGROUND").map(Into::into),
             canvas_sketch: var("KILN_CANVAS_SKETCH").map(Into::into),
+            canvas_text: var("KILN_CANVAS_TEXT"),
         })
     }
 }
@@ -133,6 +135,9 @@ fn run_with(
                 app.state.gallery.select_first = screenshot.select_first;
                 if screenshot.canvas_background.is_some() || screenshot.canvas_sketch.is_some() {
                     app.prepare_canvas_shot(screenshot.canvas_background, screenshot.canvas_sketch);
+                }
+                if let Some(text) = screenshot.canvas_text {
+                    app.add_canvas_shot_text(&text);
                 }
                 // Keep the pointer off the widgets: no hover highlights or tooltips in shots.
                 cc.egui_ctx

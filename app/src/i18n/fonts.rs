@@ -5,8 +5,8 @@
 use egui::{FontData, FontFamily, FontInsert, FontPriority, InsertFontFamily};
 use std::sync::Arc;
 
-/// The bundled CJK font collection.
-static CJK_FONT: &[u8] = include_bytes!("../../../assets/fonts/wqy-microhei.ttc");
+/// The bundled CJK font collection (also the canvas text layers' fonts).
+pub static CJK_FONT: &[u8] = include_bytes!("../../../assets/fonts/wqy-microhei.ttc");
 
 /// Face 0 of the collection is "WenQuanYi Micro Hei" (face 1 is its monospace twin).
 const CJK_FACE: u32 = 0;

@@ -4,7 +4,7 @@
 
 mod fonts;
 
-pub use fonts::install_fonts;
+pub use fonts::{CJK_FONT, install_fonts};
 
 use std::collections::HashMap;
 use std::fmt::Display;

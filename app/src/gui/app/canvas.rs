@@ -13,7 +13,7 @@ use crate::gui::form::valid_side;
 use crate::gui::services::tasks::{PickPurpose, TaskDone};
 use crate::gui::state::{NoticeKind, Section};
 use crate::i18n::{tr, tr_args};
-use kiln_inference::recipe::Preprocessor;
+use kiln_inference::recipe::{OutpaintSpec, Preprocessor};
 use sha2::Digest;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,10 @@ pub enum CanvasPurpose {
     },
     /// The inpainting mask.
     Mask,
+    /// The text overlay composited over results.
+    Overlay,
+    /// The init image of an outpainting job (the picture before Extend).
+    Outpaint(OutpaintSpec),
 }
 
 /// Where an image loaded for the canvas goes.
@@ -107,7 +111,10 @@ impl KilnApp {
         match action {
             CanvasAction::UseAsInit(layer) => {
                 self.export_layer(layer, ExportKind::Init, CanvasPurpose::Init);
+                self.state.form.outpaint = None;
+                self.export_overlay();
             }
+            CanvasAction::Extend(spec) => self.extend_canvas(spec),
             CanvasAction::UseAsGuide { layer, row } => {
                 let row = match row {
                     Some(row) if self.state.form.controls.iter().any(|r| r.id == row) => row,
@@ -169,6 +176,83 @@ impl KilnApp {
         }
     }
 
+    /// Writes the visible text layers as the overlay of the next jobs (when text is to be kept
+    /// crisp and there is some), else drops the overlay.
+    fn export_overlay(&mut self) {
+        let canvas = &self.state.canvas;
+        let top = canvas.document.layers().last().map(|l| l.id);
+        match top {
+            Some(top) if canvas.keep_text_crisp && canvas.document.has_visible_text() => {
+                self.export_layer(top, ExportKind::Overlay, CanvasPurpose::Overlay);
+            }
+            _ => self.state.form.overlay = None,
+        }
+    }
+
+    /// Grows the canvas by `spec` (every layer, text moved along) and sets up the outpainting
+    /// job: the picture as it was becomes the init image (strength 1), the form takes the new
+    /// size; the result comes back as a new background layer.
+    fn extend_canvas(&mut self, spec: OutpaintSpec) {
+        let lang = self.state.lang();
+        self.fit_canvas_to_form();
+        let (width, height) = self.state.canvas.document.size();
+        let (new_width, new_height) = (
+            width + spec.left + spec.right,
+            height + spec.top + spec.bottom,
+        );
+        if !valid_side(new_width)
+            || !valid_side(new_height)
+            || (new_width, new_height) == (width, height)
+        {
+            self.state.notify(
+                NoticeKind::Error,
+                tr_args(
+                    lang,
+                    "notice.canvas_extend_bad",
+                    &[("width", &new_width), ("height", &new_height)],
+                ),
+            );
+            return;
+        }
+        let top_image = self
+            .state
+            .canvas
+            .document
+            .layers()
+            .iter()
+            .rev()
+            .find(|l| l.kind.is_image())
+            .map(|l| l.id);
+        let Some(top_image) = top_image else {
+            return;
+        };
+        self.export_layer(top_image, ExportKind::Init, CanvasPurpose::Outpaint(spec));
+        let canvas = &mut self.state.canvas;
+        canvas
+            .document
+            .extend(spec.left, spec.top, spec.right, spec.bottom);
+        canvas.outpaint_init = None;
+        let form = &mut self.state.form;
+        (form.width, form.height, form.aspect) = (new_width, new_height, None);
+        self.export_overlay();
+    }
+
+    /// A finished job's results: the outpainting job Extend set up comes back as a new
+    /// background layer.
+    pub(super) fn outpaint_results_to_canvas(&mut self) {
+        let Some(init) = self.state.canvas.outpaint_init.clone() else {
+            return;
+        };
+        let result = self.state.jobs.results.iter().find(|r| {
+            r.recipe.outpaint.is_some() && r.recipe.init.as_ref().is_some_and(|i| i.path == init)
+        });
+        if let Some(result) = result {
+            let path = result.path.clone();
+            self.state.canvas.outpaint_init = None;
+            self.load_into_canvas(path, CanvasTarget::NewBackground);
+        }
+    }
+
     /// Copies a layer's pixels and writes the image for `purpose` in the background.
     fn export_layer(&mut self, layer: u64, kind: ExportKind, purpose: CanvasPurpose) {
         self.fit_canvas_to_form();
@@ -180,6 +264,8 @@ impl KilnApp {
             CanvasPurpose::Init => "init",
             CanvasPurpose::Guide { .. } => "guide",
             CanvasPurpose::Mask => "mask",
+            CanvasPurpose::Overlay => "overlay",
+            CanvasPurpose::Outpaint(_) => "outpaint",
         };
         self.services.tasks.spawn("canvas-write", move || {
             let result = write_export(&dir, prefix, &export);
@@ -224,7 +310,19 @@ impl KilnApp {
                 self.state
                     .notify(NoticeKind::Info, tr(lang, "notice.canvas_init_set"));
             }
+            CanvasPurpose::Overlay => self.state.form.overlay = Some(path),
+            CanvasPurpose::Outpaint(spec) => {
+                let form = &mut self.state.form;
+                form.set_init(path.clone());
+                form.strength = 1.0;
+                form.outpaint = Some(spec);
+                form.mask.path = None;
+                self.state.canvas.outpaint_init = Some(path);
+                self.state
+                    .notify(NoticeKind::Info, tr(lang, "notice.canvas_outpaint_set"));
+            }
             CanvasPurpose::Mask => {
+                self.state.form.outpaint = None;
                 self.state.form.mask.set(path);
                 self.state
                     .notify(NoticeKind::Info, tr(lang, "notice.canvas_mask_set"));
@@ -462,6 +560,25 @@ impl KilnApp {
         if let Some(layer) = first_guide {
             self.state.canvas.selected = Some(layer);
         }
+    }
+
+    /// For screenshots: a text layer showing `text` (`\n` for line breaks) near the top left,
+    /// selected, with the text tool active.
+    pub fn add_canvas_shot_text(&mut self, text: &str) {
+        self.fit_canvas_to_form();
+        let canvas = &mut self.state.canvas;
+        let (width, height) = canvas.document.size();
+        let spec = crate::gui::canvas::text::TextSpec {
+            text: text.replace("\\n", "\n"),
+            size: (height as f32 / 8.0).round(),
+            color: [255, 222, 120, 255],
+            x: (width as f32 * 0.05).round(),
+            y: (height as f32 * 0.05).round(),
+            ..canvas.text.clone()
+        };
+        let id = canvas.document.add_text(spec);
+        canvas.selected = Some(id);
+        canvas.tool = crate::gui::canvas::Tool::Text;
     }
 
     /// The guide layer of ControlNet row `row` (by the row's id).

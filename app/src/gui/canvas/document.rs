@@ -9,6 +9,7 @@ use super::layer::{GuideSource, Layer, LayerKind};
 #[cfg(test)]
 use super::raster::StrokeMode;
 use super::raster::{self, BrushTip, Stroke};
+use super::text::TextSpec;
 
 /// The colour under all layers (the paper): black, the background of a scribble guide.
 pub const PAPER: [u8; 3] = [0, 0, 0];
@@ -27,16 +28,19 @@ pub enum Tool {
     Line,
     /// Picks the colour under the pointer.
     Picker,
+    /// Adds a text layer where clicked, or moves the text under the pointer.
+    Text,
 }
 
 impl Tool {
     /// Every tool, in toolbar order.
-    pub const ALL: [Tool; 5] = [
+    pub const ALL: [Tool; 6] = [
         Tool::Brush,
         Tool::Eraser,
         Tool::Fill,
         Tool::Line,
         Tool::Picker,
+        Tool::Text,
     ];
 }
 
@@ -51,6 +55,9 @@ pub enum ExportKind {
     Mask,
     /// One layer as it is, with alpha.
     Layer,
+    /// The visible text layers over transparency, with their opacity (composited over the
+    /// generated result so the text stays crisp).
+    Overlay,
 }
 
 /// Pixels copied out of the document to be flattened and encoded elsewhere.
@@ -110,6 +117,22 @@ impl Export {
                     }
                 }
                 out.into()
+            }
+            ExportKind::Overlay => {
+                let mut out = vec![0u8; (width * height * 4) as usize];
+                for (pixels, opacity, _) in &self.layers {
+                    let Some(pixels) = pixels else { continue };
+                    for (target, source) in out.chunks_exact_mut(4).zip(pixels.chunks_exact(4)) {
+                        if let (&mut [r0, g0, b0, a0], &[r, g, b, a]) = (&mut *target, source) {
+                            let mixed =
+                                raster::paint_over([r0, g0, b0, a0], [r, g, b, a], *opacity);
+                            target.copy_from_slice(&mixed);
+                        }
+                    }
+                }
+                image::RgbaImage::from_raw(width, height, out)
+                    .unwrap_or_else(|| image::RgbaImage::new(width, height))
+                    .into()
             }
             ExportKind::Layer => match self.layers.first() {
                 Some((Some(pixels), _, _)) => {
@@ -207,13 +230,15 @@ impl Document {
         Layer::new(id, kind, number, self.width, self.height)
     }
 
-    /// Where a new layer of `kind` goes: backgrounds, then sketches, then guides, then the mask.
+    /// Where a new layer of `kind` goes: backgrounds, then sketches, then text, then guides,
+    /// then the mask.
     fn insertion_index(&self, kind: LayerKind) -> usize {
         let rank = |kind: LayerKind| match kind {
             LayerKind::Background => 0,
             LayerKind::Sketch => 1,
-            LayerKind::Guide { .. } => 2,
-            LayerKind::Mask => 3,
+            LayerKind::Text => 2,
+            LayerKind::Guide { .. } => 3,
+            LayerKind::Mask => 4,
         };
         let wanted = rank(kind);
         self.layers
@@ -238,6 +263,60 @@ impl Document {
         let id = self.add_layer(LayerKind::Background);
         let layer = self.layer_mut(id)?;
         layer.set_pixels(rgba).then_some(id)
+    }
+
+    /// Adds a text layer showing `spec` (one undo step) and returns its id.
+    pub fn add_text(&mut self, spec: TextSpec) -> u64 {
+        let id = self.add_layer(LayerKind::Text);
+        if let Some(layer) = self.layer_mut(id) {
+            layer.set_text(spec);
+        }
+        id
+    }
+
+    /// Changes a text layer's text (undoable). With `join`, an open edit of the same layer
+    /// (typing, dragging) takes the change into its step instead of making a new one.
+    /// Returns whether the layer is a text layer.
+    pub fn set_text(&mut self, id: u64, spec: TextSpec, join: bool) -> bool {
+        self.end_stroke();
+        let joins = join && self.history.text_edit_open(id);
+        let Some(layer) = self.layer_mut(id) else {
+            return false;
+        };
+        if layer.text() == Some(&spec) {
+            return layer.text().is_some();
+        }
+        let Some(old) = layer.set_text(spec) else {
+            return false;
+        };
+        if !joins {
+            self.history.close_text_edit();
+            self.history.push(Entry::Text {
+                layer: id,
+                spec: old,
+                open: join,
+            });
+        }
+        true
+    }
+
+    /// Ends an open text edit: the next change is a step of its own.
+    pub fn close_text_edit(&mut self) {
+        self.history.close_text_edit();
+    }
+
+    /// Grows the canvas by `left`/`top`/`right`/`bottom` pixels: every layer keeps its pixels
+    /// at their place, the new area transparent; text moves with its layer. The history is
+    /// dropped: its tiles no longer fit.
+    pub fn extend(&mut self, left: u32, top: u32, right: u32, bottom: u32) {
+        self.stroke = None;
+        let (width, height) = (self.width + left + right, self.height + top + bottom);
+        for layer in &mut self.layers {
+            layer.extend(left, top, width, height);
+        }
+        self.width = width;
+        self.height = height;
+        self.history.clear();
     }
 
     /// Removes a layer (undoable). Returns whether it was there.
@@ -340,8 +419,22 @@ impl Document {
         self.stroke = None;
         self.width = width;
         self.height = height;
+        let (sx, sy) = (
+            width as f32 / self.layers.first().map_or(1, Layer::width).max(1) as f32,
+            height as f32 / self.layers.first().map_or(1, Layer::height).max(1) as f32,
+        );
         for layer in &mut self.layers {
             layer.resize(width, height);
+            if let Some(spec) = layer.text().cloned() {
+                // Text is drawn again at the new scale rather than resampled.
+                layer.set_text(TextSpec {
+                    x: spec.x * sx,
+                    y: spec.y * sy,
+                    size: spec.size * sx.min(sy),
+                    wrap_width: spec.wrap_width * sx,
+                    ..spec
+                });
+            }
         }
         self.history.clear();
     }
@@ -493,6 +586,17 @@ impl Document {
                 self.layers.insert(index.min(self.layers.len()), layer);
                 Some(Entry::LayerInserted { id })
             }
+            Entry::Text {
+                layer: id, spec, ..
+            } => {
+                let layer = self.layer_mut(id)?;
+                let old = layer.set_text(spec)?;
+                Some(Entry::Text {
+                    layer: id,
+                    spec: old,
+                    open: false,
+                })
+            }
             Entry::LayerInserted { id } => {
                 let index = self.layers.iter().position(|l| l.id == id)?;
                 let layer = self.layers.remove(index);
@@ -502,6 +606,24 @@ impl Document {
                 })
             }
         }
+    }
+
+    /// Whether a visible text layer has ink (an overlay export would show something).
+    pub fn has_visible_text(&self) -> bool {
+        self.layers.iter().any(|l| {
+            l.visible
+                && l.kind == LayerKind::Text
+                && l.text().is_some_and(|t| !t.text.trim().is_empty())
+        })
+    }
+
+    /// The topmost visible text layer whose text box holds `(x, y)`.
+    pub fn text_at(&self, x: f32, y: f32) -> Option<u64> {
+        self.layers.iter().rev().find_map(|l| {
+            let spec = l.text().filter(|_| l.visible)?;
+            let (x0, y0, x1, y1) = super::text::hit_box(spec, self.width, self.height);
+            (x >= x0 && x <= x1 && y >= y0 && y <= y1).then_some(l.id)
+        })
     }
 
     /// Copies what an export of layer `id` needs. For [`ExportKind::Init`]: the visible image
@@ -529,6 +651,12 @@ impl Document {
                     .map(copy)
                     .collect()
             }
+            ExportKind::Overlay => self
+                .layers
+                .iter()
+                .filter(|l| l.visible && l.kind == LayerKind::Text)
+                .map(copy)
+                .collect(),
             ExportKind::Guide | ExportKind::Mask | ExportKind::Layer => vec![copy(layer)],
         };
         Some(Export {
@@ -666,6 +794,75 @@ mod tests {
         };
         assert!(document.set_guide(b, &guide, source));
         assert_eq!(document.layer(b).unwrap().pixel(3, 3), [255, 255, 255, 255]);
+    }
+
+    #[test]
+    fn text_edits_join_into_one_step_and_extend_moves_everything() {
+        let mut document = Document::new(64, 64);
+        let spec = TextSpec {
+            text: "A".into(),
+            size: 16.0,
+            x: 4.0,
+            y: 4.0,
+            ..TextSpec::default()
+        };
+        let id = document.add_text(spec.clone());
+        let steps = document.history().undo_steps();
+        for text in ["AB", "ABC", "ABCD"] {
+            let next = TextSpec {
+                text: text.into(),
+                ..spec.clone()
+            };
+            assert!(document.set_text(id, next, true));
+        }
+        assert_eq!(
+            document.history().undo_steps(),
+            steps + 1,
+            "typing is one step"
+        );
+        document.close_text_edit();
+        let moved = TextSpec {
+            x: 20.0,
+            text: "ABCD".into(),
+            ..spec.clone()
+        };
+        document.set_text(id, moved, true);
+        assert_eq!(document.history().undo_steps(), steps + 2);
+        let ink = |d: &Document, x0: u32, x1: u32| {
+            (x0..x1).any(|x| (0..64).any(|y| d.layer(id).unwrap().pixel(x, y)[3] > 0))
+        };
+        assert!(!ink(&document, 0, 19) && ink(&document, 20, 64));
+        document.undo();
+        assert!(ink(&document, 4, 10), "the old place has the text again");
+        document.undo();
+        assert_eq!(document.layer(id).unwrap().text().unwrap().text, "A");
+        document.redo();
+        document.redo();
+        assert_eq!(document.layer(id).unwrap().text().unwrap().x, 20.0);
+        assert!(document.has_visible_text());
+        assert_eq!(document.text_at(25.0, 10.0), Some(id));
+        assert_eq!(document.text_at(2.0, 60.0), None);
+
+        // Extend: layers keep their pixels at their place, text moves along.
+        let sketch = sketch(&document);
+        document.line(sketch, white_tip(1.0), (2.0, 50.0), (10.0, 50.0));
+        document.extend(16, 8, 0, 24);
+        assert_eq!(document.size(), (80, 96));
+        assert_eq!(
+            document.layer(sketch).unwrap().pixel(16 + 6, 8 + 50)[3],
+            255
+        );
+        assert_eq!(document.layer(sketch).unwrap().pixel(6, 50)[3], 0);
+        let text = document.layer(id).unwrap().text().unwrap();
+        assert_eq!((text.x, text.y), (36.0, 12.0));
+        let overlay = document.export(id, ExportKind::Overlay).unwrap().render();
+        let overlay = overlay.to_rgba8();
+        assert_eq!(overlay.dimensions(), (80, 96));
+        assert!(overlay.pixels().any(|p| p.0[3] == 255));
+        assert!(
+            overlay.get_pixel(22, 58).0[3] == 0,
+            "only text in the overlay"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! [`BYTE_BUDGET`] bytes or [`MAX_STEPS`] steps.
 
 use super::layer::{Layer, TileData, TileIndex};
+use super::text::TextSpec;
 
 /// Steps always kept.
 pub const MIN_STEPS: usize = 100;
@@ -37,6 +38,15 @@ pub enum Entry {
         /// The layer.
         id: u64,
     },
+    /// A text layer's text as it was on the other side of the step.
+    Text {
+        /// The layer.
+        layer: u64,
+        /// The text.
+        spec: TextSpec,
+        /// Further edits of the same layer join this step (typing, dragging).
+        open: bool,
+    },
 }
 
 impl Entry {
@@ -46,6 +56,7 @@ impl Entry {
             Entry::Pixels { tiles, .. } => tiles.iter().map(|(_, t)| t.bytes()).sum(),
             Entry::LayerRemoved { layer, .. } => layer.pixels().map_or(0, <[u8]>::len),
             Entry::LayerInserted { .. } => 0,
+            Entry::Text { spec, .. } => spec.text.len(),
         }
     }
 
@@ -55,6 +66,7 @@ impl Entry {
             Entry::Pixels { layer, .. } => *layer == id,
             Entry::LayerRemoved { layer, .. } => layer.id == id,
             Entry::LayerInserted { id: inserted } => *inserted == id,
+            Entry::Text { layer, .. } => *layer == id,
         }
     }
 }
@@ -93,6 +105,20 @@ impl History {
     pub fn redone(&mut self, inverse: Entry) {
         self.undo.push(inverse);
         self.trim();
+    }
+
+    /// Whether the last step is an open text edit of layer `id` (nothing to redo), which a
+    /// further edit joins.
+    pub fn text_edit_open(&self, id: u64) -> bool {
+        self.redo.is_empty()
+            && matches!(self.undo.last(), Some(Entry::Text { layer, open: true, .. }) if *layer == id)
+    }
+
+    /// Closes an open text edit: the next edit is a step of its own.
+    pub fn close_text_edit(&mut self) {
+        if let Some(Entry::Text { open, .. }) = self.undo.last_mut() {
+            *open = false;
+        }
     }
 
     /// Steps that can be undone.

@@ -2,6 +2,7 @@
 //! of a 4K canvas cost nothing), what it is for, and the region changed since its texture was
 //! last updated.
 
+use super::text::{self, TextSpec};
 use super::{PixelRect, TILE};
 use kiln_inference::recipe::Preprocessor;
 use std::path::PathBuf;
@@ -15,6 +16,8 @@ pub enum LayerKind {
     Sketch,
     /// The inpainting mask: painted pixels are repainted by the next job.
     Mask,
+    /// Text (its pixels are rendered from the layer's [`TextSpec`]).
+    Text,
     /// The guide of one ControlNet row of the Generate form (by the row's id).
     Guide {
         /// The form row.
@@ -25,7 +28,10 @@ pub enum LayerKind {
 impl LayerKind {
     /// Whether the layer is part of the picture (not a mask or a guide).
     pub fn is_image(self) -> bool {
-        matches!(self, LayerKind::Background | LayerKind::Sketch)
+        matches!(
+            self,
+            LayerKind::Background | LayerKind::Sketch | LayerKind::Text
+        )
     }
 }
 
@@ -77,6 +83,10 @@ pub struct Layer {
     pub guide_source: Option<GuideSource>,
     /// For guide layers: why the guide could not be shown.
     pub guide_error: Option<String>,
+    /// For text layers: what they show (edit through the document, so undo sees it).
+    text: Option<TextSpec>,
+    /// For text layers: the pixels the text covers now.
+    text_bounds: PixelRect,
     width: u32,
     height: u32,
     /// Empty while the layer is fully transparent and never edited.
@@ -101,12 +111,62 @@ impl Layer {
             },
             guide_source: None,
             guide_error: None,
+            text: None,
+            text_bounds: PixelRect::default(),
             width,
             height,
             data: Vec::new(),
             dirty: PixelRect::default(),
             generation: 0,
         }
+    }
+
+    /// For text layers: the text.
+    pub fn text(&self) -> Option<&TextSpec> {
+        self.text.as_ref()
+    }
+
+    /// Sets the text and renders it (the old text's pixels are cleared); returns the old one.
+    pub fn set_text(&mut self, spec: TextSpec) -> Option<TextSpec> {
+        let old = self.text.replace(spec);
+        self.render_text();
+        old
+    }
+
+    /// Renders the text into the pixels, clearing where the old text was.
+    pub fn render_text(&mut self) {
+        let Some(spec) = &self.text else {
+            return;
+        };
+        let (rgba, bounds) = text::rasterize(spec, self.width, self.height);
+        let old = std::mem::take(&mut self.text_bounds);
+        let width = self.width;
+        if !old.is_empty() && !self.data.is_empty() {
+            for y in old.y0..old.y1 {
+                let start = ((y * width + old.x0) * 4) as usize;
+                let end = start + (old.width() * 4) as usize;
+                if let Some(row) = self.data.get_mut(start..end) {
+                    row.fill(0);
+                }
+            }
+            self.mark_dirty(old);
+        }
+        if bounds.is_empty() {
+            return;
+        }
+        let row_bytes = (bounds.width() * 4) as usize;
+        let data = self.pixels_mut();
+        for (row, y) in (bounds.y0..bounds.y1).enumerate() {
+            let start = ((y * width + bounds.x0) * 4) as usize;
+            if let (Some(target), Some(source)) = (
+                data.get_mut(start..start + row_bytes),
+                rgba.get(row * row_bytes..(row + 1) * row_bytes),
+            ) {
+                target.copy_from_slice(source);
+            }
+        }
+        self.text_bounds = bounds;
+        self.mark_dirty(bounds);
     }
 
     /// Width in pixels.
@@ -185,6 +245,11 @@ impl Layer {
         if (width, height) == (self.width, self.height) {
             return;
         }
+        if self.text.is_some() {
+            // Text is drawn again at the new size by its owner, not resampled.
+            self.data = Vec::new();
+            self.text_bounds = PixelRect::default();
+        }
         if !self.data.is_empty() {
             let image =
                 image::RgbaImage::from_raw(self.width, self.height, std::mem::take(&mut self.data));
@@ -199,6 +264,41 @@ impl Layer {
                     .into_raw()
                 })
                 .unwrap_or_default();
+        }
+        self.width = width;
+        self.height = height;
+        self.dirty = PixelRect::default();
+        self.generation += 1;
+    }
+
+    /// Grows the layer to `width × height`, its pixels moved by `(left, top)`; the new area is
+    /// transparent. Text moves with it and is drawn again.
+    pub fn extend(&mut self, left: u32, top: u32, width: u32, height: u32) {
+        if let Some(spec) = self.text.take() {
+            self.data = Vec::new();
+            self.text_bounds = PixelRect::default();
+            self.width = width;
+            self.height = height;
+            self.text = Some(TextSpec {
+                x: spec.x + left as f32,
+                y: spec.y + top as f32,
+                ..spec
+            });
+            self.render_text();
+        } else if !self.data.is_empty() {
+            let mut data = vec![0u8; (width * height * 4) as usize];
+            let row_bytes = (self.width * 4) as usize;
+            for y in 0..self.height {
+                let from = (y * self.width * 4) as usize;
+                let to = (((y + top) * width + left) * 4) as usize;
+                if let (Some(target), Some(source)) = (
+                    data.get_mut(to..to + row_bytes),
+                    self.data.get(from..from + row_bytes),
+                ) {
+                    target.copy_from_slice(source);
+                }
+            }
+            self.data = data;
         }
         self.width = width;
         self.height = height;

@@ -314,6 +314,7 @@ impl GenerateForm {
         let mut files: Vec<PathBuf> = Vec::new();
         files.extend(self.init.clone());
         files.extend(self.mask.path.clone());
+        files.extend(self.overlay.clone());
         for row in &self.controls {
             files.extend(row.model.clone());
             files.extend(row.image.clone());
@@ -327,6 +328,10 @@ impl GenerateForm {
             |path: &Option<PathBuf>| path.as_ref().is_some_and(|p| missing.contains(p));
         self.init_missing = is_missing(&self.init);
         self.mask.missing = is_missing(&self.mask.path);
+        if is_missing(&self.overlay) {
+            // Text made on another computer: the result comes without it.
+            self.overlay = None;
+        }
         for row in &mut self.controls {
             row.model_missing = is_missing(&row.model);
             row.image_missing = is_missing(&row.image);

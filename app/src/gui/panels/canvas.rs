@@ -6,7 +6,9 @@
 
 use crate::gui::action::{Action, CanvasAction};
 use crate::gui::canvas::layer::Layer;
+use crate::gui::canvas::text::{TEXT_SIZE_RANGE, TextFont, TextSpec};
 use crate::gui::canvas::{LayerKind, Tool};
+use crate::gui::form::MAX_SIDE;
 use crate::gui::panels::controlnets::preprocessor_key;
 use crate::gui::panels::{file_name, generate::fixed_label};
 use crate::gui::state::AppState;
@@ -27,6 +29,7 @@ pub fn tool_key(tool: Tool) -> &'static str {
         Tool::Fill => "canvas.tool_fill",
         Tool::Line => "canvas.tool_line",
         Tool::Picker => "canvas.tool_picker",
+        Tool::Text => "canvas.tool_text",
     }
 }
 
@@ -37,6 +40,7 @@ fn tool_shortcut(tool: Tool) -> Key {
         Tool::Fill => Key::G,
         Tool::Line => Key::L,
         Tool::Picker => Key::I,
+        Tool::Text => Key::T,
     }
 }
 
@@ -54,10 +58,13 @@ pub fn canvas_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Ve
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 tools_ui(ui, state);
+                text_ui(ui, state);
                 ui.add_space(theme::SECTION_GAP);
                 layers_ui(ui, state);
                 ui.add_space(theme::SECTION_GAP);
                 layer_actions_ui(ui, state, actions);
+                ui.add_space(theme::SECTION_GAP);
+                extend_ui(ui, state, actions);
             });
     });
     let palette = Palette::of_ui(ui);
@@ -142,6 +149,9 @@ fn tools_ui(ui: &mut egui::Ui, state: &mut AppState) {
         }
     });
     ui.add_space(4.0);
+    if canvas.tool == Tool::Text {
+        return; // The text settings follow.
+    }
     let brush = &mut canvas.brush;
     let uses_brush = matches!(canvas.tool, Tool::Brush | Tool::Eraser | Tool::Line);
     if uses_brush {
@@ -189,6 +199,167 @@ fn tools_ui(ui: &mut egui::Ui, state: &mut AppState) {
     }
 }
 
+/// The text settings: of the selected text layer (edits are undoable; typing and dragging make
+/// one step each), else of new text when the text tool is active.
+fn text_ui(ui: &mut egui::Ui, state: &mut AppState) {
+    let lang = state.lang();
+    let canvas = &mut state.canvas;
+    let selected_text = canvas
+        .selected_layer()
+        .and_then(|l| l.text().map(|t| (l.id, t.clone())));
+    if selected_text.is_none() && canvas.tool != Tool::Text {
+        return;
+    }
+    ui.add_space(4.0);
+    let (layer, mut spec) = match selected_text {
+        Some((id, spec)) => (Some(id), spec),
+        None => (None, canvas.text.clone()),
+    };
+    let before = spec.clone();
+    let edit = ui.add(
+        egui::TextEdit::multiline(&mut spec.text)
+            .id_salt("canvas-text")
+            .desired_rows(2)
+            .desired_width(f32::INFINITY)
+            .hint_text(tr(lang, "canvas.text_hint")),
+    );
+    let text_field_done = edit.lost_focus();
+    setting_row(ui, tr(lang, "canvas.text_font"), |ui| {
+        egui::ComboBox::from_id_salt("canvas-text-font")
+            .selected_text(spec.font.name())
+            .width(ui.available_width())
+            .show_ui(ui, |ui| {
+                for font in TextFont::ALL {
+                    ui.selectable_value(&mut spec.font, font, font.name());
+                }
+            })
+            .response
+    });
+    let size = setting_row(ui, tr(lang, "canvas.size"), |ui| {
+        ui.spacing_mut().slider_width = ui.available_width() - 60.0;
+        ui.add(
+            egui::Slider::new(&mut spec.size, TEXT_SIZE_RANGE)
+                .logarithmic(true)
+                .fixed_decimals(0)
+                .suffix(" px"),
+        )
+    });
+    let wrap = setting_row(ui, tr(lang, "canvas.text_wrap"), |ui| {
+        ui.add(
+            egui::DragValue::new(&mut spec.wrap_width)
+                .range(0.0..=f32::from(u16::MAX))
+                .speed(4.0)
+                .suffix(" px"),
+        )
+        .on_hover_text(tr(lang, "canvas.text_wrap_hint"))
+    });
+    let mut color = egui::Color32::from_rgba_unmultiplied(
+        spec.color[0],
+        spec.color[1],
+        spec.color[2],
+        spec.color[3],
+    );
+    let color_edit = setting_row(ui, tr(lang, "canvas.color"), |ui| {
+        ui.color_edit_button_srgba(&mut color)
+    });
+    spec.color = color.to_srgba_unmultiplied();
+    ui.checkbox(&mut canvas.keep_text_crisp, tr(lang, "canvas.text_crisp"))
+        .on_hover_text(tr(lang, "canvas.text_crisp_hint"));
+    if !crate::gui::canvas::text::covers(spec.font, &spec.text) {
+        ui.label(
+            RichText::new(tr(lang, "canvas.text_missing_glyphs"))
+                .small()
+                .color(Palette::of_ui(ui).warning),
+        );
+    }
+    // New text takes the look of the text edited last.
+    canvas.text = TextSpec {
+        text: canvas.text.text.clone(),
+        x: 0.0,
+        y: 0.0,
+        ..spec.clone()
+    };
+    match layer {
+        Some(id) => {
+            if spec != before {
+                canvas.document.set_text(id, spec, true);
+            }
+            let released = size.drag_stopped() || wrap.drag_stopped() || color_edit.clicked();
+            if text_field_done || released {
+                canvas.document.close_text_edit();
+            }
+        }
+        None => canvas.text.text = spec.text,
+    }
+}
+
+/// Extend: pixels to add per side and the overlap band, and the button that grows the canvas
+/// and sets up the outpainting job.
+fn extend_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+    let lang = state.lang();
+    let palette = Palette::of_ui(ui);
+    group_title(ui, tr(lang, "canvas.extend"));
+    let extend = &mut state.canvas.extend;
+    let (width, height) = state.canvas.document.size();
+    egui::Grid::new("canvas-extend")
+        .num_columns(4)
+        .spacing(egui::vec2(6.0, 4.0))
+        .show(ui, |ui| {
+            let side = |ui: &mut egui::Ui, key: &str, value: &mut u32| {
+                let label = ui.label(tr(lang, key));
+                ui.add(
+                    egui::DragValue::new(value)
+                        .range(0..=MAX_SIDE)
+                        .speed(8.0)
+                        .suffix(" px"),
+                )
+                .labelled_by(label.id);
+                // Whole latent pixels keep the canvas a valid generation size.
+                *value = value.div_ceil(8) * 8;
+            };
+            side(ui, "canvas.extend_left", &mut extend.left);
+            side(ui, "canvas.extend_right", &mut extend.right);
+            ui.end_row();
+            side(ui, "canvas.extend_top", &mut extend.top);
+            side(ui, "canvas.extend_bottom", &mut extend.bottom);
+            ui.end_row();
+            let label = ui.label(tr(lang, "canvas.extend_overlap"));
+            ui.add(
+                egui::DragValue::new(&mut extend.overlap)
+                    .range(0..=256)
+                    .speed(1.0)
+                    .suffix(" px"),
+            )
+            .labelled_by(label.id)
+            .on_hover_text(tr(lang, "canvas.extend_overlap_hint"));
+            ui.end_row();
+        });
+    let new_width = width + extend.left + extend.right;
+    let new_height = height + extend.top + extend.bottom;
+    let grows = new_width > width || new_height > height;
+    let fits = new_width <= MAX_SIDE && new_height <= MAX_SIDE;
+    ui.label(
+        RichText::new(tr_args(
+            lang,
+            "canvas.extend_size",
+            &[("width", &new_width), ("height", &new_height)],
+        ))
+        .small()
+        .color(if fits { palette.muted } else { palette.warning }),
+    );
+    let full = egui::vec2(ui.available_width(), 26.0);
+    if ui
+        .add_enabled(
+            grows && fits,
+            egui::Button::new(tr(lang, "canvas.extend_run")).min_size(full),
+        )
+        .on_hover_text(tr(lang, "canvas.extend_hint"))
+        .clicked()
+    {
+        actions.push(Action::Canvas(CanvasAction::Extend(*extend)));
+    }
+}
+
 /// The layer list, top layer first, and the buttons that add layers.
 fn layers_ui(ui: &mut egui::Ui, state: &mut AppState) {
     let lang = state.lang();
@@ -200,6 +371,18 @@ fn layers_ui(ui: &mut egui::Ui, state: &mut AppState) {
                 if ui.button(tr(lang, "canvas.layer_sketch")).clicked() {
                     let id = state.canvas.document.add_layer(LayerKind::Sketch);
                     state.canvas.selected = Some(id);
+                    ui.close();
+                }
+                if ui.button(tr(lang, "canvas.layer_text")).clicked() {
+                    let (width, height) = state.canvas.document.size();
+                    let mut spec = state.canvas.text.clone();
+                    if spec.text.trim().is_empty() {
+                        spec.text = "Kiln".to_owned();
+                    }
+                    (spec.x, spec.y) = ((width / 10) as f32, (height / 10) as f32);
+                    let id = state.canvas.document.add_text(spec);
+                    state.canvas.selected = Some(id);
+                    state.canvas.tool = Tool::Text;
                     ui.close();
                 }
                 if ui.button(tr(lang, "canvas.layer_background")).clicked() {

@@ -412,6 +412,62 @@ fn size_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
     });
 }
 
+/// What the canvas added to the init image: outpainting (Extend) and the text overlay, each
+/// with a button that drops it.
+fn canvas_extras_ui(
+    ui: &mut egui::Ui,
+    form: &mut crate::gui::form::GenerateForm,
+    lang: crate::i18n::Lang,
+    palette: Palette,
+) {
+    if let Some(spec) = form.outpaint {
+        let text = tr_args(
+            lang,
+            "generate.outpaint_line",
+            &[
+                ("left", &spec.left),
+                ("right", &spec.right),
+                ("top", &spec.top),
+                ("bottom", &spec.bottom),
+                ("overlap", &spec.overlap),
+            ],
+        );
+        ui.horizontal(|ui| {
+            ui.add(egui::Label::new(RichText::new(text).small().color(palette.muted)).truncate());
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui
+                    .small_button("✕")
+                    .on_hover_text(tr(lang, "generate.outpaint_clear"))
+                    .clicked()
+                {
+                    form.outpaint = None;
+                }
+            });
+        });
+    }
+    if form.overlay.is_some() {
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::Label::new(
+                    RichText::new(tr(lang, "generate.overlay_line"))
+                        .small()
+                        .color(palette.muted),
+                )
+                .truncate(),
+            );
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui
+                    .small_button("✕")
+                    .on_hover_text(tr(lang, "generate.overlay_clear"))
+                    .clicked()
+                {
+                    form.overlay = None;
+                }
+            });
+        });
+    }
+}
+
 fn init_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     let lang = state.lang();
     let palette = Palette::of_ui(ui);
@@ -443,6 +499,7 @@ fn init_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                 ui.spacing_mut().slider_width = ui.available_width() - 50.0;
                 ui.add(egui::Slider::new(&mut form.strength, 0.05..=1.0).fixed_decimals(2));
             });
+            canvas_extras_ui(ui, form, lang, palette);
             let mask_rect = controlnets::mask_ui(ui, form, &layers, lang, actions);
             state.mask_drop_target = Some(mask_rect);
         }

@@ -3,11 +3,14 @@
 
 use crate::gui::canvas::layer::GuideSource;
 use crate::gui::canvas::raster::{BrushTip, StrokeMode};
+use crate::gui::canvas::text::TextSpec;
 use crate::gui::canvas::{Document, Layer, LayerKind, Tool};
 use crate::gui::form::ControlRow;
 use crate::gui::widgets::canvas::CanvasView;
 use crate::i18n::{Lang, tr, tr_args};
+use kiln_inference::recipe::OutpaintSpec;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 /// The brush size slider's range, in pixels.
 pub const BRUSH_SIZE_RANGE: std::ops::RangeInclusive<f32> = 1.0..=512.0;
@@ -64,6 +67,15 @@ pub struct CanvasState {
     pub view: CanvasView,
     /// Guide layers whose image is being loaded, with what is being loaded.
     pub guide_loads: HashMap<u64, GuideSource>,
+    /// The look of new text (the text tool's settings).
+    pub text: TextSpec,
+    /// Composite the text layers over results at full resolution (set with the init image).
+    pub keep_text_crisp: bool,
+    /// The Extend controls: pixels per side (multiples of 8) and the overlap band.
+    pub extend: OutpaintSpec,
+    /// The init image of the outpainting job set up by Extend: its result comes back as a new
+    /// background layer.
+    pub outpaint_init: Option<PathBuf>,
 }
 
 impl Default for CanvasState {
@@ -79,6 +91,13 @@ impl Default for CanvasState {
             selected,
             view: CanvasView::default(),
             guide_loads: HashMap::new(),
+            text: TextSpec {
+                text: "Kiln".to_owned(),
+                ..TextSpec::default()
+            },
+            keep_text_crisp: true,
+            extend: OutpaintSpec::default(),
+            outpaint_init: None,
         }
     }
 }
@@ -147,6 +166,21 @@ pub fn layer_name(layer: &Layer, lang: Lang, rows: &[ControlRow]) -> String {
         LayerKind::Background => numbered("canvas.layer_background"),
         LayerKind::Sketch => numbered("canvas.layer_sketch"),
         LayerKind::Mask => tr(lang, "canvas.layer_mask").to_owned(),
+        LayerKind::Text => {
+            let snippet: String = layer
+                .text()
+                .map(|t| {
+                    t.text
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(16)
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("{} · {snippet}", numbered("canvas.layer_text"))
+        }
         LayerKind::Guide { row } => {
             let index = rows.iter().position(|r| r.id == row).map_or(0, |i| i + 1);
             tr_args(lang, "canvas.layer_guide", &[("row", &index)])

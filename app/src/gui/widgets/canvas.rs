@@ -48,6 +48,13 @@ enum Gesture {
     Line((f32, f32)),
     /// Panning.
     Pan,
+    /// Moving a text layer, grabbed this far from its position (canvas pixels).
+    MoveText {
+        /// The layer.
+        layer: u64,
+        /// Pointer minus the text's position when grabbed.
+        grab: (f32, f32),
+    },
 }
 
 /// Texture traffic of the last frame (for measurements and tests).
@@ -249,6 +256,7 @@ pub fn canvas_ui(ui: &mut egui::Ui, canvas: &mut CanvasState, label: &str) -> eg
         .view
         .sync_textures(&ctx, canvas.document.layers_mut());
     paint_layers(&painter, image_rect, canvas, palette);
+    paint_text_frame(&painter, image_rect, zoom, canvas, palette);
     paint_overlay(ui, &painter, &response, image_rect, zoom, canvas, palette);
     response
 }
@@ -328,6 +336,11 @@ fn tool_input(
                 let pressure = canvas.view.pressure;
                 canvas.document.stroke_to(x, y, pressure);
             }
+            egui::Event::PointerMoved(pos) => {
+                if let Some(Gesture::MoveText { layer, grab }) = canvas.view.gesture {
+                    move_text(canvas, layer, grab, to_canvas(pos));
+                }
+            }
             egui::Event::PointerButton {
                 pos,
                 button: PointerButton::Primary,
@@ -343,8 +356,57 @@ fn tool_input(
     }
 }
 
+/// Moves text layer `layer` so that its grab point is at `at`.
+fn move_text(canvas: &mut CanvasState, layer: u64, grab: (f32, f32), at: (f32, f32)) {
+    let Some(spec) = canvas.document.layer(layer).and_then(|l| l.text()) else {
+        return;
+    };
+    let moved = crate::gui::canvas::text::TextSpec {
+        x: (at.0 - grab.0).round(),
+        y: (at.1 - grab.1).round(),
+        ..spec.clone()
+    };
+    canvas.document.set_text(layer, moved, true);
+}
+
+/// The text tool (or any tool but the picker on a text layer): grab the text under the
+/// pointer, else (text tool only) add a text layer there.
+fn press_text(canvas: &mut CanvasState, at: (f32, f32)) {
+    let (width, height) = canvas.document.size();
+    if let Some(id) = canvas.document.text_at(at.0, at.1) {
+        let Some(spec) = canvas.document.layer(id).and_then(|l| l.text()) else {
+            return;
+        };
+        let grab = (at.0 - spec.x, at.1 - spec.y);
+        canvas.selected = Some(id);
+        canvas.document.close_text_edit();
+        canvas.view.gesture = Some(Gesture::MoveText { layer: id, grab });
+        return;
+    }
+    if canvas.tool != Tool::Text
+        || at.0 < 0.0
+        || at.1 < 0.0
+        || at.0 >= width as f32
+        || at.1 >= height as f32
+    {
+        return;
+    }
+    let mut spec = canvas.text.clone();
+    if spec.text.trim().is_empty() {
+        spec.text = "Kiln".to_owned();
+    }
+    (spec.x, spec.y) = (at.0.round(), at.1.round());
+    let id = canvas.document.add_text(spec);
+    canvas.selected = Some(id);
+}
+
 /// The primary button went down on the canvas at `at` (canvas pixels).
 fn press(canvas: &mut CanvasState, layer_id: u64, kind: LayerKind, at: (f32, f32)) {
+    if canvas.tool == Tool::Text || (kind == LayerKind::Text && canvas.tool != Tool::Picker) {
+        // Text layers are not painted on: their pixels come from the text.
+        press_text(canvas, at);
+        return;
+    }
     match canvas.tool {
         Tool::Brush | Tool::Eraser => {
             let tip = canvas.tip(kind);
@@ -379,6 +441,7 @@ fn press(canvas: &mut CanvasState, layer_id: u64, kind: LayerKind, at: (f32, f32
                 canvas.brush.color = Color32::from_rgb(r, g, b);
             }
         }
+        Tool::Text => {}
     }
 }
 
@@ -393,6 +456,10 @@ fn release(canvas: &mut CanvasState, layer_id: u64, kind: LayerKind, at: (f32, f
         Some(Gesture::Line(start)) => {
             let tip = canvas.tip(kind);
             canvas.document.line(layer_id, tip, start, at);
+        }
+        Some(Gesture::MoveText { layer, grab }) => {
+            move_text(canvas, layer, grab, at);
+            canvas.document.close_text_edit();
         }
         Some(Gesture::Pan) | None => {}
     }
@@ -415,7 +482,7 @@ fn paint_layers(painter: &egui::Painter, image_rect: Rect, canvas: &CanvasState,
         let base = match layer.kind {
             LayerKind::Mask => palette.mask_overlay,
             LayerKind::Guide { .. } => palette.guide_overlay,
-            LayerKind::Background | LayerKind::Sketch => Color32::WHITE,
+            LayerKind::Background | LayerKind::Sketch | LayerKind::Text => Color32::WHITE,
         };
         let tint = base.gamma_multiply(layer.opacity.clamp(0.0, 1.0));
         for (chunk, texture) in &textures.chunks {
@@ -472,7 +539,40 @@ fn paint_overlay(
             ui.ctx().set_cursor_icon(egui::CursorIcon::None);
         }
         Tool::Fill | Tool::Picker => ui.ctx().set_cursor_icon(egui::CursorIcon::Crosshair),
+        Tool::Text => ui.ctx().set_cursor_icon(egui::CursorIcon::Text),
     }
+}
+
+/// A dashed-looking frame around the selected text layer.
+fn paint_text_frame(
+    painter: &egui::Painter,
+    image_rect: Rect,
+    zoom: f32,
+    canvas: &CanvasState,
+    palette: Palette,
+) {
+    let Some(spec) = canvas.selected_layer().and_then(|l| l.text()) else {
+        return;
+    };
+    let (width, height) = canvas.document.size();
+    let (x0, y0, x1, y1) = crate::gui::canvas::text::hit_box(spec, width, height);
+    let rect = Rect::from_min_max(
+        image_rect.min + Vec2::new(x0, y0) * zoom,
+        image_rect.min + Vec2::new(x1, y1) * zoom,
+    )
+    .expand(3.0);
+    painter.rect_stroke(
+        rect,
+        0.0,
+        egui::Stroke::new(2.5, palette.cursor_shadow),
+        egui::StrokeKind::Outside,
+    );
+    painter.rect_stroke(
+        rect,
+        0.0,
+        egui::Stroke::new(1.0, palette.on_canvas),
+        egui::StrokeKind::Outside,
+    );
 }
 
 #[cfg(test)]
