@@ -328,26 +328,8 @@ fn language_switch_changes_labels_live_and_is_saved() {
     harness.get_by_role_and_label(Role::Tab, "Generate");
 }
 
-/// A file dropped onto the window.
-#[derive(Debug)]
-struct DroppedPath(PathBuf);
-
-impl egui::DroppedFile for DroppedPath {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
 fn drop_file(harness: &mut AppHarness, path: &Path) {
-    harness
-        .input_mut()
-        .dropped_files
-        .push(Arc::new(DroppedPath(path.to_path_buf())));
-    harness.step();
+    common::drop_files(harness, &[path.to_path_buf()]);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use files::{copy_dir, fixtures};
 
 mod common;
 
-use common::{AppHarness, app, app_mut, harness, step_until};
+use common::{AppHarness, app, app_mut, drop_files, harness, step_until};
 use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
 use kiln::gui::form::LoraRow;
@@ -459,30 +459,67 @@ fn clicking_the_clay_card_applies_it_to_the_form() {
     });
 }
 
-/// A file dropped onto the window where the pointer is.
-#[derive(Debug)]
-struct DroppedPath(PathBuf);
-
-impl egui::DroppedFile for DroppedPath {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
 /// Drops `photo` onto the card called `name` (the pointer over it, as while dragging).
 fn drop_on_card(harness: &mut AppHarness, name: &str, photo: &Path) {
+    drop_many_on_card(harness, name, &[photo.to_path_buf()]);
+}
+
+/// Drops several files (or folders) onto the card called `name`.
+fn drop_many_on_card(harness: &mut AppHarness, name: &str, paths: &[PathBuf]) {
     let card = harness.get_by_role_and_label(Role::Button, name).rect();
     harness.hover_at(card.center());
     harness.step();
-    harness
-        .input_mut()
-        .dropped_files
-        .push(Arc::new(DroppedPath(photo.to_path_buf())));
-    harness.step();
+    drop_files(harness, paths);
+}
+
+#[test]
+fn dropping_photos_on_a_card_runs_a_batch_with_that_preset() {
+    let env = TestEnv::new();
+    let runner = RecordingRunner::default();
+    let recipes = runner.recipes.clone();
+    let mut harness = app_on(&env, Language::English, runner);
+    open_section(&mut harness, "Presets");
+    let album = env.dir.path().join("album");
+    std::fs::create_dir_all(&album).unwrap();
+    let photos = [album.join("one.png"), album.join("two.png")];
+    for photo in &photos {
+        std::fs::copy(fixtures().join("photo-96x64.png"), photo).unwrap();
+    }
+    // A third photo in the folder that was not dropped stays untouched.
+    std::fs::copy(fixtures().join("photo-96x64.png"), album.join("three.png")).unwrap();
+    drop_many_on_card(&mut harness, "Clay", &photos);
+    assert_eq!(app(&harness).state.section, Section::Batch);
+    step_until(&mut harness, TIMEOUT, "the batch to finish", |app| {
+        app.state
+            .batch
+            .run
+            .as_ref()
+            .is_some_and(|run| run.ended.is_some())
+    });
+    let run = app(&harness).state.batch.run.as_ref().unwrap();
+    assert_eq!((run.done, run.failed.len()), (2, 0), "{:?}", run.failed);
+    assert_eq!(run.results.len(), 2);
+    let output = run.output.clone().unwrap();
+    assert_eq!(
+        output,
+        album.with_file_name("album-kiln").canonicalize().unwrap()
+    );
+    let recipes = recipes.lock().unwrap().clone();
+    assert_eq!(recipes.len(), 2);
+    for recipe in &recipes {
+        // The clay preset: its model and LoRA, each photo as the init image.
+        assert_eq!(recipe.model.path, env.sdxl_model());
+        assert_eq!(recipe.loras.len(), 1);
+        assert!(recipe.init.is_some());
+    }
+    let mut written: Vec<String> = std::fs::read_dir(&output)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".png"))
+        .collect();
+    written.sort();
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert!(written[0].starts_with("one-") && written[1].starts_with("two-"));
 }
 
 #[test]
@@ -661,12 +698,8 @@ fn a_captioning_preset_captions_the_photo_on_the_worker_thread() {
     drop_on_card(&mut harness, "Clay", &photo);
     // What the UI queued has no caption yet: the template alone.
     let queued = app(&harness).worker().queue();
-    if let Some(job) = queued.first() {
-        assert!(
-            !job.recipe.prompt.contains("hatsune miku"),
-            "{}",
-            job.recipe.prompt
-        );
+    if let Some(recipe) = queued.first().and_then(|job| job.kind.recipe()) {
+        assert!(!recipe.prompt.contains("hatsune miku"), "{}", recipe.prompt);
     }
     step_until(&mut harness, TIMEOUT, "the captioned job to run", |app| {
         !app.state.jobs.ended.is_empty()

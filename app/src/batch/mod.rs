@@ -57,6 +57,9 @@ pub struct BatchOptions {
     pub keep_aspect: bool,
     /// Take only this share of the inputs.
     pub shard: Option<Shard>,
+    /// Take only these inputs (paths relative to `input`, `/`-separated): a selection of
+    /// files dropped on the app rather than a whole folder. `None` = the whole folder.
+    pub only: Option<Vec<String>>,
     /// Keep watching the folder for new files.
     pub watch: bool,
     /// How often to look at the folder again (watch mode, and while other processes hold
@@ -80,6 +83,7 @@ impl BatchOptions {
             overrides: Overrides::default(),
             keep_aspect: true,
             shard: None,
+            only: None,
             watch: false,
             poll: Duration::from_secs(2),
             settle: Duration::from_secs(3),
@@ -129,9 +133,10 @@ pub struct DoneFile {
     pub seconds: f64,
     /// Things the user should know about it.
     pub warnings: Vec<String>,
-    /// The pixels, for the app's result grid.
+    /// The pixels, for the app's result grid: in the [`BatchEvent::Done`] event only (the
+    /// [`Summary`] does not keep them, so a long batch's memory stays flat).
     #[serde(skip)]
-    pub image: Arc<RgbImage>,
+    pub image: Option<Arc<RgbImage>>,
 }
 
 /// A skipped input.
@@ -448,7 +453,10 @@ impl Batch {
             .sniff
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        scan::scan(&self.input, Some(&self.output), &mut cache)
+        match &self.options.only {
+            Some(names) => Ok(scan::scan_files(&self.input, names, &mut cache)),
+            None => scan::scan(&self.input, Some(&self.output), &mut cache),
+        }
     }
 
     /// 32 hex digits naming input `rel` under this batch's recipe.

@@ -298,10 +298,13 @@ fn process(
                 size: (image.recipe.width, image.recipe.height),
                 seconds: started.elapsed().as_secs_f64(),
                 warnings,
-                image: Arc::new(image.image),
+                image: None,
             };
             summary.done.push(done.clone());
-            on_event(BatchEvent::Done(done));
+            on_event(BatchEvent::Done(DoneFile {
+                image: Some(Arc::new(image.image)),
+                ..done
+            }));
             Outcome::Done
         }
         Ok(Written::Existed) => {

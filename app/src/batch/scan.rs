@@ -94,6 +94,36 @@ pub fn scan(
     Ok(result)
 }
 
+/// Like [`scan`], for a chosen list of files under `input` (relative paths): the folder is not
+/// walked; names that are not files any more are left out.
+pub fn scan_files(input: &Path, names: &[String], cache: &mut SniffCache) -> ScanResult {
+    let mut result = ScanResult::default();
+    let mut seen = std::collections::HashSet::new();
+    for rel in names {
+        let rel = rel.replace('\\', "/");
+        let name = rel.rsplit('/').next().unwrap_or(&rel).to_owned();
+        if skipped_name(&name) || !seen.insert(rel.clone()) {
+            continue;
+        }
+        let path = input.join(&rel);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let stamp = (meta.len(), meta.modified().ok());
+        if cache.is_input(&rel, &path, &name, stamp) {
+            result.inputs.push(InputFile { rel, path, stamp });
+        } else {
+            result.ignored.push(rel);
+        }
+    }
+    result.inputs.sort_by(|a, b| a.rel.cmp(&b.rel));
+    result.ignored.sort();
+    result
+}
+
 fn walk(
     dir: &Path,
     prefix: &str,

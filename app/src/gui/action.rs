@@ -68,6 +68,31 @@ pub enum Action {
     Preset(PresetAction),
     /// Something for the canvas.
     Canvas(CanvasAction),
+    /// Something for the Batch section.
+    Batch(BatchAction),
+}
+
+/// Requests of the Batch section.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BatchAction {
+    /// Run the batch as set up.
+    Start,
+    /// Pause at the next step.
+    Pause,
+    /// Go on after a pause.
+    Resume,
+    /// Stop the batch (the current file is abandoned; nothing half-written is left).
+    Cancel,
+    /// Forget the finished batch's results.
+    Clear,
+    /// Files or a folder were dropped: set them up as the input and open the Batch section;
+    /// dropped on a preset card (`preset`), start that style at once.
+    Dropped {
+        /// The dropped paths.
+        paths: Vec<PathBuf>,
+        /// The preset card they were dropped on.
+        preset: Option<String>,
+    },
 }
 
 /// Requests about the canvas (from the Canvas section and the Generate panel).

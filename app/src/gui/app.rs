@@ -2,7 +2,7 @@
 //! the background services, drains their events in `logic`, draws the panels in `ui` and routes
 //! the [`Action`]s they push.
 
-use crate::gui::action::Action;
+use crate::gui::action::{Action, BatchAction};
 use crate::gui::form::DEFAULT_LORA_WEIGHT;
 use crate::gui::panels;
 use crate::gui::services::clipboard::ClipboardService;
@@ -27,6 +27,7 @@ use kiln_inference::Recipe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod batch;
 mod canvas;
 mod presets;
 
@@ -82,6 +83,8 @@ struct Services {
     clipboard: Option<ClipboardService>,
     job_reports: crossbeam_channel::Receiver<JobReport>,
     caption_jobs: CaptionJobs,
+    /// Repaints the window (for services started later, such as a batch).
+    wake: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// The desktop app.
@@ -160,6 +163,7 @@ impl KilnApp {
             tasks,
             job_reports,
             caption_jobs,
+            wake,
         };
         let mut app = KilnApp {
             state: AppState::new(settings),
@@ -250,6 +254,7 @@ impl KilnApp {
             self.state.jobs.add_report(report);
         }
         self.state.jobs.queue = self.worker.queue();
+        self.drain_batch(ctx);
         if self.state.jobs.running().is_some() {
             // Elapsed time keeps moving between progress events.
             ctx.request_repaint_after(std::time::Duration::from_millis(500));
@@ -288,6 +293,12 @@ impl KilnApp {
                 }
             }
             TaskDone::Picked(PickPurpose::Mask, Some(path)) => self.state.form.mask.set(path),
+            TaskDone::Picked(PickPurpose::BatchInput, Some(path)) => {
+                self.state.batch.set_inputs(&[path]);
+            }
+            TaskDone::Picked(PickPurpose::BatchOutput, Some(path)) => {
+                self.state.batch.output = Some(path);
+            }
             TaskDone::Picked(PickPurpose::CanvasImport(layer), Some(path)) => {
                 self.load_into_canvas(path, CanvasTarget::Layer(layer));
             }
@@ -548,12 +559,22 @@ impl KilnApp {
             )
         });
         self.state.files_hovering = hovering;
-        // The first file counts; a drop of several is most likely a mistake.
-        let first = dropped.iter().find_map(|file| {
-            let path = file.path();
-            (!path.as_os_str().is_empty()).then(|| path.to_path_buf())
-        });
-        if let Some(path) = first
+        let paths: Vec<PathBuf> = dropped
+            .iter()
+            .map(|file| file.path().to_path_buf())
+            .filter(|path| !path.as_os_str().is_empty())
+            .collect();
+        // A folder, several files, or anything dropped on the Batch section is a batch.
+        if !paths.is_empty()
+            && (paths.len() > 1 || paths[0].is_dir() || self.state.section == Section::Batch)
+        {
+            let preset = pointer
+                .filter(|_| self.state.section == Section::Presets)
+                .and_then(|pos| self.state.presets.card_at(pos).map(str::to_owned));
+            self.route_batch(BatchAction::Dropped { paths, preset }, ctx);
+            return;
+        }
+        if let Some(path) = paths.into_iter().next()
             && !self.preset_drop(&path, pointer)
             && !self.canvas_drop(&path, pointer)
         {
@@ -675,6 +696,7 @@ impl KilnApp {
             Action::DismissNotice(id) => self.state.notices.retain(|n| n.id != id),
             Action::Preset(action) => self.route_preset(action),
             Action::Canvas(action) => self.route_canvas(action),
+            Action::Batch(action) => self.route_batch(action, ctx),
         }
     }
 
@@ -748,6 +770,7 @@ impl KilnApp {
             | PickPurpose::ControlImage(_)
             | PickPurpose::Mask
             | PickPurpose::CanvasImport(_) => None,
+            PickPurpose::BatchInput | PickPurpose::BatchOutput => self.state.batch.input.clone(),
         };
         self.services.tasks.spawn("file-dialog", move || {
             let mut dialog = rfd::FileDialog::new().set_title(title);
@@ -773,7 +796,9 @@ impl KilnApp {
                 | PickPurpose::ControlNetFolder(_)
                 | PickPurpose::OutputDir
                 | PickPurpose::ModelDir
-                | PickPurpose::PresetExportDir => dialog.pick_folder(),
+                | PickPurpose::PresetExportDir
+                | PickPurpose::BatchInput
+                | PickPurpose::BatchOutput => dialog.pick_folder(),
             };
             TaskDone::Picked(purpose, picked)
         });
@@ -926,6 +951,8 @@ fn pick_title_key(purpose: PickPurpose) -> &'static str {
         PickPurpose::ControlImage(_) => "dialog.pick_guide",
         PickPurpose::Mask => "dialog.pick_mask",
         PickPurpose::CanvasImport(_) => "dialog.pick_canvas_import",
+        PickPurpose::BatchInput => "dialog.pick_batch_input",
+        PickPurpose::BatchOutput => "dialog.pick_batch_output",
     }
 }
 

@@ -16,7 +16,7 @@ pub mod theme;
 pub mod timing;
 pub mod widgets;
 
-pub use action::Action;
+pub use action::{Action, BatchAction};
 pub use app::{AppPaths, KilnApp};
 
 use crate::i18n::Lang;
@@ -32,7 +32,8 @@ pub const MIN_WINDOW_SIZE: [f32; 2] = [980.0, 640.0];
 /// language without saving anything: for `scripts/screenshots.sh` only. `KILN_SUBMIT=1` also
 /// queues the restored form, `KILN_SELECT_FIRST=1` selects the newest gallery image,
 /// `KILN_CANVAS_BACKGROUND` / `KILN_CANVAS_SKETCH` load images into the canvas's background and
-/// sketch layers (and select the first guide layer), `KILN_CANVAS_TEXT` adds a text layer.
+/// sketch layers (and select the first guide layer), `KILN_CANVAS_TEXT` adds a text layer,
+/// `KILN_BATCH_INPUT` runs that folder as a batch with the restored form.
 #[derive(Clone, Debug, Default)]
 struct ScreenshotMode {
     section: Option<Section>,
@@ -42,6 +43,7 @@ struct ScreenshotMode {
     canvas_background: Option<std::path::PathBuf>,
     canvas_sketch: Option<std::path::PathBuf>,
     canvas_text: Option<String>,
+    batch_input: Option<std::path::PathBuf>,
 }
 
 impl ScreenshotMode {
@@ -58,6 +60,7 @@ impl ScreenshotMode {
             canvas_background: var("KILN_CANVAS_BACKGROUND").map(Into::into),
             canvas_sketch: var("KILN_CANVAS_SKETCH").map(Into::into),
             canvas_text: var("KILN_CANVAS_TEXT"),
+            batch_input: var("KILN_BATCH_INPUT").map(Into::into),
         })
     }
 }
@@ -151,6 +154,14 @@ fn run_with(
                     && let Ok(recipe) = app.state.form.to_recipe()
                 {
                     app.route(Action::Submit(Box::new(recipe)), &cc.egui_ctx);
+                }
+                if let Some(input) = screenshot.batch_input {
+                    let dropped = BatchAction::Dropped {
+                        paths: vec![input],
+                        preset: None,
+                    };
+                    app.route(Action::Batch(dropped), &cc.egui_ctx);
+                    app.route(Action::Batch(BatchAction::Start), &cc.egui_ctx);
                 }
             }
             Ok(Box::new(app))

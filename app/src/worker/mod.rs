@@ -94,27 +94,58 @@ pub enum JobState {
     Running,
 }
 
+/// Work that is more than one recipe (a batch folder): it runs on the worker thread with the
+/// runner, may report progress like a recipe job, stops when the token is cancelled, and says
+/// how it ended.
+pub type Task =
+    Box<dyn FnOnce(&mut dyn Runner, &mut dyn FnMut(&Progress), &CancelToken) -> JobOutcome + Send>;
+
+/// What a queued job does, as the queue list shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobKind {
+    /// Makes the images of one recipe.
+    Recipe(Box<Recipe>),
+    /// A task, described for the user (e.g. "Batch: holiday → clay").
+    Task(String),
+}
+
+impl JobKind {
+    /// The recipe, for recipe jobs.
+    pub fn recipe(&self) -> Option<&Recipe> {
+        match self {
+            JobKind::Recipe(recipe) => Some(recipe),
+            JobKind::Task(_) => None,
+        }
+    }
+}
+
 /// A job as the queue list shows it.
 #[derive(Clone, Debug)]
 pub struct QueuedJob {
     /// The job.
     pub id: JobId,
     /// What it will make.
-    pub recipe: Recipe,
+    pub kind: JobKind,
     /// Waiting or running.
     pub state: JobState,
 }
 
+enum Work {
+    Recipe(Box<Recipe>),
+    Task(Task),
+}
+
 struct Job {
     id: JobId,
-    recipe: Recipe,
+    kind: JobKind,
+    work: Work,
     cancel: CancelToken,
 }
 
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Job>,
-    running: Option<(JobId, Recipe, CancelToken)>,
+    running: Option<(JobId, JobKind, CancelToken)>,
     next_id: JobId,
     shutdown: bool,
 }
@@ -174,7 +205,7 @@ fn next_job(shared: &Shared) -> Option<Job> {
             return None;
         }
         if let Some(job) = queue.waiting.pop_front() {
-            queue.running = Some((job.id, job.recipe.clone(), job.cancel.clone()));
+            queue.running = Some((job.id, job.kind.clone(), job.cancel.clone()));
             return Some(job);
         }
         queue = shared.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
@@ -210,18 +241,21 @@ fn worker_loop(
             events.try_send(event).ok(); // Lossy by design.
             wake();
         };
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            runner.run(&job.recipe, &mut on_progress, &job.cancel)
+        let cancel = job.cancel;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| match job.work {
+            Work::Recipe(recipe) => match runner.run(&recipe, &mut on_progress, &cancel) {
+                Ok(outputs) => save_all(&mut saver, &outputs),
+                Err(kiln_inference::Error::Cancelled) => JobOutcome::Cancelled(Vec::new()),
+                Err(e) => JobOutcome::Failed(format!("{e:#}")),
+            },
+            Work::Task(task) => task(&mut runner, &mut on_progress, &cancel),
         }));
-        let outcome = match result {
-            Ok(Ok(outputs)) => save_all(&mut saver, &outputs),
-            Ok(Err(kiln_inference::Error::Cancelled)) => JobOutcome::Cancelled(Vec::new()),
-            Ok(Err(e)) => JobOutcome::Failed(format!("{e:#}")),
-            Err(payload) => JobOutcome::Failed(format!(
+        let outcome = result.unwrap_or_else(|payload| {
+            JobOutcome::Failed(format!(
                 "internal error: {} (the job was stopped; Kiln is still usable)",
                 panic_message(payload.as_ref())
-            )),
-        };
+            ))
+        });
         shared.lock().running = None;
         if events.send(WorkerEvent::Finished { id, outcome }).is_err() {
             return;
@@ -248,13 +282,28 @@ fn save_all(saver: &mut Saver, outputs: &[Output]) -> JobOutcome {
 impl WorkerHandle {
     /// Queues a recipe; returns its id.
     pub fn submit(&self, recipe: Recipe) -> JobId {
+        self.push(
+            JobKind::Recipe(Box::new(recipe.clone())),
+            Work::Recipe(Box::new(recipe)),
+            CancelToken::default(),
+        )
+    }
+
+    /// Queues a task described by `label`; `cancel` is its token (cancelling the job sets
+    /// it, and the task's owner may set it too). Returns its id.
+    pub fn submit_task(&self, label: String, cancel: CancelToken, task: Task) -> JobId {
+        self.push(JobKind::Task(label), Work::Task(task), cancel)
+    }
+
+    fn push(&self, kind: JobKind, work: Work, cancel: CancelToken) -> JobId {
         let mut queue = self.shared.lock();
         let id = queue.next_id;
         queue.next_id += 1;
         queue.waiting.push_back(Job {
             id,
-            recipe,
-            cancel: CancelToken::default(),
+            kind,
+            work,
+            cancel,
         });
         drop(queue);
         self.shared.ready.notify_one();
@@ -272,21 +321,26 @@ impl WorkerHandle {
             return true;
         }
         let before = queue.waiting.len();
-        queue.waiting.retain(|j| j.id != id);
+        queue.waiting.retain(|j| {
+            if j.id == id {
+                j.cancel.cancel();
+            }
+            j.id != id
+        });
         queue.waiting.len() != before
     }
 
     /// The running job (if any) followed by the waiting ones, in order.
     pub fn queue(&self) -> Vec<QueuedJob> {
         let queue = self.shared.lock();
-        let running = queue.running.iter().map(|(id, recipe, _)| QueuedJob {
+        let running = queue.running.iter().map(|(id, kind, _)| QueuedJob {
             id: *id,
-            recipe: recipe.clone(),
+            kind: kind.clone(),
             state: JobState::Running,
         });
         let waiting = queue.waiting.iter().map(|j| QueuedJob {
             id: j.id,
-            recipe: j.recipe.clone(),
+            kind: j.kind.clone(),
             state: JobState::Waiting,
         });
         running.chain(waiting).collect()

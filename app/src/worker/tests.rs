@@ -194,3 +194,48 @@ fn a_failing_save_is_reported() {
         WorkerEvent::Finished { outcome: JobOutcome::Failed(m), .. } if m.contains("disk full")
     )));
 }
+
+#[test]
+fn tasks_run_in_queue_order_with_the_runner_and_a_removed_one_is_cancelled() {
+    let handle = spawn(
+        FakeRunner {
+            steps: 100,
+            step_ms: 2,
+        },
+        saver(),
+        || {},
+    )
+    .unwrap();
+    let blocker = handle.submit(recipe("first"));
+    let task: Task = Box::new(|runner, on_progress, cancel| {
+        match runner.run(&recipe("inside a task"), on_progress, cancel) {
+            Ok(outputs) if outputs.len() == 1 => JobOutcome::Done(Vec::new()),
+            other => JobOutcome::Failed(format!("{other:?}")),
+        }
+    });
+    let ran = handle.submit_task("batch".into(), CancelToken::default(), task);
+    let dropped_token = CancelToken::default();
+    let never: Task = Box::new(|_, _, _| JobOutcome::Failed("must not run".into()));
+    let dropped = handle.submit_task("dropped".into(), dropped_token.clone(), never);
+    let labels: Vec<JobKind> = handle.queue().into_iter().map(|job| job.kind).collect();
+    assert!(labels.contains(&JobKind::Task("batch".into())));
+    assert!(handle.cancel(dropped));
+    assert!(dropped_token.is_cancelled());
+    let events = collect(&handle, 2);
+    let finished: Vec<(JobId, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            WorkerEvent::Finished { id, outcome } => {
+                Some((*id, matches!(outcome, JobOutcome::Done(_))))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, vec![(blocker, true), (ran, true)]);
+    // The task's progress went out under its own id.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, WorkerEvent::Progress { id, .. } if *id == ran))
+    );
+}

@@ -81,3 +81,28 @@ pub fn app_paths(root: &std::path::Path) -> kiln::gui::AppPaths {
         data_dir: root.join("data"),
     }
 }
+
+/// A file dropped onto the window where the pointer is.
+#[derive(Debug)]
+pub struct DroppedPath(pub std::path::PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// Drops `paths` on the window where the pointer is, in one frame.
+pub fn drop_files(harness: &mut AppHarness, paths: &[std::path::PathBuf]) {
+    for path in paths {
+        harness
+            .input_mut()
+            .dropped_files
+            .push(std::sync::Arc::new(DroppedPath(path.clone())));
+    }
+    harness.step();
+}

@@ -1,6 +1,7 @@
 //! The panels: the sidebar, then one panel per section. Each draws from [`AppState`] and
 //! pushes [`Action`]s; none of them touches the worker, the library or the disk.
 
+pub mod batch;
 pub mod canvas;
 pub mod controlnets;
 pub mod gallery;
@@ -34,6 +35,7 @@ pub fn app_ui(ui: &mut egui::Ui, state: &mut AppState, busy: bool, actions: &mut
             Section::Generate => generate::generate_panel_ui(ui, state, actions),
             Section::Canvas => canvas::canvas_panel_ui(ui, state, actions),
             Section::Presets => presets::presets_panel_ui(ui, state, actions),
+            Section::Batch => batch::batch_panel_ui(ui, state, actions),
             Section::Gallery => gallery::gallery_panel_ui(ui, state, actions),
             Section::Models => models::models_panel_ui(ui, state, actions),
             Section::Settings => settings::settings_panel_ui(ui, state, actions),
@@ -112,10 +114,10 @@ fn drop_overlay_ui(ui: &mut egui::Ui, state: &AppState) {
         Align2::CENTER_CENTER,
         tr(
             state.lang(),
-            if state.section == Section::Presets {
-                "drop.hint_presets"
-            } else {
-                "drop.hint"
+            match state.section {
+                Section::Presets => "drop.hint_presets",
+                Section::Batch => "drop.hint_batch",
+                _ => "drop.hint",
             },
         ),
         FontId::proportional(22.0),

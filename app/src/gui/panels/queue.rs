@@ -7,7 +7,7 @@ use crate::gui::state::AppState;
 use crate::gui::state::jobs::JobProgress;
 use crate::gui::theme::Palette;
 use crate::i18n::{Lang, tr, tr_args, tr_count};
-use crate::worker::{JobState, QueuedJob};
+use crate::worker::{JobKind, JobState, QueuedJob};
 use egui::RichText;
 use kiln_inference::Stage;
 
@@ -105,22 +105,28 @@ fn job_card_contents_ui(
 ) {
     let palette = Palette::of_ui(ui);
     {
-        ui.add(
-            egui::Label::new(RichText::new(prompt_line(&job.recipe.prompt, lang)).strong())
-                .truncate(),
-        );
-        let recipe = &job.recipe;
-        let details = tr_args(
-            lang,
-            "queue.details",
-            &[
-                ("width", &recipe.width),
-                ("height", &recipe.height),
-                ("steps", &recipe.steps),
-                ("batch", &recipe.batch),
-            ],
-        );
-        ui.label(RichText::new(details).small().color(palette.muted));
+        match &job.kind {
+            JobKind::Recipe(recipe) => {
+                ui.add(
+                    egui::Label::new(RichText::new(prompt_line(&recipe.prompt, lang)).strong())
+                        .truncate(),
+                );
+                let details = tr_args(
+                    lang,
+                    "queue.details",
+                    &[
+                        ("width", &recipe.width),
+                        ("height", &recipe.height),
+                        ("steps", &recipe.steps),
+                        ("batch", &recipe.batch),
+                    ],
+                );
+                ui.label(RichText::new(details).small().color(palette.muted));
+            }
+            JobKind::Task(label) => {
+                ui.add(egui::Label::new(RichText::new(label).strong()).truncate());
+            }
+        }
         match job.state {
             JobState::Running => {
                 let fraction = progress.map(JobProgress::fraction).unwrap_or(0.0);

@@ -45,8 +45,8 @@ pub fn settings_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut 
         });
 }
 
-/// A titled card.
-fn card(ui: &mut egui::Ui, title: &str, add: impl FnOnce(&mut egui::Ui)) {
+/// A titled card (also used by the Batch section).
+pub fn card(ui: &mut egui::Ui, title: &str, add: impl FnOnce(&mut egui::Ui)) {
     let palette = Palette::of_ui(ui);
     palette
         .card_frame()
@@ -61,7 +61,7 @@ fn card(ui: &mut egui::Ui, title: &str, add: impl FnOnce(&mut egui::Ui)) {
 }
 
 /// A row: a label of fixed width, then the widgets it names.
-fn row(ui: &mut egui::Ui, label: &str, add: impl FnOnce(&mut egui::Ui)) {
+pub fn row(ui: &mut egui::Ui, label: &str, add: impl FnOnce(&mut egui::Ui)) {
     ui.horizontal(|ui| {
         let label = fixed_label(ui, label, theme::LABEL_WIDTH + 30.0);
         ui.label_inputs_by(label.id, add);

@@ -2,6 +2,7 @@
 //! one-off tasks, token counting, the gallery index, thumbnails, and the worker's saver and
 //! runner.
 
+pub mod batch;
 pub mod clipboard;
 pub mod gallery;
 pub mod job_runner;

@@ -39,6 +39,10 @@ pub enum PickPurpose {
     Mask,
     /// An image to load into the canvas layer (by id).
     CanvasImport(u64),
+    /// The Batch section's input folder.
+    BatchInput,
+    /// The Batch section's output folder.
+    BatchOutput,
 }
 
 /// What a dropped or opened image turned out to be.

@@ -2,6 +2,7 @@
 //! form, jobs, gallery and model library views. Panels read and edit it and push
 //! [`crate::gui::Action`]s for anything with side effects.
 
+pub mod batch;
 pub mod canvas;
 pub mod gallery;
 pub mod jobs;
@@ -13,6 +14,7 @@ use crate::gui::widgets::image_viewer::ImageViewer;
 use crate::i18n::Lang;
 use crate::library::settings::{Language, Settings};
 
+pub use batch::BatchState;
 pub use canvas::CanvasState;
 pub use gallery::GalleryState;
 pub use jobs::JobsState;
@@ -29,6 +31,8 @@ pub enum Section {
     Canvas,
     /// Style presets: a gallery of cards to apply or run on a photo.
     Presets,
+    /// A folder of photos through one style.
+    Batch,
     /// Outputs and history.
     Gallery,
     /// The model library.
@@ -39,10 +43,11 @@ pub enum Section {
 
 impl Section {
     /// Every section, in sidebar order.
-    pub const ALL: [Section; 6] = [
+    pub const ALL: [Section; 7] = [
         Section::Generate,
         Section::Canvas,
         Section::Presets,
+        Section::Batch,
         Section::Gallery,
         Section::Models,
         Section::Settings,
@@ -54,6 +59,7 @@ impl Section {
             Section::Generate => "nav.generate",
             Section::Canvas => "nav.canvas",
             Section::Presets => "nav.presets",
+            Section::Batch => "nav.batch",
             Section::Gallery => "nav.gallery",
             Section::Models => "nav.models",
             Section::Settings => "nav.settings",
@@ -67,6 +73,7 @@ impl Section {
             "generate" => Some(Section::Generate),
             "canvas" => Some(Section::Canvas),
             "presets" => Some(Section::Presets),
+            "batch" => Some(Section::Batch),
             "gallery" => Some(Section::Gallery),
             "models" => Some(Section::Models),
             "settings" => Some(Section::Settings),
@@ -135,6 +142,8 @@ pub struct AppState {
     pub presets: PresetsState,
     /// The Canvas section.
     pub canvas: CanvasState,
+    /// The Batch section.
+    pub batch: BatchState,
     /// Where the ControlNet cards were drawn (row id, rect): a file dropped on one becomes its
     /// guide.
     pub controlnet_drop_targets: Vec<(u64, egui::Rect)>,
@@ -169,6 +178,7 @@ impl AppState {
             models: ModelsState::default(),
             presets: PresetsState::default(),
             canvas: CanvasState::default(),
+            batch: BatchState::new(),
             controlnet_drop_targets: Vec::new(),
             mask_drop_target: None,
             notices: Vec::new(),
