@@ -12,6 +12,17 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --release --workspace "$@" 2>&1 | tee "$log" || status=$?
+# A real one-node Slurm runs the cluster batch script on the binary just built (root only;
+# exit 77 = this machine cannot run Slurm, reported as skipped).
+if [ "$status" -eq 0 ] && [ -z "${KILN_SKIP_SLURM:-}" ] && [ "$#" -eq 0 ]; then
+  slurm=0
+  bash scripts/test-slurm.sh 2>&1 | tee -a "$log" || slurm=$?
+  case "$slurm" in
+    0) echo "test result: ok. 1 passed; 0 failed (scripts/test-slurm.sh)" >> "$log" ;;
+    77) echo "slurm cluster test skipped (see above)" ;;
+    *) echo "test result: FAILED. 0 passed; 1 failed (scripts/test-slurm.sh)" >> "$log"; status=1 ;;
+  esac
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
