@@ -68,6 +68,8 @@ pub enum Action {
     Preset(PresetAction),
     /// Something for the canvas.
     Canvas(CanvasAction),
+    /// Something for model downloads.
+    Download(crate::gui::state::downloads::DownloadAction),
     /// Something for the Batch section.
     Batch(BatchAction),
 }

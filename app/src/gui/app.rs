@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 mod batch;
 mod canvas;
+mod downloads;
 mod presets;
 
 pub use canvas::{CanvasPurpose, CanvasTarget, write_content_named_png};
@@ -83,6 +84,7 @@ struct Services {
     clipboard: Option<ClipboardService>,
     job_reports: crossbeam_channel::Receiver<JobReport>,
     caption_jobs: CaptionJobs,
+    downloads: crate::gui::services::downloads::DownloadService,
     /// Repaints the window (for services started later, such as a batch).
     wake: Arc<dyn Fn() + Send + Sync>,
 }
@@ -163,6 +165,7 @@ impl KilnApp {
             tasks,
             job_reports,
             caption_jobs,
+            downloads: crate::gui::services::downloads::DownloadService::new(wake.clone()),
             wake,
         };
         let mut app = KilnApp {
@@ -178,6 +181,7 @@ impl KilnApp {
         };
         app.rescan_models();
         app.reload_presets();
+        app.init_downloads();
         app.check_form_files();
         if fresh_index {
             app.route(Action::RebuildIndex, ctx);
@@ -216,6 +220,7 @@ impl KilnApp {
         self.drain_gallery();
         self.drain_thumbnails(ctx);
         self.drain_hashes();
+        self.drain_downloads(ctx);
         self.read_dropped_files(ctx);
         self.sync_canvas_guides();
     }
@@ -696,6 +701,7 @@ impl KilnApp {
             Action::DismissNotice(id) => self.state.notices.retain(|n| n.id != id),
             Action::Preset(action) => self.route_preset(action),
             Action::Canvas(action) => self.route_canvas(action),
+            Action::Download(action) => self.route_download(action),
             Action::Batch(action) => self.route_batch(action, ctx),
         }
     }

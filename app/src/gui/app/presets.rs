@@ -149,6 +149,17 @@ impl KilnApp {
             Err(error) => {
                 let text = preset_error_text(&error, &name, lang);
                 self.state.notify(NoticeKind::Error, text);
+                if let PresetError::MissingModel {
+                    catalog_id: Some(id),
+                    ..
+                } = &error
+                {
+                    // That exact model first, then the preset's other catalog models.
+                    let mut ids = vec![id.clone()];
+                    let preset = &resolution.preset;
+                    ids.extend(preset.catalog_ids().into_iter().map(str::to_owned));
+                    self.offer_downloads(&name, ids);
+                }
                 return;
             }
         };
@@ -157,6 +168,18 @@ impl KilnApp {
             .iter()
             .map(|w| preset_warning_text(w, lang))
             .collect();
+        let missing: Vec<String> = resolved
+            .warnings
+            .iter()
+            .filter_map(|w| match w {
+                PresetWarning::ControlNetMissing { catalog_id, .. }
+                | PresetWarning::CaptionSkipped { catalog_id, .. } => catalog_id.clone(),
+                _ => None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            self.offer_downloads(&name, missing);
+        }
         match resolution.purpose {
             ResolvePurpose::Apply => {
                 let model_before = self.state.form.model.clone();

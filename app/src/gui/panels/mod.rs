@@ -7,6 +7,7 @@ pub mod controlnets;
 pub mod gallery;
 pub mod generate;
 pub mod loras;
+pub mod model_catalog;
 pub mod models;
 pub mod presets;
 pub mod queue;

@@ -1,9 +1,10 @@
 //! The Models panel: every model file in the model folders with its kind, family, size, AutoV2
 //! hash (computed in the background) and, in red, why it cannot be used; other apps' installs
-//! found on this machine, offered with an "add" button; and a "no model found" guide.
+//! found on this machine, offered with an "add" button; a "no model found" guide with the
+//! recommended download; and the model catalog with downloads ([`model_catalog`]).
 
 use crate::gui::action::Action;
-use crate::gui::panels::human_size;
+use crate::gui::panels::{human_size, model_catalog};
 use crate::gui::services::tasks::PickPurpose;
 use crate::gui::state::{AppState, Section};
 use crate::gui::theme::{self, Palette};
@@ -48,6 +49,7 @@ pub fn models_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Ve
                 request_hashes(state, actions);
                 table_ui(ui, state, lang, actions);
             }
+            model_catalog::catalog_ui(ui, state, lang, actions);
         });
 }
 
@@ -107,7 +109,7 @@ fn externals_ui(
     }
 }
 
-fn empty_ui(ui: &mut egui::Ui, state: &AppState, lang: Lang, actions: &mut Vec<Action>) {
+fn empty_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut Vec<Action>) {
     let palette = Palette::of_ui(ui);
     let models_dir = state
         .settings
@@ -145,6 +147,7 @@ fn empty_ui(ui: &mut egui::Ui, state: &AppState, lang: Lang, actions: &mut Vec<A
                 actions.push(Action::RescanModels);
             }
         });
+        model_catalog::recommended_ui(ui, state, lang, actions);
     });
 }
 

@@ -40,6 +40,7 @@ pub fn presets_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut V
     );
     toolbar_ui(ui, state, actions);
     photo_banner_ui(ui, &mut state.presets, lang, actions);
+    crate::gui::panels::model_catalog::offers_ui(ui, state, actions);
     issues_ui(ui, &state.presets);
     ui.add_space(6.0);
     grid_ui(ui, state, actions);

@@ -36,6 +36,9 @@ pub fn settings_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut 
             card(ui, tr(lang, "settings.performance"), |ui| {
                 performance_ui(ui, state, lang, actions)
             });
+            card(ui, tr(lang, "downloads.settings_title"), |ui| {
+                crate::gui::panels::model_catalog::hub_settings_ui(ui, state, lang, actions)
+            });
             let palette = Palette::of_ui(ui);
             ui.label(
                 RichText::new(tr(lang, "settings.saved_automatically"))

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod clipboard;
+pub mod downloads;
 pub mod gallery;
 pub mod job_runner;
 pub mod presets;

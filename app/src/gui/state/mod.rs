@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod canvas;
+pub mod downloads;
 pub mod gallery;
 pub mod jobs;
 pub mod models;
@@ -138,6 +139,8 @@ pub struct AppState {
     pub gallery: GalleryState,
     /// The Models panel.
     pub models: ModelsState,
+    /// The model manager: catalog, downloads, Hub token field.
+    pub downloads: downloads::DownloadsState,
     /// The Presets panel.
     pub presets: PresetsState,
     /// The Canvas section.
@@ -176,6 +179,7 @@ impl AppState {
             viewer: ImageViewer::default(),
             gallery: GalleryState::new(),
             models: ModelsState::default(),
+            downloads: downloads::DownloadsState::default(),
             presets: PresetsState::default(),
             canvas: CanvasState::default(),
             batch: BatchState::new(),
