@@ -336,6 +336,7 @@ impl Engine {
         };
         validate(recipe)?;
         let (init, mask, paste) = prepare_inputs(recipe)?;
+        let (regions, region_warnings) = region_inputs(recipe, paste.as_ref())?;
         let overlay = match &recipe.overlay {
             Some(path) => Some(load_overlay(path, recipe.width, recipe.height)?),
             None => None,
@@ -378,6 +379,7 @@ impl Engine {
                 controls: controls.clone(),
                 guess_mode: recipe.guess_mode,
                 mask: mask.clone(),
+                regions: regions.clone(),
             };
             let mut on_step = |info: crate::pipelines::stable_diffusion::StepInfo| {
                 steps_done += 1;
@@ -419,10 +421,12 @@ impl Engine {
             for (spec, applied) in image_recipe.loras.iter_mut().zip(&loaded.loras) {
                 spec.hash = applied.hash.clone();
             }
+            let mut warnings = loaded.lora_warnings.clone();
+            warnings.extend(region_warnings.iter().cloned());
             outputs.push(Output {
                 image,
                 recipe: image_recipe,
-                warnings: loaded.lora_warnings.clone(),
+                warnings,
             });
         }
         Ok(outputs)
@@ -585,6 +589,29 @@ pub fn composite_over(mut image: RgbImage, overlay: &image::RgbaImage) -> RgbIma
     image
 }
 
+/// The recipe's regional prompts at the generation size: boxes and masks refer to the output
+/// image, which is the pasted-back original when only a crop of it is generated.
+fn region_inputs(
+    recipe: &Recipe,
+    paste: Option<&PasteBack>,
+) -> Result<(Vec<crate::pipelines::regions::RegionRequest>, Vec<String>)> {
+    let generation = (recipe.width, recipe.height);
+    match paste {
+        Some(p) => crate::pipelines::regions::region_requests(
+            &recipe.regions,
+            p.original.dimensions(),
+            Some(p.region),
+            generation,
+        ),
+        None => crate::pipelines::regions::region_requests(
+            &recipe.regions,
+            generation,
+            None,
+            generation,
+        ),
+    }
+}
+
 /// Loads an inpainting mask as 8-bit gray at `width × height` (any image mode; alpha is
 /// ignored; nearest-neighbour resize keeps it hard-edged).
 pub fn load_mask(path: &std::path::Path, width: u32, height: u32) -> Result<image::GrayImage> {
@@ -655,6 +682,9 @@ pub fn validate(recipe: &Recipe) -> Result<()> {
                 control.model, control.scale, control.start, control.end
             )));
         }
+    }
+    for (index, region) in recipe.regions.iter().enumerate() {
+        crate::pipelines::regions::check_region(region, index)?;
     }
     if let Some(init) = &recipe.init
         && !(init.strength > 0.0 && init.strength <= 1.0)

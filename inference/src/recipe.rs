@@ -240,6 +240,96 @@ impl Default for OutpaintSpec {
     }
 }
 
+/// Where a regional prompt applies, in the coordinates of the output image
+/// (`docs/REGIONAL.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionArea {
+    /// A box `[x0, y0, x1, y1]` in fractions of the image's width and height, origin top left,
+    /// `0 ≤ x0 < x1 ≤ 1` and `0 ≤ y0 < y1 ≤ 1`. It covers the pixel columns
+    /// `floor(x0·W + ½) ≤ x < floor(x1·W + ½)` and the rows likewise (coverage 1 there, 0
+    /// elsewhere). JSON: `{"box": [0.0, 0.5, 0.5, 1.0]}`.
+    Box([f32; 4]),
+    /// A mask image (PNG, any mode; alpha ignored): coverage = gray value / 255, so white is
+    /// inside and gray is partly inside. Resized (bilinear) to the output size when its size
+    /// differs; its aspect ratio must match. JSON: `{"mask": "path/to/mask.png"}`.
+    Mask(PathBuf),
+}
+
+/// A regional prompt: its own prompt in one area of the image, applied through the UNet's
+/// cross-attention (`docs/REGIONAL.md`).
+///
+/// In every cross-attention layer the conditional batch row attends to the base prompt and to
+/// each region's prompt; the layer's output at each position is the base output with the
+/// region outputs composited over it in list order, each with opacity
+/// `weight · coverage` (coverage area-averaged to the layer's grid). The unconditional row
+/// uses the base negative prompt, with the regions that have their own `negative` composited
+/// over it the same way. Pooled text and time embeddings (SDXL) and ControlNets see only the
+/// base prompt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionSpec {
+    /// The region's prompt (A1111 syntax, encoded like the main prompt, clip skip included;
+    /// `<lora:…>` tags are removed, not applied).
+    pub prompt: String,
+    /// The region's own negative prompt for the unconditional row; `None` = the base negative
+    /// applies inside the region too.
+    #[serde(default)]
+    pub negative: Option<String>,
+    /// Where it applies.
+    pub area: RegionArea,
+    /// Opacity in `[0, 1]`: 1 replaces the base prompt inside the region, 0.5 mixes them
+    /// equally.
+    #[serde(default = "full_weight")]
+    pub weight: f32,
+}
+
+fn full_weight() -> f32 {
+    1.0
+}
+
+impl RegionSpec {
+    /// A region from a mask file (a canvas layer exported as a gray PNG, white = inside).
+    pub fn from_mask(prompt: impl Into<String>, mask: impl Into<PathBuf>) -> Self {
+        RegionSpec {
+            prompt: prompt.into(),
+            negative: None,
+            area: RegionArea::Mask(mask.into()),
+            weight: 1.0,
+        }
+    }
+
+    /// A region from a box `[x0, y0, x1, y1]` in fractions of the image.
+    pub fn from_box(prompt: impl Into<String>, fractions: [f32; 4]) -> Self {
+        RegionSpec {
+            prompt: prompt.into(),
+            negative: None,
+            area: RegionArea::Box(fractions),
+            weight: 1.0,
+        }
+    }
+
+    /// One readable line for A1111's `Regions` entry:
+    /// `a puppy [box 0 0.5 0.5 1]`, `a cat [mask cat.png, weight 0.7, negative: dog]`.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![match &self.area {
+            RegionArea::Box(b) => format!("box {} {} {} {}", b[0], b[1], b[2], b[3]),
+            RegionArea::Mask(path) => format!(
+                "mask {}",
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+        }];
+        if self.weight != 1.0 {
+            parts.push(format!("weight {}", self.weight));
+        }
+        if let Some(negative) = &self.negative {
+            parts.push(format!("negative: {negative}"));
+        }
+        format!("{} [{}]", self.prompt, parts.join(", "))
+    }
+}
+
 /// Everything needed to reproduce one generation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -287,6 +377,10 @@ pub struct Recipe {
     /// canvas's text layers, kept crisp rather than passed through the VAE).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overlay: Option<PathBuf>,
+    /// Regional prompts, composited over the prompt in this order ([`RegionSpec`]). Left out
+    /// of the JSON when empty, so recipes without regions read and hash as before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionSpec>,
 }
 
 impl Default for Recipe {
@@ -311,6 +405,7 @@ impl Default for Recipe {
             mask: None,
             outpaint: None,
             overlay: None,
+            regions: Vec::new(),
         }
     }
 }

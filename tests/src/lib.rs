@@ -18,7 +18,7 @@ pub fn fixtures() -> PathBuf {
 #[allow(clippy::unwrap_used)]
 pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
     use kiln_inference::recipe::{
-        ControlSpec, InitImage, LoraSpec, MaskSpec, ModelRef, Preprocessor,
+        ControlSpec, InitImage, LoraSpec, MaskSpec, ModelRef, Preprocessor, RegionArea, RegionSpec,
     };
     use kiln_inference::{Recipe, SamplerKind};
     let dir = fixtures();
@@ -61,6 +61,25 @@ pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
         only_masked: case["padding_mask_crop"].as_u64().is_some(),
         padding: case["padding_mask_crop"].as_u64().unwrap_or(32) as u32,
     });
+    // Regional prompts (refs/regions/cases.json): `box` fractions or a `mask` file.
+    let regions = case["regions"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|r| RegionSpec {
+                    prompt: r["prompt"].as_str().unwrap().to_string(),
+                    negative: r["negative"].as_str().map(str::to_string),
+                    area: match r["box"].as_array() {
+                        Some(b) => {
+                            RegionArea::Box(std::array::from_fn(|i| b[i].as_f64().unwrap() as f32))
+                        }
+                        None => RegionArea::Mask(dir.join(r["mask"].as_str().unwrap())),
+                    },
+                    weight: r["weight"].as_f64().unwrap_or(1.0) as f32,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Recipe {
         model: ModelRef {
             path: dir.join(s("model").unwrap()),
@@ -81,6 +100,7 @@ pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
         controls,
         guess_mode: case["guess_mode"].as_bool().unwrap_or(false),
         mask,
+        regions,
         ..Recipe::default()
     }
 }

@@ -96,7 +96,8 @@ fn model_name(path: &Path) -> Option<String> {
 ///
 /// Keys: Steps, Sampler, Schedule type, CFG scale (`7`, `7.5`), Seed, Size, Model hash (when
 /// known), Model (file stem), `VAE hash`/`VAE` from `extras`, Denoising strength (img2img), Clip
-/// skip (> 1 only), RNG (`CPU`), the other `extras` in order, `Lora hashes` from `extras`,
+/// skip (> 1 only), RNG (`CPU`), Regions (regional prompts, when any; [`RegionSpec::summary`](crate::recipe::RegionSpec::summary)
+/// joined by `; `), the other `extras` in order, `Lora hashes` from `extras`,
 /// Version (`Kiln x.y.z`). Values holding `,` `:` or a newline are JSON-quoted. The seed is
 /// `recipe.seed`: for image `i` of a batch pass a recipe whose seed is `seed + i`.
 pub fn a1111_parameters(recipe: &Recipe, extras: &[(String, String)]) -> String {
@@ -125,6 +126,11 @@ pub fn a1111_parameters(recipe: &Recipe, extras: &[(String, String)]) -> String 
         params.push(("Clip skip".into(), recipe.clip_skip.to_string()));
     }
     params.push(("RNG".into(), "CPU".into()));
+    if !recipe.regions.is_empty() {
+        // Kiln's own entry (A1111 ignores unknown keys): `prompt [box …]; prompt [mask …]`.
+        let regions: Vec<String> = recipe.regions.iter().map(|r| r.summary()).collect();
+        params.push(("Regions".into(), regions.join("; ")));
+    }
     params.extend(
         extras
             .iter()

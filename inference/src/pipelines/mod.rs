@@ -3,4 +3,5 @@
 pub mod conditioning;
 pub mod inpaint;
 pub mod outpaint;
+pub mod regions;
 pub mod stable_diffusion;

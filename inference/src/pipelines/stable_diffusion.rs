@@ -6,10 +6,13 @@ use crate::io::family::{Family, ModelKind};
 use crate::io::model::ModelFiles;
 use crate::kernels::{Precision, with_precision};
 use crate::pipelines::conditioning::{Conditioning, Encoder, Layer, chunk_count, encode_with};
+use crate::pipelines::regions::RegionRequest;
 use crate::sampling::rng::TorchRng;
 use crate::sampling::scheduler::{Scheduler, SchedulerConfig};
 use crate::text::clip::{ClipTextConfig, ClipTextModel};
 use crate::text::tokenizer::ClipTokenizer;
+use crate::unet::attention::AttentionProcessor;
+use crate::unet::regional::{RegionLayer, RegionalAttention, RowRegions};
 use crate::unet::{TextTimeInputs, UNet, UNetConfig, UNetHooks};
 use crate::vae::tiled::{needs_tiling, tiled_decode};
 use crate::vae::{Vae, VaeConfig};
@@ -50,6 +53,8 @@ pub struct GenerateRequest {
     pub guess_mode: bool,
     /// Inpainting mask at the output size (white = repaint; binarised at 50 %); needs `init`.
     pub mask: Option<image::GrayImage>,
+    /// Regional prompts, coverage at the output size (`docs/REGIONAL.md`).
+    pub regions: Vec<RegionRequest>,
 }
 
 /// Latent-space state of a masked (inpainting) generation.
@@ -362,6 +367,63 @@ impl StableDiffusion {
             self.encode_prompt(&neg_text, 1, chunks)?
         };
         Ok((positive, negative))
+    }
+
+    /// The regional-prompt attention processor of a request (`None` without regions). Region
+    /// prompts are encoded like the prompt (clip skip included), their negatives like the
+    /// negative; opacity = coverage / 255 · weight. With CFG, row 0 (unconditional) gets the
+    /// regions that have their own negative, row 1 every region; without CFG, row 0 every region.
+    fn regional_attention(
+        &self,
+        req: &GenerateRequest,
+        use_cfg: bool,
+    ) -> Result<Option<RegionalAttention>> {
+        if req.regions.is_empty() {
+            return Ok(None);
+        }
+        let mut cond = Vec::with_capacity(req.regions.len());
+        let mut uncond = Vec::new();
+        for (i, region) in req.regions.iter().enumerate() {
+            if region.coverage.dimensions() != (req.width, req.height) {
+                return Err(Error::InvalidArgument(format!(
+                    "region {} coverage is {}x{}, expected {}x{}",
+                    i + 1,
+                    region.coverage.width(),
+                    region.coverage.height(),
+                    req.width,
+                    req.height
+                )));
+            }
+            let alpha: std::sync::Arc<[f32]> = region
+                .coverage
+                .as_raw()
+                .iter()
+                .map(|&v| f32::from(v) / 255.0 * region.weight)
+                .collect();
+            let context = self
+                .encode_prompt(&region.prompt, req.clip_skip, 1)?
+                .context;
+            if use_cfg && let Some(negative) = &region.negative {
+                uncond.push(RegionLayer {
+                    context: self.encode_prompt(negative, 1, 1)?.context,
+                    alpha: alpha.clone(),
+                });
+            }
+            cond.push(RegionLayer { context, alpha });
+        }
+        let mut rows = Vec::with_capacity(2);
+        if !uncond.is_empty() {
+            rows.push(RowRegions {
+                row: 0,
+                layers: uncond,
+            });
+        }
+        rows.push(RowRegions {
+            row: usize::from(use_cfg),
+            layers: cond,
+        });
+        let pixels = (req.height as usize, req.width as usize);
+        Ok(Some(RegionalAttention::new(pixels, rows)?))
     }
 
     /// SDXL micro-conditioning ids for a `height × width` output.
@@ -741,6 +803,7 @@ impl StableDiffusion {
             None => self.inpaint_channels(req, h, w, sf)?,
         };
         let guides = self.control_guides(req, use_cfg)?;
+        let regional = self.regional_attention(req, use_cfg)?;
         let total = scheduler.len();
         let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
         for (i, t) in timesteps.iter().enumerate() {
@@ -768,7 +831,7 @@ impl StableDiffusion {
             } else {
                 model_in
             };
-            let hooks = match &control {
+            let mut hooks = match &control {
                 Some((down, mid)) => UNetHooks {
                     down_residuals: Some(down),
                     mid_residual: Some(mid),
@@ -776,6 +839,7 @@ impl StableDiffusion {
                 },
                 None => UNetHooks::default(),
             };
+            hooks.attention = regional.as_ref().map(|r| r as &dyn AttentionProcessor);
             let out =
                 self.unet
                     .forward(&model_in, *t as f32, &context, text_time.as_ref(), &hooks)?;

@@ -32,16 +32,20 @@ pub enum UNetPart {
     Up(usize),
 }
 
-/// Replaces the default computation of chosen attention layers.
+/// Replaces the default computation of chosen attention layers (regional prompts in
+/// `unet::regional`; IP-Adapter and consistent self-attention later).
 pub trait AttentionProcessor: Send + Sync {
-    /// Returns `Some(output)` to replace the layer's output, `None` to run the default.
-    /// `hidden` is `[B, N, C]`; `context` is the cross-attention context (`None` for attn1).
+    /// Returns `Some(output)` to replace the layer's output (after `to_out`), `None` to run the
+    /// default. `hidden` is `[B, N, C]` with `N = grid.0 · grid.1` tokens in row-major order of
+    /// the layer's `(height, width)` feature grid; `context` is the cross-attention context
+    /// (`None` for attn1).
     fn process(
         &self,
         site: &AttnSite,
         attn: &Attention,
         hidden: &Tensor,
         context: Option<&Tensor>,
+        grid: (usize, usize),
     ) -> Result<Option<Tensor>>;
 }
 
@@ -145,9 +149,10 @@ impl Attention {
         x: &Tensor,
         context: Option<&Tensor>,
         processor: Option<&dyn AttentionProcessor>,
+        grid: (usize, usize),
     ) -> Result<Tensor> {
         if let Some(p) = processor
-            && let Some(out) = p.process(&self.site, self, x, context)?
+            && let Some(out) = p.process(&self.site, self, x, context, grid)?
         {
             return Ok(out);
         }
@@ -197,14 +202,15 @@ impl TransformerBlock {
         x: &Tensor,
         context: &Tensor,
         processor: Option<&dyn AttentionProcessor>,
+        grid: (usize, usize),
     ) -> Result<Tensor> {
         let x = (self
             .attn1
-            .forward(&self.norm1.forward(x)?, None, processor)?
+            .forward(&self.norm1.forward(x)?, None, processor, grid)?
             + x)?;
         let x = (self
             .attn2
-            .forward(&self.norm2.forward(&x)?, Some(context), processor)?
+            .forward(&self.norm2.forward(&x)?, Some(context), processor, grid)?
             + &x)?;
         Ok((self.ff.forward(&self.norm3.forward(&x)?)? + &x)?)
     }
@@ -327,7 +333,7 @@ impl Transformer2D {
             Projection::Linear(lin) => lin.forward(&tokens(normed)?)?,
         };
         for block in &self.blocks {
-            hidden = block.forward(&hidden, context, processor)?;
+            hidden = block.forward(&hidden, context, processor, (h, w))?;
         }
         let spatial = |t: Tensor| -> Result<Tensor> {
             Ok(t.reshape((b, h, w, c))?

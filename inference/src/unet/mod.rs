@@ -5,6 +5,7 @@ pub mod attention;
 pub mod config;
 pub mod flops;
 pub mod model;
+pub mod regional;
 pub mod resnet;
 
 pub use config::UNetConfig;
