@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Screenshots of the real `kiln` window, every section in English and Simplified Chinese
-# (Generate, Canvas, Presets, Gallery, Models, Settings):
+# (Generate, Canvas, Presets, Batch, Gallery, Models, Settings):
 # docs/screenshots/<section>-<lang>.png (1280×800).
 #
 # Builds the release binary, prepares a throw-away library (settings, a few outputs made with
@@ -114,6 +114,13 @@ cat >> "$demo/config-outpaint/settings.toml" <<EOF
 last_recipe = '{"model":{"path":"$demo/models/tiny-sd15","family":"sd1"},"prompt":"a clay village by a winding river","seed":7,"steps":8,"width":512,"height":192,"init":{"path":"$fixtures/canny-src-256x192.png","strength":1.0},"outpaint":{"left":128,"right":128,"top":0,"bottom":0,"overlap":16}}'
 EOF
 
+# A folder of photos for the Batch section (run with the restored form while the shot is taken).
+mkdir -p "$demo/album"
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+    cp "$fixtures/$( ((i % 2)) && echo init-64.png || echo photo-96x64.png)" "$demo/album/photo-$i.png"
+done
+printf 'not a picture' > "$demo/album/notes.jpg"
+
 mkdir -p "$out_dir"
 
 # shoot SECTION LANG FILE [extra env…]: one window, one screenshot.
@@ -161,6 +168,8 @@ for lang in en zh-CN; do
     shoot models "$lang" "$out_dir/models-$lang.png" SETTLE=3
     shoot settings "$lang" "$out_dir/settings-$lang.png" SETTLE=2
     shoot presets "$lang" "$out_dir/presets-$lang.png" SETTLE=2
+    rm -rf "$demo/album-kiln"
+    shoot batch "$lang" "$out_dir/batch-$lang.png" KILN_BATCH_INPUT="$demo/album" SETTLE=8
     shoot canvas "$lang" "$out_dir/canvas-$lang.png" KILN_CONFIG_DIR="$demo/config-canvas" \
         KILN_CANVAS_BACKGROUND="$fixtures/canny-src-256x192.png" \
         KILN_CANVAS_SKETCH="$demo/sketch.png" SETTLE=3

@@ -105,6 +105,26 @@ impl FailReason {
             FailReason::Write { .. } => "write",
         }
     }
+
+    /// The technical detail (the decoder's or the system's message; the size of a too-large
+    /// image), shown after the translated reason.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            FailReason::Empty => None,
+            FailReason::TooLarge {
+                size: Some((w, h)),
+                detail,
+            } => Some(format!("{w}×{h}, {detail}")),
+            FailReason::Unreadable { detail }
+            | FailReason::NotAnImage { detail }
+            | FailReason::Unsupported { detail }
+            | FailReason::Truncated { detail }
+            | FailReason::Corrupt { detail }
+            | FailReason::TooLarge { detail, .. }
+            | FailReason::Generation { detail }
+            | FailReason::Write { detail } => Some(detail.clone()),
+        }
+    }
 }
 
 impl fmt::Display for FailReason {

@@ -13,11 +13,14 @@ use clap::{Parser, Subcommand};
 
 /// Kiln: a local AI image and video studio.
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about)]
+#[command(name = "kiln", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Subcommand; none opens the desktop app.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Images or folders to open in the desktop app (as if dropped on its window).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// The subcommands.
@@ -49,6 +52,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Models(args)) => models::run(args),
-        None => crate::gui::run(),
+        None => crate::gui::run(cli.files),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn files_open_the_app_and_subcommands_still_parse() {
+        let cli = Cli::try_parse_from(["kiln", "a.png", "album"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.files,
+            [std::path::PathBuf::from("a.png"), "album".into()]
+        );
+        let cli = Cli::try_parse_from(["kiln", "info", "a.png"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Info(_))));
+        assert!(cli.files.is_empty());
+        assert!(Cli::try_parse_from(["kiln"]).unwrap().files.is_empty());
     }
 }

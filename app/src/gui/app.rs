@@ -569,7 +569,19 @@ impl KilnApp {
             .map(|file| file.path().to_path_buf())
             .filter(|path| !path.as_os_str().is_empty())
             .collect();
-        // A folder, several files, or anything dropped on the Batch section is a batch.
+        self.open_paths(paths, pointer, ctx);
+    }
+
+    /// Files dropped on the window at `pointer`, or given on the command line (`kiln FILE…`,
+    /// the desktop entry's "Open with"): a folder, several files, or anything dropped on the
+    /// Batch section is a batch; one image restores its recipe or becomes the init image (or
+    /// goes to the preset card or canvas layer under the pointer).
+    pub fn open_paths(
+        &mut self,
+        paths: Vec<PathBuf>,
+        pointer: Option<egui::Pos2>,
+        ctx: &egui::Context,
+    ) {
         if !paths.is_empty()
             && (paths.len() > 1 || paths[0].is_dir() || self.state.section == Section::Batch)
         {

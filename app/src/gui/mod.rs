@@ -86,8 +86,9 @@ fn native_options(
     }
 }
 
-/// Opens the desktop app and returns when its window closes.
-pub fn run() -> anyhow::Result<()> {
+/// Opens the desktop app (with `files` opened as if dropped on it) and returns when its
+/// window closes.
+pub fn run(files: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
     timing::milestone("main");
     let paths = AppPaths::from_env();
     let (settings, warning) = Settings::load_or_default(&paths.settings_file());
@@ -96,17 +97,28 @@ pub fn run() -> anyhow::Result<()> {
     }
     apply_thread_setting(&settings);
     let screenshot = ScreenshotMode::from_env();
+    let files: Vec<std::path::PathBuf> = files
+        .into_iter()
+        .map(|file| std::path::absolute(&file).unwrap_or(file))
+        .collect();
     let result = run_with(
         &paths,
         &settings,
         screenshot.clone(),
+        &files,
         eframe::Renderer::Wgpu,
     );
     match result {
         Err(eframe::Error::Wgpu(error)) => {
             eprintln!("kiln: wgpu is not available ({error}); using OpenGL");
-            run_with(&paths, &settings, screenshot, eframe::Renderer::Glow)
-                .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+            run_with(
+                &paths,
+                &settings,
+                screenshot,
+                &files,
+                eframe::Renderer::Glow,
+            )
+            .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
         }
         other => other.map_err(|e| anyhow::anyhow!("cannot open the window: {e}")),
     }
@@ -116,10 +128,12 @@ fn run_with(
     paths: &AppPaths,
     settings: &Settings,
     screenshot: Option<ScreenshotMode>,
+    files: &[std::path::PathBuf],
     renderer: eframe::Renderer,
 ) -> eframe::Result {
     let options = native_options(paths, screenshot.is_some(), renderer);
     let paths = paths.clone();
+    let files = files.to_vec();
     let mut settings = settings.clone();
     eframe::run_native(
         "kiln",
@@ -130,6 +144,9 @@ fn run_with(
                 settings.language = language_of(lang);
             }
             let mut app = KilnApp::new(&cc.egui_ctx, paths, settings)?;
+            if !files.is_empty() {
+                app.open_paths(files, None, &cc.egui_ctx);
+            }
             if let Some(screenshot) = screenshot {
                 app.set_persist(false);
                 if let Some(section) = screenshot.section {

@@ -262,7 +262,8 @@ fn run_ui(
                 for failed in &run.failed {
                     ui.horizontal_wrapped(|ui| {
                         ui.label(RichText::new(&failed.input).monospace());
-                        ui.label(RichText::new(&failed.message).small().color(palette.muted));
+                        ui.label(RichText::new(reason_text(&failed.reason, lang)).small())
+                            .on_hover_text(&failed.message);
                     });
                 }
                 ui.add_space(8.0);
@@ -324,5 +325,50 @@ fn status_text(run: &BatchRun, lang: Lang) -> String {
         (None, Some(pending)) => tr_args(lang, "batch.waiting", &[("count", &pending)]),
         (None, None) if run.output.is_none() => tr(lang, "batch.queued").to_owned(),
         (None, None) => tr(lang, "batch.scanning").to_owned(),
+    }
+}
+
+/// Why a file failed, in the UI language, with the technical detail after it.
+fn reason_text(reason: &crate::batch::FailReason, lang: Lang) -> String {
+    let key = format!("batch.reason.{}", reason.code().replace('-', "_"));
+    match reason.detail() {
+        Some(detail) if !detail.is_empty() => format!("{} ({detail})", tr(lang, &key)),
+        _ => tr(lang, &key).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::FailReason;
+
+    #[test]
+    fn every_fail_reason_has_a_translation() {
+        let detail = || "x".to_owned();
+        let reasons = [
+            FailReason::Unreadable { detail: detail() },
+            FailReason::Empty,
+            FailReason::NotAnImage { detail: detail() },
+            FailReason::Unsupported { detail: detail() },
+            FailReason::Truncated { detail: detail() },
+            FailReason::Corrupt { detail: detail() },
+            FailReason::TooLarge {
+                size: Some((20000, 20000)),
+                detail: detail(),
+            },
+            FailReason::Generation { detail: detail() },
+            FailReason::Write { detail: detail() },
+        ];
+        for reason in &reasons {
+            for lang in Lang::ALL {
+                let text = reason_text(reason, lang);
+                assert!(!text.starts_with("batch.reason."), "{text}");
+            }
+        }
+        assert_eq!(
+            reason_text(&reasons[6], Lang::En),
+            "image too large (20000×20000, x)"
+        );
+        assert_eq!(reason_text(&reasons[1], Lang::ZhCn), "空文件（0 字节）");
     }
 }
