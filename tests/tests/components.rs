@@ -200,6 +200,7 @@ fn cancel_stops_before_the_first_step() {
         controls: Vec::new(),
         guess_mode: false,
         mask: None,
+        regions: Vec::new(),
     };
     let err = sd.generate(&request, &mut |_| {}, &cancel).unwrap_err();
     assert!(matches!(err, kiln_inference::Error::Cancelled));
