@@ -17,8 +17,11 @@ use kiln_inference::recipe::{
     ControlSpec, InitImage, MaskSpec, ModelRef, OutpaintSpec, Preprocessor,
 };
 use kiln_inference::{CancelToken, Engine, LoraSpec, Recipe, SamplerKind};
+use region::parse_region;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+mod region;
 
 /// Default steps without a preset.
 const DEFAULT_STEPS: usize = 25;
@@ -98,6 +101,12 @@ pub struct GenerateArgs {
     /// ControlNet guess mode (the ControlNets see no prompt; shallow layers count less).
     #[arg(long)]
     guess_mode: bool,
+    /// A regional prompt: `prompt=TEXT,box=X0,Y0,X1,Y1` (box in fractions of the image, origin
+    /// top left) or `prompt=TEXT,mask=PNG` (white = the region, gray = partly; resized to the
+    /// image size), then optionally `,weight=W` (0–1, default 1) and `,negative=TEXT`. TEXT may
+    /// hold commas. Later regions cover earlier ones. Repeatable; see docs/REGIONAL.md.
+    #[arg(long, value_name = "prompt=TEXT,box=X0,Y0,X1,Y1|mask=PNG[,weight=W]")]
+    region: Vec<String>,
     /// Inpainting mask for --init (white = repaint).
     #[arg(long, value_name = "MASK.png")]
     mask: Option<PathBuf>,
@@ -498,6 +507,14 @@ fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<S
             .collect::<anyhow::Result<_>>()?;
     }
     recipe.guess_mode = recipe.guess_mode || args.guess_mode;
+    if !args.region.is_empty() {
+        recipe.regions = args
+            .region
+            .iter()
+            .enumerate()
+            .map(|(i, r)| parse_region(r, i))
+            .collect::<anyhow::Result<_>>()?;
+    }
     match &args.mask {
         Some(path) => {
             if recipe.init.is_none() {
