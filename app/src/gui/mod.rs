@@ -70,11 +70,17 @@ fn native_options(
     screenshot: bool,
     renderer: eframe::Renderer,
 ) -> eframe::NativeOptions {
-    let viewport = egui::ViewportBuilder::default()
+    let mut viewport = egui::ViewportBuilder::default()
         .with_title("Kiln")
         .with_app_id("kiln")
         .with_inner_size(WINDOW_SIZE)
         .with_min_inner_size(MIN_WINDOW_SIZE);
+    // The same icon the installers use (packaging/icons, drawn by make_icons.py).
+    if let Ok(icon) = eframe::icon_data::from_png_bytes(include_bytes!(
+        "../../../packaging/icons/256x256.png"
+    )) {
+        viewport = viewport.with_icon(std::sync::Arc::new(icon));
+    }
     eframe::NativeOptions {
         viewport,
         renderer,
