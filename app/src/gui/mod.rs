@@ -76,9 +76,9 @@ fn native_options(
         .with_inner_size(WINDOW_SIZE)
         .with_min_inner_size(MIN_WINDOW_SIZE);
     // The same icon the installers use (packaging/icons, drawn by make_icons.py).
-    if let Ok(icon) = eframe::icon_data::from_png_bytes(include_bytes!(
-        "../../../packaging/icons/256x256.png"
-    )) {
+    if let Ok(icon) =
+        eframe::icon_data::from_png_bytes(include_bytes!("../../../packaging/icons/256x256.png"))
+    {
         viewport = viewport.with_icon(std::sync::Arc::new(icon));
     }
     eframe::NativeOptions {
