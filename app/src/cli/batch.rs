@@ -396,6 +396,8 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
         waiting_said: false,
     };
     let mut engine = Engine::new();
+    // pre=depth|lineart|scribble find their networks in the model folders.
+    engine.preprocessors.model_dirs = model_dirs(&args.models_dir);
     let control = BatchControl::new();
     let summary = run_batch(&batch, &mut engine, &control, &mut |event| {
         reporter.event(event)

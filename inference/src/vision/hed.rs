@@ -8,9 +8,11 @@
 //! shapes. The network runs at the image's own size (controlnet_aux first resizes to 512 on the
 //! short side, multiples of 64).
 
+use super::layers::conv2d;
+use crate::kernels::conv::Conv2d;
 use crate::{Error, Result};
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder, conv2d};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Conv2dConfig, VarBuilder};
 use image::{GrayImage, RgbImage};
 use std::path::Path;
 

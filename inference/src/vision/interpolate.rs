@@ -186,9 +186,34 @@ mod tests {
             let sum: f32 = cubic_coefficients(t).iter().sum();
             assert!((sum - 1.0).abs() < 1e-6);
         }
-        // A linear ramp stays linear inside (bicubic reproduces linear functions).
+        // torch 2.15: F.interpolate(torch.arange(8.).view(1, 1, 1, 8), size=(1, 16),
+        // mode="bicubic", align_corners=False), and size=(1, 5) with align_corners=True.
         let ramp: Vec<f32> = (0..8).map(|v| v as f32).collect();
         let up = interpolate_planes(&ramp, 1, (1, 8), (1, 16), Mode::Bicubic, false);
-        assert!((up[8] - 3.75).abs() < 1e-5, "{up:?}");
+        let torch: [f64; 16] = [
+            -0.10546875,
+            0.19140625,
+            0.66796875,
+            1.296875,
+            1.703125,
+            2.296875,
+            2.703125,
+            3.296875,
+            3.703125,
+            4.296875,
+            4.703125,
+            5.296875,
+            5.703125,
+            6.33203125,
+            6.80859375,
+            7.10546875,
+        ];
+        for (a, b) in up.iter().zip(torch) {
+            assert!((f64::from(*a) - b).abs() < 1e-6, "{up:?}");
+        }
+        let down = interpolate_planes(&ramp, 1, (1, 8), (1, 5), Mode::Bicubic, true);
+        for (a, b) in down.iter().zip([0.0, 1.703125, 3.5, 5.296875, 7.0]) {
+            assert!((a - b).abs() < 1e-6, "{down:?}");
+        }
     }
 }

@@ -9,12 +9,11 @@
 //! image's own size (controlnet_aux first resizes to 512 on the short side, multiples of 64):
 //! sides are padded to a multiple of 4 by replicating the last row/column and the result cropped.
 
+use super::layers::{ConvTranspose2d, conv_transpose2d, conv2d};
+use crate::kernels::conv::Conv2d;
 use crate::{Error, Result};
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{
-    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder, conv_transpose2d,
-    conv2d,
-};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Conv2dConfig, ConvTranspose2dConfig, VarBuilder};
 use image::{GrayImage, RgbImage};
 use std::path::Path;
 

@@ -6,6 +6,7 @@ pub mod annotators;
 pub mod depth;
 pub mod hed;
 pub mod interpolate;
+pub mod layers;
 pub mod lineart;
 pub mod preprocess;
 pub mod resample;

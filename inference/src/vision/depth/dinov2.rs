@@ -4,11 +4,12 @@
 
 use super::config::BackboneConfig;
 use crate::Result;
+use crate::kernels::conv::Conv2d;
 use crate::vision::interpolate::{Mode, interpolate};
+use crate::vision::layers::conv2d;
 use candle_core::Tensor;
 use candle_nn::{
-    Conv2d, Conv2dConfig, LayerNorm, LayerNormConfig, Linear, Module, VarBuilder, conv2d,
-    layer_norm, linear,
+    Conv2dConfig, LayerNorm, LayerNormConfig, Linear, Module, VarBuilder, layer_norm, linear,
 };
 
 /// transformers `Dinov2Embeddings` (the mask token is never used at inference).
@@ -118,11 +119,11 @@ impl Attention {
         let q = split(self.query.forward(x)?)?;
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
+        let flat = |t: Tensor| t.reshape((batch * self.heads, tokens, head_dim));
         let scale = (head_dim as f64).powf(-0.5);
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = weights
-            .matmul(&v)?
+        // Kiln's blocked attention (exact softmax per row, no N×N matrix at once).
+        let out = crate::kernels::attention::attention(&flat(q)?, &flat(k)?, &flat(v)?, scale)?
+            .reshape((batch, self.heads, tokens, head_dim))?
             .transpose(1, 2)?
             .reshape((batch, tokens, dim))?;
         Ok(self.dense.forward(&out)?)

@@ -4,12 +4,11 @@
 
 use super::config::DepthConfig;
 use crate::Result;
+use crate::kernels::conv::Conv2d;
 use crate::vision::interpolate::{Mode, interpolate};
+use crate::vision::layers::{ConvTranspose2d, conv_transpose2d, conv2d, conv2d_no_bias};
 use candle_core::Tensor;
-use candle_nn::{
-    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Module, VarBuilder,
-    conv_transpose2d, conv2d, conv2d_no_bias,
-};
+use candle_nn::{Conv2dConfig, ConvTranspose2dConfig, VarBuilder};
 
 fn padded(padding: usize) -> Conv2dConfig {
     Conv2dConfig {
@@ -148,7 +147,7 @@ impl FusionLayer {
         let x = self.residual_layer2.forward(&x)?;
         let size = size.unwrap_or((h * 2, w * 2));
         let x = interpolate(&x, size, Mode::Bilinear, true)?;
-        Ok(self.projection.forward(&x)?)
+        self.projection.forward(&x)
     }
 }
 
@@ -192,13 +191,7 @@ impl DptDecoder {
             .iter()
             .enumerate()
             .map(|(i, &channels)| {
-                Ok(conv2d_no_bias(
-                    channels,
-                    fusion_size,
-                    3,
-                    padded(1),
-                    neck.pp("convs").pp(i),
-                )?)
+                conv2d_no_bias(channels, fusion_size, 3, padded(1), neck.pp("convs").pp(i))
             })
             .collect::<Result<Vec<_>>>()?;
         let fusion = (0..cfg.neck_hidden_sizes.len())
