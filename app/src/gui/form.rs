@@ -6,7 +6,7 @@ mod controls;
 
 pub use controls::{
     CONTROL_SCALE_RANGE, ControlRow, MASK_BLUR_RANGE, MASK_PADDING_RANGE, MaskFields,
-    PREPROCESSORS, controlnet_load_path, preprocessor_available,
+    PREPROCESSORS, controlnet_load_path,
 };
 
 use crate::library::models::{ModelEntry, ModelFileKind};

@@ -83,12 +83,30 @@ fn read_rgba_at(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, String>
     )
 }
 
-/// The guide a ControlNet row's image makes at `width × height`, as the engine makes it.
-fn make_guide(source: &GuideSource, width: u32, height: u32) -> Result<image::RgbImage, String> {
+/// The guide a ControlNet row's image makes at `width × height`, as the engine makes it
+/// (networks for depth, line art and photo scribbles found in `model_dirs`).
+fn make_guide(
+    source: &GuideSource,
+    width: u32,
+    height: u32,
+    model_dirs: Vec<PathBuf>,
+) -> Result<image::RgbImage, String> {
+    use kiln_inference::vision::annotators::Preprocessors;
+    use kiln_inference::vision::preprocess::{PreprocessOptions, guide_with};
     let image = kiln_inference::engine::load_init_image(&source.image, width, height)
         .map_err(|e| format!("{e:#}"))?;
-    kiln_inference::vision::preprocess::guide(&image, source.preprocessor)
-        .map_err(|e| format!("{e:#}"))
+    let mut networks = Preprocessors::new(model_dirs);
+    let options = PreprocessOptions::default();
+    let device = candle_core::Device::Cpu;
+    guide_with(
+        &mut networks,
+        source.preprocessor,
+        &image,
+        None,
+        &options,
+        &device,
+    )
+    .map_err(|e| format!("{e:#}"))
 }
 
 impl KilnApp {
@@ -444,8 +462,9 @@ impl KilnApp {
                 continue;
             }
             canvas.guide_loads.insert(layer, source.clone());
+            let model_dirs = self.state.settings.model_dirs.clone();
             self.services.tasks.spawn("canvas-guide", move || {
-                let result = make_guide(&source, size.0, size.1);
+                let result = make_guide(&source, size.0, size.1, model_dirs);
                 TaskDone::GuideLoaded {
                     layer,
                     source,
@@ -596,4 +615,32 @@ impl KilnApp {
 /// Renders an export and writes it as a content-named PNG.
 fn write_export(dir: &Path, prefix: &str, export: &Export) -> Result<PathBuf, String> {
     write_content_named_png(dir, prefix, &export.render())
+}
+
+#[cfg(test)]
+mod guide_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn depth_guides_use_the_network_in_the_model_folders() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let source = GuideSource {
+            image: fixtures.join("init-64.png"),
+            preprocessor: Preprocessor::Depth,
+        };
+        // No network anywhere: the error names what to get.
+        let empty = tempfile::tempdir().unwrap();
+        let error = make_guide(&source, 64, 64, vec![empty.path().to_path_buf()]).unwrap_err();
+        assert!(error.contains("Depth-Anything"), "{error}");
+        // The tiny Depth Anything in a model folder: a grey guide at the canvas size.
+        let guide = make_guide(&source, 64, 64, vec![fixtures.join("tiny-depth-anything")]);
+        let guide = guide.unwrap();
+        assert_eq!(guide.dimensions(), (64, 64));
+        assert!(guide.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
+        let (min, max) = guide
+            .pixels()
+            .fold((255, 0), |(lo, hi), p| (lo.min(p.0[0]), hi.max(p.0[0])));
+        assert_eq!((min, max), (0, 255), "min-max normalised depth");
+    }
 }

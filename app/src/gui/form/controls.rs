@@ -5,7 +5,7 @@
 use super::{FormError, GenerateForm};
 use crate::library::models::{ModelEntry, ModelFileKind};
 use kiln_inference::io::family::Family;
-use kiln_inference::recipe::{ControlSpec, MaskSpec, Preprocessor};
+use kiln_inference::recipe::{ControlSpec, MaskSpec, Preprocessor, RegionArea};
 use std::collections::HashSet;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -26,11 +26,6 @@ pub const PREPROCESSORS: [Preprocessor; 5] = [
     Preprocessor::Lineart,
     Preprocessor::Depth,
 ];
-
-/// Whether the inference core has this preprocessor yet (the others fail with a clear error).
-pub fn preprocessor_available(preprocessor: Preprocessor) -> bool {
-    matches!(preprocessor, Preprocessor::None | Preprocessor::Canny)
-}
 
 /// The path the engine loads for a library ControlNet: a diffusers ControlNet is listed as its
 /// weights file (`…/name/diffusion_pytorch_model.safetensors`) but loads as its folder.
@@ -315,6 +310,11 @@ impl GenerateForm {
         files.extend(self.init.clone());
         files.extend(self.mask.path.clone());
         files.extend(self.overlay.clone());
+        for region in &self.regions {
+            if let RegionArea::Mask(path) = &region.area {
+                files.push(path.clone());
+            }
+        }
         for row in &self.controls {
             files.extend(row.model.clone());
             files.extend(row.image.clone());
@@ -332,6 +332,9 @@ impl GenerateForm {
             // Text made on another computer: the result comes without it.
             self.overlay = None;
         }
+        // A region whose mask is not here cannot be placed: it is left out.
+        self.regions
+            .retain(|r| !matches!(&r.area, RegionArea::Mask(path) if missing.contains(path)));
         for row in &mut self.controls {
             row.model_missing = is_missing(&row.model);
             row.image_missing = is_missing(&row.image);

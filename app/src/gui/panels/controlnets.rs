@@ -4,9 +4,7 @@
 //! mode. The rows become the recipe's `controls` in [`GenerateForm::to_recipe`].
 
 use crate::gui::action::{Action, CanvasAction};
-use crate::gui::form::{
-    CONTROL_SCALE_RANGE, ControlRow, GenerateForm, PREPROCESSORS, preprocessor_available,
-};
+use crate::gui::form::{CONTROL_SCALE_RANGE, ControlRow, GenerateForm, PREPROCESSORS};
 use crate::gui::panels::file_name;
 use crate::gui::services::tasks::PickPurpose;
 use crate::gui::state::AppState;
@@ -354,25 +352,23 @@ fn guide_ui(
     .on_hover_text(tr(lang, "controlnet.from_canvas_hint"));
 }
 
-/// The preprocessor menu; the ones the core does not have yet are disabled.
+/// The preprocessor menu; the ones that run a network say where it comes from.
 fn preprocessor_ui(ui: &mut egui::Ui, row: &mut ControlRow, lang: Lang) {
     egui::ComboBox::from_id_salt(("controlnet-pre", row.id))
         .width(ui.available_width() - 8.0)
         .selected_text(tr(lang, preprocessor_key(row.preprocessor)))
         .show_ui(ui, |ui| {
             for preprocessor in PREPROCESSORS {
-                let available = preprocessor_available(preprocessor);
-                let response = ui.add_enabled(
-                    available,
-                    egui::Button::selectable(
-                        row.preprocessor == preprocessor,
-                        tr(lang, preprocessor_key(preprocessor)),
-                    ),
+                let response = ui.selectable_value(
+                    &mut row.preprocessor,
+                    preprocessor,
+                    tr(lang, preprocessor_key(preprocessor)),
                 );
-                let response =
-                    response.on_disabled_hover_text(tr(lang, "controlnet.pre_unavailable"));
-                if response.clicked() {
-                    row.preprocessor = preprocessor;
+                if matches!(
+                    preprocessor,
+                    Preprocessor::Depth | Preprocessor::Lineart | Preprocessor::Scribble
+                ) {
+                    response.on_hover_text(tr(lang, "controlnet.pre_network"));
                 }
             }
         });

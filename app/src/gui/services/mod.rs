@@ -56,6 +56,8 @@ impl EngineRunner {
     /// `taesd_dirs` (the model folders).
     pub fn new(switches: RunnerSwitches, taesd_dirs: Vec<std::path::PathBuf>) -> Self {
         let mut engine = Engine::new();
+        // pre=depth|lineart|scribble find their networks in the model folders too.
+        engine.preprocessors.model_dirs = taesd_dirs.clone();
         engine.taesd_dirs = taesd_dirs;
         EngineRunner { engine, switches }
     }
