@@ -4,6 +4,7 @@
 
 pub mod annotators;
 pub mod depth;
+pub mod face;
 pub mod hed;
 pub mod interpolate;
 pub mod layers;
