@@ -767,3 +767,48 @@ fn measure_stroke_frame_times_on_a_4k_canvas() {
         0
     );
 }
+
+/// Rows of `kind`'s first layer painted (alpha > 0) in column `x`.
+fn thickness(harness: &AppHarness, kind: LayerKind, x: u32) -> usize {
+    (0..64).filter(|&y| alpha(harness, kind, x, y) > 0).count()
+}
+
+/// A stylus reports pressure as the force of touch events: a light stroke is thinner.
+fn touch_force(harness: &mut AppHarness, force: f32) {
+    harness.event(egui::Event::Touch {
+        device_id: egui::TouchDeviceId(1),
+        id: egui::TouchId(1),
+        phase: egui::TouchPhase::Move,
+        pos: on_screen(harness, 1.0, 1.0),
+        force: Some(force),
+    });
+    harness.step();
+}
+
+#[test]
+fn stylus_pressure_makes_thinner_strokes() {
+    let env = TestEnv::new();
+    let mut harness = app_on(&env, RecordingRunner::default());
+    open_section(&mut harness, "Canvas");
+    {
+        let brush = &mut app_mut(&mut harness).state.canvas.brush;
+        (brush.size, brush.hardness) = (12.0, 1.0);
+    }
+    touch_force(&mut harness, 1.0);
+    stroke(&mut harness, &[(8.0, 16.0), (32.0, 16.0), (56.0, 16.0)]);
+    let full = thickness(&harness, LayerKind::Sketch, 32);
+    touch_force(&mut harness, 0.25);
+    stroke(&mut harness, &[(8.0, 48.0), (32.0, 48.0), (56.0, 48.0)]);
+    let light = (32..64)
+        .filter(|&y| alpha(&harness, LayerKind::Sketch, 32, y) > 0)
+        .count();
+    let full_rows = (0..32)
+        .filter(|&y| alpha(&harness, LayerKind::Sketch, 32, y) > 0)
+        .count();
+    assert_eq!(full, full_rows, "the second stroke stays in the lower half");
+    assert!(full_rows >= 10, "a full-pressure 12 px stroke: {full_rows} rows");
+    assert!(
+        light > 0 && light * 2 < full_rows,
+        "a quarter-pressure stroke is thinner: {light} rows vs {full_rows}"
+    );
+}
