@@ -806,7 +806,10 @@ fn stylus_pressure_makes_thinner_strokes() {
         .filter(|&y| alpha(&harness, LayerKind::Sketch, 32, y) > 0)
         .count();
     assert_eq!(full, full_rows, "the second stroke stays in the lower half");
-    assert!(full_rows >= 10, "a full-pressure 12 px stroke: {full_rows} rows");
+    assert!(
+        full_rows >= 10,
+        "a full-pressure 12 px stroke: {full_rows} rows"
+    );
     assert!(
         light > 0 && light * 2 < full_rows,
         "a quarter-pressure stroke is thinner: {light} rows vs {full_rows}"
