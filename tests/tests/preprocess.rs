@@ -245,3 +245,106 @@ fn preprocess_api_finds_models_in_model_folders() {
     let err = preprocess(Preprocessor::Lineart, &image, Some(&hed)).unwrap_err();
     assert!(err.to_string().contains("model0.1.weight"), "{err}");
 }
+
+/// The original Depth-Anything-V2 name of a transformers tensor (the inverse of
+/// transformers' `convert_depth_anything_to_hf.py`), `None` for q/k/v (fused below).
+fn original_name(name: &str) -> Option<String> {
+    let fixed = [
+        ("backbone.embeddings.cls_token", "pretrained.cls_token"),
+        ("backbone.embeddings.mask_token", "pretrained.mask_token"),
+        (
+            "backbone.embeddings.position_embeddings",
+            "pretrained.pos_embed",
+        ),
+    ];
+    if let Some((_, to)) = fixed.iter().find(|(from, _)| *from == name) {
+        return Some(to.to_string());
+    }
+    if name.contains(".attention.attention.") {
+        return None;
+    }
+    let rules = [
+        (
+            "backbone.embeddings.patch_embeddings.projection.",
+            "pretrained.patch_embed.proj.",
+        ),
+        ("backbone.encoder.layer.", "pretrained.blocks."),
+        ("backbone.layernorm.", "pretrained.norm."),
+        ("attention.output.dense.", "attn.proj."),
+        ("layer_scale1.lambda1", "ls1.gamma"),
+        ("layer_scale2.lambda1", "ls2.gamma"),
+        ("head.conv1.", "depth_head.scratch.output_conv1."),
+        ("head.conv2.", "depth_head.scratch.output_conv2.0."),
+        ("head.conv3.", "depth_head.scratch.output_conv2.2."),
+    ];
+    let mut out = name.to_string();
+    for (from, to) in rules {
+        out = out.replace(from, to);
+    }
+    for i in 0..4 {
+        out = out
+            .replace(
+                &format!("neck.reassemble_stage.layers.{i}.projection."),
+                &format!("depth_head.projects.{i}."),
+            )
+            .replace(
+                &format!("neck.reassemble_stage.layers.{i}.resize."),
+                &format!("depth_head.resize_layers.{i}."),
+            )
+            .replace(
+                &format!("neck.convs.{i}."),
+                &format!("depth_head.scratch.layer{}_rn.", i + 1),
+            )
+            .replace(
+                &format!("neck.fusion_stage.layers.{i}."),
+                &format!("depth_head.scratch.refinenet{}.", 4 - i),
+            );
+    }
+    Some(
+        out.replace("projection.", "out_conv.")
+            .replace("residual_layer", "resConfUnit")
+            .replace("convolution", "conv")
+            .replace("patch_embed.proj.out_conv.", "patch_embed.proj."),
+    )
+}
+
+#[test]
+fn original_layout_depth_anything_loads_like_its_transformers_conversion() {
+    let refs = refs();
+    let folder = fixtures().join(refs["depth_model"].as_str().unwrap());
+    let hf =
+        candle_core::safetensors::load(folder.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut original = std::collections::HashMap::new();
+    for (name, tensor) in &hf {
+        if let Some(to) = original_name(name) {
+            original.insert(to, tensor.clone());
+        }
+    }
+    for layer in 0..4 {
+        for part in ["weight", "bias"] {
+            let at = |p: &str| {
+                hf[&format!("backbone.encoder.layer.{layer}.attention.attention.{p}.{part}")]
+                    .clone()
+            };
+            let qkv = candle_core::Tensor::cat(&[at("query"), at("key"), at("value")], 0).unwrap();
+            original.insert(format!("pretrained.blocks.{layer}.attn.qkv.{part}"), qkv);
+        }
+    }
+    assert_eq!(original.len() + 4 * 2 * 2, hf.len());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("depth_anything_v2_vits_fp32.safetensors");
+    candle_core::safetensors::save(&original, &file).unwrap();
+    assert_eq!(
+        find_model(Network::DepthAnything, &[dir.path().to_path_buf()]),
+        Found::Model(file.clone())
+    );
+    let from_original = DepthAnything::load(&file, &Device::Cpu).unwrap();
+    let from_hf = DepthAnything::load(&folder, &Device::Cpu).unwrap();
+    for case in cases(&refs, "depth").iter().take(2) {
+        let image = rgb(case["image"].as_str().unwrap());
+        assert_eq!(
+            from_original.guide(&image).unwrap(),
+            from_hf.guide(&image).unwrap()
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! | preprocessor | network | looked for in the model folders (and their sub-folders) |
 //! |---|---|---|
-//! | depth | Depth Anything V1/V2 (transformers layout) | a folder with `config.json` (`"model_type": "depth_anything"`) and `model.safetensors` |
+//! | depth | Depth Anything V1/V2 | a folder with `config.json` (`"model_type": "depth_anything"`) and `model.safetensors`, or an original-layout `depth_anything_v2_vit*.safetensors` |
 //! | lineart | controlnet_aux line-art `Generator` | `sk_model.safetensors` (`sk_model2.safetensors`: coarse) |
 //! | scribble (photo) | controlnet_aux HED | `ControlNetHED.safetensors` |
 
@@ -143,6 +143,35 @@ fn subfolders(dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// A Depth Anything V2 file in the original layout directly in `dir`
+/// (`depth_anything_v2_vit*.safetensors`, the smallest name first: ViT-S before ViT-L).
+fn original_depth_file(dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy().to_ascii_lowercase();
+                    n.starts_with("depth_anything_v2_vit") && n.ends_with(".safetensors")
+                })
+        })
+        .collect();
+    files.sort_by_key(|p| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase());
+        let rank = match name.as_deref().and_then(|n| n.get(21..22)) {
+            Some("s") => 0,
+            Some("b") => 1,
+            Some("l") => 2,
+            _ => 3,
+        };
+        (rank, p.clone())
+    });
+    files.into_iter().next()
+}
+
 /// What a search found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Found {
@@ -167,6 +196,9 @@ pub fn find_model(network: Network, dirs: &[PathBuf]) -> Found {
                     None => {
                         if is_depth_anything_folder(dir) {
                             return Found::Model(dir.clone());
+                        }
+                        if let Some(file) = original_depth_file(dir) {
+                            return Found::Model(file);
                         }
                     }
                     Some(name) => {

@@ -3,6 +3,10 @@
 //! Hugging Face layout (`depth-anything/Depth-Anything-V2-Small-hf`: `config.json`,
 //! `model.safetensors`, `preprocessor_config.json`).
 //!
+//! The original repository's layout (`pretrained.…`/`depth_head.…` keys, one safetensors file,
+//! e.g. `depth_anything_v2_vits_fp32.safetensors`) loads too ([`original`]), preprocessed as the
+//! transformers version.
+//!
 //! The guide follows transformers' `depth-estimation` pipeline: `DPTImageProcessor`
 //! preprocessing (keep-aspect resize to multiples of 14 with Pillow's bicubic, ImageNet
 //! normalisation), the network, `post_process_depth_estimation` (bicubic back to the input
@@ -11,7 +15,9 @@
 pub mod config;
 mod dinov2;
 mod dpt;
+pub mod original;
 
+use crate::io::weights::Weights;
 use crate::vision::interpolate::{Mode, interpolate_planes};
 use crate::vision::resample::{PilFilter, resize_like_pil};
 use crate::{Error, Result};
@@ -22,6 +28,7 @@ use dinov2::Dinov2Backbone;
 use dpt::DptDecoder;
 use image::{GrayImage, RgbImage};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The weights file of a Depth Anything folder.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -67,6 +74,14 @@ impl DepthAnything {
     /// `config.json` beside it).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let (folder, weights) = model_files(path);
+        let st = crate::io::weights::open_safetensors(std::slice::from_ref(&weights))?;
+        if st.get(original::MARKER).is_ok() {
+            // The original repository's layout: config from the shapes, transformers' names.
+            let (cfg, map) = original::read(&st, &weights)?;
+            let mapped = Weights::mapped(Arc::new(st), map, "depth anything");
+            let vb = mapped.var_builder(DType::F32, device);
+            return Self::build(vb, &cfg, ProcessorConfig::default(), device);
+        }
         let config_path = folder.join("config.json");
         if !config_path.is_file() {
             return Err(Error::UnknownCheckpoint {
@@ -78,10 +93,18 @@ impl DepthAnything {
         }
         let cfg = DepthConfig::load(&config_path)?;
         let processor = ProcessorConfig::load_or_default(&folder.join("preprocessor_config.json"))?;
-        let st = crate::io::weights::open_safetensors(&[weights])?;
         let vb = VarBuilder::from_backend(Box::new(st), DType::F32, device.clone());
+        Self::build(vb, &cfg, processor, device)
+    }
+
+    fn build(
+        vb: VarBuilder,
+        cfg: &DepthConfig,
+        processor: ProcessorConfig,
+        device: &Device,
+    ) -> Result<Self> {
         let backbone = Dinov2Backbone::new(vb.pp("backbone"), &cfg.backbone_config)?;
-        let decoder = DptDecoder::new(vb.clone(), &cfg)?;
+        let decoder = DptDecoder::new(vb.clone(), cfg)?;
         Ok(DepthAnything {
             backbone,
             decoder,
