@@ -126,6 +126,10 @@ pub struct Engine {
     taesd: HashMap<bool, (PathBuf, Arc<TaesdDecoder>)>,
     /// ControlNets of the last job, by path (kept for the next one).
     controlnets: HashMap<PathBuf, Arc<ControlNet>>,
+    /// IP-Adapters and CLIP image encoders of the last job, by path (kept for the next one).
+    ip_adapters: HashMap<PathBuf, Arc<crate::adapters::ip_adapter::IpAdapter>>,
+    image_encoders:
+        HashMap<PathBuf, Arc<crate::adapters::ip_adapter::clip_vision::ClipVisionModel>>,
     /// Preprocessor networks (depth, lineart, HED) and the folders searched for them
     /// (`preprocessors.model_dirs`: the model folders; empty = model-free preprocessors only).
     pub preprocessors: crate::vision::annotators::Preprocessors,
@@ -148,6 +152,8 @@ impl Engine {
             taesd_dirs: Vec::new(),
             taesd: HashMap::new(),
             controlnets: HashMap::new(),
+            ip_adapters: HashMap::new(),
+            image_encoders: HashMap::new(),
             preprocessors: Default::default(),
         }
     }
@@ -253,6 +259,64 @@ impl Engine {
         Ok(requests)
     }
 
+    /// Loads (or reuses) the recipe's IP-Adapters and image encoders and computes each
+    /// adapter's image tokens.
+    fn ip_adapter_requests(
+        &mut self,
+        recipe: &Recipe,
+        on_progress: &mut dyn FnMut(&Progress),
+        started: Instant,
+    ) -> Result<Vec<crate::adapters::ip_adapter::IpAdapterRequest>> {
+        use crate::adapters::ip_adapter::{IpAdapter, IpAdapterRequest, clip_vision};
+        let cross = self
+            .model()
+            .map(|m| m.unet().config().cross_attention_dim)
+            .unwrap_or_default();
+        self.ip_adapters
+            .retain(|path, _| recipe.ip_adapters.iter().any(|a| &a.model == path));
+        self.image_encoders
+            .retain(|path, _| recipe.ip_adapters.iter().any(|a| &a.encoder == path));
+        let mut requests = Vec::with_capacity(recipe.ip_adapters.len());
+        for spec in &recipe.ip_adapters {
+            let adapter = match self.ip_adapters.get(&spec.model) {
+                Some(a) => a.clone(),
+                None => {
+                    on_progress(&Progress::loading("IP-Adapter", recipe, started));
+                    let a = Arc::new(IpAdapter::load(&spec.model, &self.device)?);
+                    self.ip_adapters.insert(spec.model.clone(), a.clone());
+                    a
+                }
+            };
+            if adapter.context_dim() != cross {
+                return Err(Error::InvalidArgument(format!(
+                    "IP-Adapter {:?} was made for another model family (token width {}, the model \
+                     has {cross})",
+                    spec.model,
+                    adapter.context_dim()
+                )));
+            }
+            let encoder = match self.image_encoders.get(&spec.encoder) {
+                Some(e) => e.clone(),
+                None => {
+                    on_progress(&Progress::loading("image encoder", recipe, started));
+                    let e = Arc::new(clip_vision::ClipVisionModel::load(
+                        &spec.encoder,
+                        &self.device,
+                    )?);
+                    self.image_encoders.insert(spec.encoder.clone(), e.clone());
+                    e
+                }
+            };
+            let image = load_rgb(&spec.image)?;
+            requests.push(IpAdapterRequest {
+                tokens: adapter.image_tokens(&encoder, &image)?,
+                adapter,
+                scale: spec.scale,
+            });
+        }
+        Ok(requests)
+    }
+
     /// Applies the recipe's LoRAs to the loaded model unless exactly these are applied already.
     fn ensure_loras(
         &mut self,
@@ -345,6 +409,7 @@ impl Engine {
         self.ensure_loaded(recipe, on_progress, started)?;
         self.ensure_loras(recipe, on_progress, started)?;
         let controls = self.control_requests(recipe, on_progress, started)?;
+        let ip_adapters = self.ip_adapter_requests(recipe, on_progress, started)?;
         let family = self
             .model()
             .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))?
@@ -380,6 +445,7 @@ impl Engine {
                 guess_mode: recipe.guess_mode,
                 mask: mask.clone(),
                 regions: regions.clone(),
+                ip_adapters: ip_adapters.clone(),
             };
             let mut on_step = |info: crate::pipelines::stable_diffusion::StepInfo| {
                 steps_done += 1;
@@ -685,6 +751,14 @@ pub fn validate(recipe: &Recipe) -> Result<()> {
     }
     for (index, region) in recipe.regions.iter().enumerate() {
         crate::pipelines::regions::check_region(region, index)?;
+    }
+    for adapter in &recipe.ip_adapters {
+        if !adapter.scale.is_finite() {
+            return Err(Error::InvalidArgument(format!(
+                "IP-Adapter {:?}: scale must be a number, got {}",
+                adapter.model, adapter.scale
+            )));
+        }
     }
     if let Some(init) = &recipe.init
         && !(init.strength > 0.0 && init.strength <= 1.0)

@@ -287,6 +287,21 @@ fn full_weight() -> f32 {
     1.0
 }
 
+/// An IP-Adapter with its reference image (diffusers `load_ip_adapter` + `ip_adapter_image`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IpAdapterSpec {
+    /// Adapter weights in the original IP-Adapter layout (`ip-adapter_sd15.safetensors`,
+    /// `ip-adapter-plus_sdxl_vit-h.safetensors`, …).
+    pub model: PathBuf,
+    /// CLIP vision encoder folder (`config.json` + `model.safetensors`).
+    pub encoder: PathBuf,
+    /// The reference image.
+    pub image: PathBuf,
+    /// Weight of the image's attention term (1.0).
+    #[serde(default = "full_weight")]
+    pub scale: f32,
+}
+
 impl RegionSpec {
     /// A region from a mask file (a canvas layer exported as a gray PNG, white = inside).
     pub fn from_mask(prompt: impl Into<String>, mask: impl Into<PathBuf>) -> Self {
@@ -381,6 +396,9 @@ pub struct Recipe {
     /// of the JSON when empty, so recipes without regions read and hash as before.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<RegionSpec>,
+    /// IP-Adapters, applied together ([`IpAdapterSpec`]). Left out of the JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ip_adapters: Vec<IpAdapterSpec>,
 }
 
 impl Default for Recipe {
@@ -406,6 +424,7 @@ impl Default for Recipe {
             outpaint: None,
             overlay: None,
             regions: Vec::new(),
+            ip_adapters: Vec::new(),
         }
     }
 }

@@ -18,7 +18,8 @@ pub fn fixtures() -> PathBuf {
 #[allow(clippy::unwrap_used)]
 pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
     use kiln_inference::recipe::{
-        ControlSpec, InitImage, LoraSpec, MaskSpec, ModelRef, Preprocessor, RegionArea, RegionSpec,
+        ControlSpec, InitImage, IpAdapterSpec, LoraSpec, MaskSpec, ModelRef, Preprocessor,
+        RegionArea, RegionSpec,
     };
     use kiln_inference::{Recipe, SamplerKind};
     let dir = fixtures();
@@ -101,6 +102,20 @@ pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
         guess_mode: case["guess_mode"].as_bool().unwrap_or(false),
         mask,
         regions,
+        // IP-Adapters (refs/ip_adapter/cases.json).
+        ip_adapters: case["ip_adapters"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|a| IpAdapterSpec {
+                        model: dir.join(a["model"].as_str().unwrap()),
+                        encoder: dir.join(a["encoder"].as_str().unwrap()),
+                        image: dir.join(a["image"].as_str().unwrap()),
+                        scale: a["scale"].as_f64().unwrap_or(1.0) as f32,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         ..Recipe::default()
     }
 }

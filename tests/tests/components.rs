@@ -201,6 +201,7 @@ fn cancel_stops_before_the_first_step() {
         guess_mode: false,
         mask: None,
         regions: Vec::new(),
+        ip_adapters: Vec::new(),
     };
     let err = sd.generate(&request, &mut |_| {}, &cancel).unwrap_err();
     assert!(matches!(err, kiln_inference::Error::Cancelled));

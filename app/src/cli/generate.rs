@@ -11,6 +11,7 @@ use crate::library::settings::{Settings, settings_path};
 use crate::output::{OutputPlan, encode_output};
 use anyhow::{Context, bail};
 use clap::Args;
+use ip_adapter::parse_ip_adapter;
 use kiln_inference::engine::{Progress, Stage};
 use kiln_inference::io::model::ModelFiles;
 use kiln_inference::recipe::{
@@ -21,6 +22,7 @@ use region::parse_region;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod ip_adapter;
 mod region;
 
 /// Default steps without a preset.
@@ -107,6 +109,11 @@ pub struct GenerateArgs {
     /// hold commas. Later regions cover earlier ones. Repeatable; see docs/REGIONAL.md.
     #[arg(long, value_name = "prompt=TEXT,box=X0,Y0,X1,Y1|mask=PNG[,weight=W]")]
     region: Vec<String>,
+    /// An IP-Adapter: `model=FILE,encoder=DIR,image=IMG[,scale=F]` (FILE the adapter weights in
+    /// the original IP-Adapter layout or a name in the model folders, DIR a CLIP image encoder
+    /// folder, IMG the reference picture; scale 1 by default). Repeatable.
+    #[arg(long, value_name = "model=FILE,encoder=DIR,image=IMG[,scale=F]")]
+    ip_adapter: Vec<String>,
     /// Inpainting mask for --init (white = repaint).
     #[arg(long, value_name = "MASK.png")]
     mask: Option<PathBuf>,
@@ -486,7 +493,8 @@ fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<S
         || args.control.iter().any(|c| {
             c.split(',')
                 .any(|p| p.starts_with("model=") && !Path::new(&p[6..]).exists())
-        });
+        })
+        || args.ip_adapter.iter().any(|a| ip_adapter::needs_library(a));
     let library = if needs_library {
         ModelLibrary::scan(&library_dirs(args))
     } else {
@@ -507,6 +515,13 @@ fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<S
             .collect::<anyhow::Result<_>>()?;
     }
     recipe.guess_mode = recipe.guess_mode || args.guess_mode;
+    if !args.ip_adapter.is_empty() {
+        recipe.ip_adapters = args
+            .ip_adapter
+            .iter()
+            .map(|a| parse_ip_adapter(a, &library))
+            .collect::<anyhow::Result<_>>()?;
+    }
     if !args.region.is_empty() {
         recipe.regions = args
             .region

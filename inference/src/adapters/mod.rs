@@ -1,5 +1,6 @@
-//! Adapters that change what a base model does: the LoRA family (kohya, PEFT, LoHa, LoKr) and
-//! ControlNet.
+//! Adapters that change what a base model does: the LoRA family (kohya, PEFT, LoHa, LoKr),
+//! ControlNet and IP-Adapter.
 
 pub mod controlnet;
+pub mod ip_adapter;
 pub mod lora;

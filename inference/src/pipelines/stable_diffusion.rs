@@ -11,7 +11,6 @@ use crate::sampling::rng::TorchRng;
 use crate::sampling::scheduler::{Scheduler, SchedulerConfig};
 use crate::text::clip::{ClipTextConfig, ClipTextModel};
 use crate::text::tokenizer::ClipTokenizer;
-use crate::unet::attention::AttentionProcessor;
 use crate::unet::regional::{RegionLayer, RegionalAttention, RowRegions};
 use crate::unet::{TextTimeInputs, UNet, UNetConfig, UNetHooks};
 use crate::vae::tiled::{needs_tiling, tiled_decode};
@@ -55,6 +54,8 @@ pub struct GenerateRequest {
     pub mask: Option<image::GrayImage>,
     /// Regional prompts, coverage at the output size (`docs/REGIONAL.md`).
     pub regions: Vec<RegionRequest>,
+    /// IP-Adapters with their image tokens, applied together in every cross-attention.
+    pub ip_adapters: Vec<crate::adapters::ip_adapter::IpAdapterRequest>,
 }
 
 /// Latent-space state of a masked (inpainting) generation.
@@ -804,6 +805,8 @@ impl StableDiffusion {
         };
         let guides = self.control_guides(req, use_cfg)?;
         let regional = self.regional_attention(req, use_cfg)?;
+        let attention =
+            crate::adapters::ip_adapter::attention_processor(&req.ip_adapters, use_cfg, regional)?;
         let total = scheduler.len();
         let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
         for (i, t) in timesteps.iter().enumerate() {
@@ -839,7 +842,7 @@ impl StableDiffusion {
                 },
                 None => UNetHooks::default(),
             };
-            hooks.attention = regional.as_ref().map(|r| r as &dyn AttentionProcessor);
+            hooks.attention = attention.as_deref();
             let out =
                 self.unet
                     .forward(&model_in, *t as f32, &context, text_time.as_ref(), &hooks)?;
