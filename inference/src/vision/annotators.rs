@@ -60,7 +60,8 @@ impl Network {
                 "the depth preprocessor needs Depth Anything V2: download config.json, \
                  model.safetensors and preprocessor_config.json of \
                  depth-anything/Depth-Anything-V2-Small-hf (catalog id depth-anything-v2-small) \
-                 into a folder inside a model folder, or give the folder's path.{found}"
+                 into a folder inside a model folder (or an original-layout \
+                 depth_anything_v2_vits.safetensors file), or give its path.{found}"
             ),
             Network::Lineart | Network::LineartCoarse => {
                 let (pth, st) = if self == Network::Lineart {
