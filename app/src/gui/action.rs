@@ -113,6 +113,9 @@ pub enum CanvasAction {
     /// Write a layer as a mask (white = repaint) and make it the inpainting mask (the picture
     /// becomes the init image too when the form has none).
     UseAsMask(u64),
+    /// Write the visible region layers with a prompt as mask PNGs and make them the form's
+    /// regional prompts (also done by `UseAsInit`).
+    UseRegions,
     /// Pick a PNG and load it into a layer.
     Import(u64),
     /// Save a layer as a PNG (file dialog).

@@ -32,7 +32,7 @@ mod canvas;
 mod downloads;
 mod presets;
 
-pub use canvas::{CanvasPurpose, CanvasTarget, write_content_named_png};
+pub use canvas::{CanvasPurpose, CanvasTarget, RegionsWritten, write_content_named_png};
 
 /// Where the app keeps its files.
 #[derive(Clone, Debug)]
@@ -309,6 +309,7 @@ impl KilnApp {
             }
             TaskDone::FilesChecked(missing) => self.state.form.mark_missing(&missing),
             TaskDone::CanvasWritten { purpose, result } => self.canvas_written(purpose, result),
+            TaskDone::CanvasRegionsWritten(result) => self.canvas_regions_written(result),
             TaskDone::CanvasImageLoaded {
                 target,
                 size,

@@ -11,7 +11,7 @@ pub use controls::{
 
 use crate::library::models::{ModelEntry, ModelFileKind};
 use kiln_inference::io::family::Family;
-use kiln_inference::recipe::{InitImage, ModelRef, OutpaintSpec};
+use kiln_inference::recipe::{InitImage, ModelRef, OutpaintSpec, RegionSpec};
 use kiln_inference::text::prompt::extract_loras;
 use kiln_inference::{LoraSpec, Recipe, SamplerKind};
 use std::ops::RangeInclusive;
@@ -306,6 +306,8 @@ pub struct GenerateForm {
     pub outpaint: Option<OutpaintSpec>,
     /// Text composited over every result (the canvas's text layers, kept crisp).
     pub overlay: Option<PathBuf>,
+    /// Regional prompts (the canvas's region layers, as mask PNGs).
+    pub regions: Vec<RegionSpec>,
 }
 
 impl Default for GenerateForm {
@@ -338,6 +340,7 @@ impl Default for GenerateForm {
             controlnet_library: Vec::new(),
             outpaint: None,
             overlay: None,
+            regions: Vec::new(),
         }
     }
 }
@@ -436,6 +439,7 @@ impl GenerateForm {
             mask,
             outpaint: self.init.as_ref().and(self.outpaint),
             overlay: self.overlay.clone(),
+            regions: self.regions.clone(),
             ..Recipe::default()
         })
     }
@@ -631,6 +635,7 @@ impl GenerateForm {
         self.restore_mask(recipe.mask.as_ref());
         self.outpaint = recipe.outpaint;
         self.overlay.clone_from(&recipe.overlay);
+        self.regions.clone_from(&recipe.regions);
         self.restore_controls(&recipe.controls);
         self.guess_mode = recipe.guess_mode;
         self.clip_skip = recipe.clip_skip.max(1);

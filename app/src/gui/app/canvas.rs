@@ -9,11 +9,13 @@ use crate::gui::action::CanvasAction;
 use crate::gui::canvas::LayerKind;
 use crate::gui::canvas::document::{Export, ExportKind};
 use crate::gui::canvas::layer::GuideSource;
+use crate::gui::canvas::region::RegionPrompt;
 use crate::gui::form::valid_side;
 use crate::gui::services::tasks::{PickPurpose, TaskDone};
+use crate::gui::state::canvas::layer_name;
 use crate::gui::state::{NoticeKind, Section};
 use crate::i18n::{tr, tr_args};
-use kiln_inference::recipe::{OutpaintSpec, Preprocessor};
+use kiln_inference::recipe::{OutpaintSpec, Preprocessor, RegionSpec};
 use sha2::Digest;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,37 @@ pub enum CanvasPurpose {
     Overlay,
     /// The init image of an outpainting job (the picture before Extend).
     Outpaint(OutpaintSpec),
+}
+
+/// The canvas's regions written as mask PNGs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegionsWritten {
+    /// The form's regions, bottom layer first.
+    pub regions: Vec<RegionSpec>,
+    /// Layers left out because nothing is painted on them (names).
+    pub blank: Vec<String>,
+}
+
+/// One region layer to write: its name, prompt and mask export.
+type RegionExport = (String, RegionPrompt, Export);
+
+/// Writes each region's mask (gray, white = inside) as a content-named `region-…` PNG; blank
+/// masks are left out and named.
+pub fn write_region_masks(dir: &Path, exports: &[RegionExport]) -> Result<RegionsWritten, String> {
+    let mut written = RegionsWritten {
+        regions: Vec::new(),
+        blank: Vec::new(),
+    };
+    for (name, region, export) in exports {
+        let image = export.render();
+        if image.as_bytes().iter().all(|&v| v == 0) {
+            written.blank.push(name.clone());
+            continue;
+        }
+        let path = write_content_named_png(dir, "region", &image)?;
+        written.regions.push(region.to_spec(path));
+    }
+    Ok(written)
 }
 
 /// Where an image loaded for the canvas goes.
@@ -131,7 +164,9 @@ impl KilnApp {
                 self.export_layer(layer, ExportKind::Init, CanvasPurpose::Init);
                 self.state.form.outpaint = None;
                 self.export_overlay();
+                self.export_regions(false);
             }
+            CanvasAction::UseRegions => self.export_regions(true),
             CanvasAction::Extend(spec) => self.extend_canvas(spec),
             CanvasAction::UseAsGuide { layer, row } => {
                 let row = match row {
@@ -204,6 +239,82 @@ impl KilnApp {
                 self.export_layer(top, ExportKind::Overlay, CanvasPurpose::Overlay);
             }
             _ => self.state.form.overlay = None,
+        }
+    }
+
+    /// Writes the visible region layers with a prompt as mask PNGs (in the background); they
+    /// become the form's regions. Regions without a prompt are left out with a notice. Without
+    /// region layers the form's regions stay unless `always` (the user asked for the regions).
+    fn export_regions(&mut self, always: bool) {
+        let lang = self.state.lang();
+        self.fit_canvas_to_form();
+        let canvas = &self.state.canvas;
+        let regions = canvas.document.visible_regions();
+        if regions.is_empty() && !always {
+            return;
+        }
+        let rows = &self.state.form.controls;
+        let mut exports: Vec<RegionExport> = Vec::new();
+        let mut unnamed = Vec::new();
+        for (id, region) in regions {
+            let Some(layer) = canvas.document.layer(id) else {
+                continue;
+            };
+            let name = layer_name(layer, lang, rows);
+            if !region.is_usable() {
+                unnamed.push(name);
+                continue;
+            }
+            if let Some(export) = canvas.document.export(id, ExportKind::Mask) {
+                exports.push((name, region, export));
+            }
+        }
+        if !unnamed.is_empty() {
+            self.state.notify(
+                NoticeKind::Warning,
+                tr_args(
+                    lang,
+                    "notice.canvas_region_no_prompt",
+                    &[("layers", &unnamed.join(", "))],
+                ),
+            );
+        }
+        let dir = self.canvas_dir();
+        self.services.tasks.spawn("canvas-regions", move || {
+            TaskDone::CanvasRegionsWritten(write_region_masks(&dir, &exports))
+        });
+    }
+
+    /// The region masks were written: the form takes the regions.
+    pub(super) fn canvas_regions_written(&mut self, result: Result<RegionsWritten, String>) {
+        let lang = self.state.lang();
+        let written = match result {
+            Ok(written) => written,
+            Err(message) => {
+                self.state.notify(
+                    NoticeKind::Error,
+                    tr_args(lang, "notice.canvas_write_failed", &[("error", &message)]),
+                );
+                return;
+            }
+        };
+        if !written.blank.is_empty() {
+            self.state.notify(
+                NoticeKind::Warning,
+                tr_args(
+                    lang,
+                    "notice.canvas_region_blank",
+                    &[("layers", &written.blank.join(", "))],
+                ),
+            );
+        }
+        let count = written.regions.len();
+        self.state.form.regions = written.regions;
+        if count > 0 {
+            self.state.notify(
+                NoticeKind::Info,
+                tr_args(lang, "notice.canvas_regions_set", &[("count", &count)]),
+            );
         }
     }
 

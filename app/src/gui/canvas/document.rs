@@ -9,6 +9,7 @@ use super::layer::{GuideSource, Layer, LayerKind};
 #[cfg(test)]
 use super::raster::StrokeMode;
 use super::raster::{self, BrushTip, Stroke};
+use super::region::RegionPrompt;
 use super::text::TextSpec;
 
 /// The colour under all layers (the paper): black, the background of a scribble guide.
@@ -30,15 +31,18 @@ pub enum Tool {
     Picker,
     /// Adds a text layer where clicked, or moves the text under the pointer.
     Text,
+    /// Fills the box dragged out (a region's or the mask's area).
+    Rect,
 }
 
 impl Tool {
     /// Every tool, in toolbar order.
-    pub const ALL: [Tool; 6] = [
+    pub const ALL: [Tool; 7] = [
         Tool::Brush,
         Tool::Eraser,
         Tool::Fill,
         Tool::Line,
+        Tool::Rect,
         Tool::Picker,
         Tool::Text,
     ];
@@ -231,14 +235,15 @@ impl Document {
     }
 
     /// Where a new layer of `kind` goes: backgrounds, then sketches, then text, then guides,
-    /// then the mask.
+    /// then regions, then the mask.
     fn insertion_index(&self, kind: LayerKind) -> usize {
         let rank = |kind: LayerKind| match kind {
             LayerKind::Background => 0,
             LayerKind::Sketch => 1,
             LayerKind::Text => 2,
             LayerKind::Guide { .. } => 3,
-            LayerKind::Mask => 4,
+            LayerKind::Region => 4,
+            LayerKind::Mask => 5,
         };
         let wanted = rank(kind);
         self.layers
@@ -298,6 +303,103 @@ impl Document {
             });
         }
         true
+    }
+
+    /// Adds a region layer (one undo step) and returns its id.
+    pub fn add_region(&mut self) -> u64 {
+        self.add_layer(LayerKind::Region)
+    }
+
+    /// Changes a region layer's prompt, negative or weight (undoable). With `join`, an open
+    /// edit of the same layer (typing, dragging the weight) takes the change into its step.
+    /// Returns whether the layer is a region layer.
+    pub fn set_region(&mut self, id: u64, region: RegionPrompt, join: bool) -> bool {
+        self.end_stroke();
+        let joins = join && self.history.text_edit_open(id);
+        let Some(layer) = self.layer_mut(id) else {
+            return false;
+        };
+        if layer.region() == Some(&region) {
+            return true;
+        }
+        let Some(old) = layer.set_region(region) else {
+            return false;
+        };
+        if !joins {
+            self.history.close_text_edit();
+            self.history.push(Entry::Region {
+                layer: id,
+                region: old,
+                open: join,
+            });
+        }
+        true
+    }
+
+    /// Fills the box between two corners `from` and `to` (canvas pixels, clipped) on layer
+    /// `id` with `color` at `opacity`, or erases it with `erase` (one undo step). Returns
+    /// whether anything changed.
+    pub fn fill_box(
+        &mut self,
+        id: u64,
+        from: (f32, f32),
+        to: (f32, f32),
+        color: [u8; 4],
+        opacity: f32,
+        erase: bool,
+    ) -> bool {
+        self.end_stroke();
+        let (width, height) = (self.width, self.height);
+        let clamp = |v: f32, max: u32| (v.round().max(0.0) as u32).min(max);
+        let bounds = PixelRect {
+            x0: clamp(from.0.min(to.0), width),
+            y0: clamp(from.1.min(to.1), height),
+            x1: clamp(from.0.max(to.0), width),
+            y1: clamp(from.1.max(to.1), height),
+        };
+        let Some(layer) = self.layer_mut(id) else {
+            return false;
+        };
+        if bounds.is_empty() || layer.text().is_some() {
+            return false;
+        }
+        let saved: Vec<_> = layer
+            .tiles_in(bounds)
+            .map(|tile| (tile, layer.read_tile(tile)))
+            .collect();
+        let pixels = layer.pixels_mut();
+        let opacity = opacity.clamp(0.0, 1.0);
+        for y in bounds.y0..bounds.y1 {
+            let start = ((y * width + bounds.x0) * 4) as usize;
+            let end = ((y * width + bounds.x1) * 4) as usize;
+            let Some(row) = pixels.get_mut(start..end) else {
+                continue;
+            };
+            for target in row.chunks_exact_mut(4) {
+                let below = [target[0], target[1], target[2], target[3]];
+                let out = if erase {
+                    raster::erase(below, opacity)
+                } else {
+                    raster::paint_over(below, color, opacity)
+                };
+                target.copy_from_slice(&out);
+            }
+        }
+        layer.mark_dirty(bounds);
+        self.history.push(Entry::Pixels {
+            layer: id,
+            tiles: saved,
+        });
+        true
+    }
+
+    /// The visible region layers, bottom first: `(id, prompt)`.
+    pub fn visible_regions(&self) -> Vec<(u64, RegionPrompt)> {
+        self.layers
+            .iter()
+            .filter(|l| l.visible)
+            .filter_map(|l| Some((l.id, l.region()?.clone())))
+            .collect()
     }
 
     /// Ends an open text edit: the next change is a step of its own.
@@ -534,7 +636,7 @@ impl Document {
         for layer in self
             .layers
             .iter()
-            .filter(|l| l.visible && l.kind != LayerKind::Mask)
+            .filter(|l| l.visible && !l.kind.paints_mask())
         {
             out = raster::paint_over(out, layer.pixel(x, y), layer.opacity);
         }
@@ -597,6 +699,17 @@ impl Document {
                     open: false,
                 })
             }
+            Entry::Region {
+                layer: id, region, ..
+            } => {
+                let layer = self.layer_mut(id)?;
+                let old = layer.set_region(region)?;
+                Some(Entry::Region {
+                    layer: id,
+                    region: old,
+                    open: false,
+                })
+            }
             Entry::LayerInserted { id } => {
                 let index = self.layers.iter().position(|l| l.id == id)?;
                 let layer = self.layers.remove(index);
@@ -634,7 +747,7 @@ impl Document {
             (
                 l.pixels().map(<[u8]>::to_vec),
                 l.opacity,
-                l.kind == LayerKind::Mask,
+                l.kind.paints_mask(),
             )
         };
         let layers = match kind {
@@ -863,6 +976,76 @@ mod tests {
             overlay.get_pixel(22, 58).0[3] == 0,
             "only text in the overlay"
         );
+    }
+
+    #[test]
+    fn region_layers_export_gray_masks_and_undo_their_prompts() {
+        let mut document = Document::new(32, 32);
+        let id = document.add_region();
+        // Regions sit between the guides and the inpaint mask, tinted by their number.
+        let kinds: Vec<_> = document.layers().iter().map(|l| l.kind).collect();
+        assert_eq!(
+            &kinds[kinds.len() - 2..],
+            [LayerKind::Region, LayerKind::Mask]
+        );
+        assert_eq!(document.visible_regions(), [(id, RegionPrompt::default())]);
+
+        // Typing the prompt is one step; the weight another.
+        let steps = document.history().undo_steps();
+        for prompt in ["a", "a p", "a puppy"] {
+            let region = RegionPrompt {
+                prompt: prompt.into(),
+                ..RegionPrompt::default()
+            };
+            assert!(document.set_region(id, region, true));
+        }
+        document.close_text_edit();
+        let weighted = RegionPrompt {
+            prompt: "a puppy".into(),
+            weight: 0.5,
+            ..RegionPrompt::default()
+        };
+        assert!(document.set_region(id, weighted.clone(), true));
+        assert_eq!(document.history().undo_steps(), steps + 2);
+        document.undo();
+        assert_eq!(document.layer(id).unwrap().region().unwrap().weight, 1.0);
+        document.undo();
+        assert_eq!(document.layer(id).unwrap().region().unwrap().prompt, "");
+        document.redo();
+        document.redo();
+        assert_eq!(document.layer(id).unwrap().region(), Some(&weighted));
+        // Other layers have no region.
+        let sketch = sketch(&document);
+        assert!(!document.set_region(sketch, weighted.clone(), false));
+
+        // A painted stroke (any brush colour: the alpha is the mask), a box at half opacity.
+        let tip = BrushTip {
+            mode: StrokeMode::Paint([255, 0, 0, 255]),
+            ..white_tip(2.0)
+        };
+        document.line(id, tip, (2.0, 4.0), (30.0, 4.0));
+        assert!(document.fill_box(id, (20.0, 20.0), (10.0, 30.0), [255; 4], 0.5, false));
+        let mask = document.export(id, ExportKind::Mask).unwrap().render();
+        let mask = mask.to_luma8();
+        assert_eq!(mask.dimensions(), (32, 32));
+        assert_eq!(mask.get_pixel(16, 4).0, [255], "painted: white");
+        assert_eq!(mask.get_pixel(16, 12).0, [0], "elsewhere: black");
+        assert_eq!(mask.get_pixel(15, 25).0, [128], "half opacity: gray");
+        assert_eq!(mask.get_pixel(9, 25).0, [0], "the box ends at its corners");
+        assert_eq!(mask.get_pixel(20, 25).0, [0]);
+        // The box is one undo step; an erased box clears it.
+        document.undo();
+        let mask = document.export(id, ExportKind::Mask).unwrap().render();
+        assert_eq!(mask.to_luma8().get_pixel(15, 25).0, [0]);
+        document.redo();
+        assert!(document.fill_box(id, (0.0, 0.0), (32.0, 8.0), [0; 4], 1.0, true));
+        assert_eq!(document.layer(id).unwrap().pixel(16, 4)[3], 0);
+        // Region layers are not part of the picture.
+        assert_eq!(document.pick(15, 25), Some([0, 0, 0, 255]));
+        document.layers_mut().last_mut().unwrap().visible = true;
+        let hidden = document.layers().iter().position(|l| l.id == id).unwrap();
+        document.layers_mut()[hidden].visible = false;
+        assert!(document.visible_regions().is_empty());
     }
 
     #[test]

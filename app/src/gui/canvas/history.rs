@@ -7,6 +7,7 @@
 //! [`BYTE_BUDGET`] bytes or [`MAX_STEPS`] steps.
 
 use super::layer::{Layer, TileData, TileIndex};
+use super::region::RegionPrompt;
 use super::text::TextSpec;
 
 /// Steps always kept.
@@ -47,6 +48,15 @@ pub enum Entry {
         /// Further edits of the same layer join this step (typing, dragging).
         open: bool,
     },
+    /// A region layer's prompt as it was on the other side of the step.
+    Region {
+        /// The layer.
+        layer: u64,
+        /// The prompt, negative and weight.
+        region: RegionPrompt,
+        /// Further edits of the same layer join this step (typing, dragging the weight).
+        open: bool,
+    },
 }
 
 impl Entry {
@@ -57,6 +67,7 @@ impl Entry {
             Entry::LayerRemoved { layer, .. } => layer.pixels().map_or(0, <[u8]>::len),
             Entry::LayerInserted { .. } => 0,
             Entry::Text { spec, .. } => spec.text.len(),
+            Entry::Region { region, .. } => region.prompt.len() + region.negative.len(),
         }
     }
 
@@ -66,7 +77,7 @@ impl Entry {
             Entry::Pixels { layer, .. } => *layer == id,
             Entry::LayerRemoved { layer, .. } => layer.id == id,
             Entry::LayerInserted { id: inserted } => *inserted == id,
-            Entry::Text { layer, .. } => *layer == id,
+            Entry::Text { layer, .. } | Entry::Region { layer, .. } => *layer == id,
         }
     }
 }
@@ -107,16 +118,21 @@ impl History {
         self.trim();
     }
 
-    /// Whether the last step is an open text edit of layer `id` (nothing to redo), which a
-    /// further edit joins.
+    /// Whether the last step is an open text or region edit of layer `id` (nothing to redo),
+    /// which a further edit joins.
     pub fn text_edit_open(&self, id: u64) -> bool {
         self.redo.is_empty()
-            && matches!(self.undo.last(), Some(Entry::Text { layer, open: true, .. }) if *layer == id)
+            && matches!(
+                self.undo.last(),
+                Some(
+                    Entry::Text { layer, open: true, .. } | Entry::Region { layer, open: true, .. }
+                ) if *layer == id
+            )
     }
 
-    /// Closes an open text edit: the next edit is a step of its own.
+    /// Closes an open text or region edit: the next edit is a step of its own.
     pub fn close_text_edit(&mut self) {
-        if let Some(Entry::Text { open, .. }) = self.undo.last_mut() {
+        if let Some(Entry::Text { open, .. } | Entry::Region { open, .. }) = self.undo.last_mut() {
             *open = false;
         }
     }

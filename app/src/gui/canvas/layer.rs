@@ -2,6 +2,7 @@
 //! of a 4K canvas cost nothing), what it is for, and the region changed since its texture was
 //! last updated.
 
+use super::region::RegionPrompt;
 use super::text::{self, TextSpec};
 use super::{PixelRect, TILE};
 use kiln_inference::recipe::Preprocessor;
@@ -18,6 +19,9 @@ pub enum LayerKind {
     Mask,
     /// Text (its pixels are rendered from the layer's [`TextSpec`]).
     Text,
+    /// A regional prompt's area: the alpha is the coverage (its prompt is the layer's
+    /// [`RegionPrompt`]).
+    Region,
     /// The guide of one ControlNet row of the Generate form (by the row's id).
     Guide {
         /// The form row.
@@ -26,6 +30,11 @@ pub enum LayerKind {
 }
 
 impl LayerKind {
+    /// Whether the layer's alpha is a mask painted in white (inpaint mask and regions).
+    pub fn paints_mask(self) -> bool {
+        matches!(self, LayerKind::Mask | LayerKind::Region)
+    }
+
     /// Whether the layer is part of the picture (not a mask or a guide).
     pub fn is_image(self) -> bool {
         matches!(
@@ -87,6 +96,8 @@ pub struct Layer {
     text: Option<TextSpec>,
     /// For text layers: the pixels the text covers now.
     text_bounds: PixelRect,
+    /// For region layers: the prompt (edit through the document, so undo sees it).
+    region: Option<RegionPrompt>,
     width: u32,
     height: u32,
     /// Empty while the layer is fully transparent and never edited.
@@ -106,6 +117,7 @@ impl Layer {
             visible: true,
             opacity: match kind {
                 LayerKind::Mask => 0.55,
+                LayerKind::Region => 0.5,
                 LayerKind::Guide { .. } => 0.85,
                 _ => 1.0,
             },
@@ -113,6 +125,7 @@ impl Layer {
             guide_error: None,
             text: None,
             text_bounds: PixelRect::default(),
+            region: (kind == LayerKind::Region).then(RegionPrompt::default),
             width,
             height,
             data: Vec::new(),
@@ -124,6 +137,18 @@ impl Layer {
     /// For text layers: the text.
     pub fn text(&self) -> Option<&TextSpec> {
         self.text.as_ref()
+    }
+
+    /// For region layers: the prompt.
+    pub fn region(&self) -> Option<&RegionPrompt> {
+        self.region.as_ref()
+    }
+
+    /// Sets a region layer's prompt; returns the old one (`None`, and nothing changes, for
+    /// other layers).
+    pub fn set_region(&mut self, region: RegionPrompt) -> Option<RegionPrompt> {
+        let old = self.region.as_mut()?;
+        Some(std::mem::replace(old, region))
     }
 
     /// Sets the text and renders it (the old text's pixels are cleared); returns the old one.

@@ -10,6 +10,7 @@ pub mod document;
 pub mod history;
 pub mod layer;
 pub mod raster;
+pub mod region;
 pub mod text;
 
 pub use document::{Document, Tool};

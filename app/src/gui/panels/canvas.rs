@@ -30,6 +30,7 @@ pub fn tool_key(tool: Tool) -> &'static str {
         Tool::Line => "canvas.tool_line",
         Tool::Picker => "canvas.tool_picker",
         Tool::Text => "canvas.tool_text",
+        Tool::Rect => "canvas.tool_box",
     }
 }
 
@@ -41,6 +42,7 @@ fn tool_shortcut(tool: Tool) -> Key {
         Tool::Line => Key::L,
         Tool::Picker => Key::I,
         Tool::Text => Key::T,
+        Tool::Rect => Key::R,
     }
 }
 
@@ -59,6 +61,7 @@ pub fn canvas_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Ve
             .show(ui, |ui| {
                 tools_ui(ui, state);
                 text_ui(ui, state);
+                region_ui(ui, state);
                 ui.add_space(theme::SECTION_GAP);
                 layers_ui(ui, state);
                 ui.add_space(theme::SECTION_GAP);
@@ -184,7 +187,7 @@ fn tools_ui(ui: &mut egui::Ui, state: &mut AppState) {
     if canvas.tool != Tool::Eraser {
         let is_mask = canvas
             .selected_layer()
-            .is_some_and(|l| l.kind == LayerKind::Mask);
+            .is_some_and(|l| l.kind.paints_mask());
         let brush = &mut canvas.brush;
         setting_row(ui, tr(lang, "canvas.color"), |ui| {
             ui.color_edit_button_srgba(&mut brush.color);
@@ -293,6 +296,58 @@ fn text_ui(ui: &mut egui::Ui, state: &mut AppState) {
     }
 }
 
+/// The selected region layer's prompt, negative and weight (undoable; typing and dragging
+/// make one step each).
+fn region_ui(ui: &mut egui::Ui, state: &mut AppState) {
+    let lang = state.lang();
+    let canvas = &mut state.canvas;
+    let Some((id, before)) = canvas
+        .selected_layer()
+        .and_then(|l| Some((l.id, l.region()?.clone())))
+    else {
+        return;
+    };
+    ui.add_space(4.0);
+    let mut region = before.clone();
+    let prompt_label = ui.label(tr(lang, "canvas.region_prompt"));
+    let prompt = ui
+        .add(
+            egui::TextEdit::multiline(&mut region.prompt)
+                .id_salt("canvas-region-prompt")
+                .desired_rows(2)
+                .desired_width(f32::INFINITY)
+                .hint_text(tr(lang, "canvas.region_prompt_hint")),
+        )
+        .labelled_by(prompt_label.id);
+    let negative_label = ui.label(tr(lang, "canvas.region_negative"));
+    let negative = ui
+        .add(
+            egui::TextEdit::singleline(&mut region.negative)
+                .id_salt("canvas-region-negative")
+                .desired_width(f32::INFINITY)
+                .hint_text(tr(lang, "canvas.region_negative_hint")),
+        )
+        .labelled_by(negative_label.id);
+    let weight = setting_row(ui, tr(lang, "canvas.region_weight"), |ui| {
+        ui.spacing_mut().slider_width = ui.available_width() - 60.0;
+        ui.add(egui::Slider::new(&mut region.weight, 0.0..=1.0).fixed_decimals(2))
+            .on_hover_text(tr(lang, "canvas.region_weight_hint"))
+    });
+    if !region.is_usable() {
+        ui.label(
+            RichText::new(tr(lang, "canvas.region_needs_prompt"))
+                .small()
+                .color(Palette::of_ui(ui).muted),
+        );
+    }
+    if region != before {
+        canvas.document.set_region(id, region, true);
+    }
+    if prompt.lost_focus() || negative.lost_focus() || weight.drag_stopped() {
+        canvas.document.close_text_edit();
+    }
+}
+
 /// Extend: pixels to add per side and the overlap band, and the button that grows the canvas
 /// and sets up the outpainting job.
 fn extend_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
@@ -383,6 +438,20 @@ fn layers_ui(ui: &mut egui::Ui, state: &mut AppState) {
                     let id = state.canvas.document.add_text(spec);
                     state.canvas.selected = Some(id);
                     state.canvas.tool = Tool::Text;
+                    ui.close();
+                }
+                if ui
+                    .button(tr(lang, "canvas.layer_region"))
+                    .on_hover_text(tr(lang, "canvas.layer_region_hint"))
+                    .clicked()
+                {
+                    let id = state.canvas.document.add_region();
+                    state.canvas.selected = Some(id);
+                    if !matches!(state.canvas.tool, Tool::Brush | Tool::Eraser | Tool::Fill)
+                        && state.canvas.tool != Tool::Rect
+                    {
+                        state.canvas.tool = Tool::Brush;
+                    }
                     ui.close();
                 }
                 if ui.button(tr(lang, "canvas.layer_background")).clicked() {
@@ -558,6 +627,14 @@ fn layer_actions_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<A
         );
     }
     let full = egui::vec2(ui.available_width(), 26.0);
+    if kind == LayerKind::Region
+        && ui
+            .add(egui::Button::new(tr(lang, "canvas.use_regions")).min_size(full))
+            .on_hover_text(tr(lang, "canvas.use_regions_hint"))
+            .clicked()
+    {
+        actions.push(Action::Canvas(CanvasAction::UseRegions));
+    }
     if ui
         .add(egui::Button::new(tr(lang, "canvas.use_as_init")).min_size(full))
         .on_hover_text(tr(lang, "canvas.use_as_init_hint"))

@@ -516,6 +516,42 @@ fn init_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
             });
         }
     }
+    regions_ui(ui, form, lang, palette);
+}
+
+/// The regional prompts (from the canvas's region layers), one line each with a remove button.
+fn regions_ui(
+    ui: &mut egui::Ui,
+    form: &mut crate::gui::form::GenerateForm,
+    lang: crate::i18n::Lang,
+    palette: Palette,
+) {
+    let mut removed = None;
+    for (index, region) in form.regions.iter().enumerate() {
+        let text = tr_args(
+            lang,
+            "generate.region_line",
+            &[("n", &(index + 1)), ("prompt", &region.prompt)],
+        );
+        ui.horizontal(|ui| {
+            ui.add(egui::Label::new(RichText::new(text).small().color(palette.muted)).truncate())
+                .on_hover_text(region.summary());
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let hint = tr_args(lang, "generate.region_remove", &[("n", &(index + 1))]);
+                let button = ui.small_button("✕");
+                // Screen readers hear what the button does, not "✕".
+                button.widget_info(|| {
+                    egui::WidgetInfo::labeled(egui::WidgetType::Button, true, &hint)
+                });
+                if button.on_hover_text(&hint).clicked() {
+                    removed = Some(index);
+                }
+            });
+        });
+    }
+    if let Some(index) = removed {
+        form.regions.remove(index);
+    }
 }
 
 fn generate_button_ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Action>) {

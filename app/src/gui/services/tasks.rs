@@ -109,6 +109,9 @@ pub enum TaskDone {
         /// The PNG, or why not.
         result: Result<PathBuf, String>,
     },
+    /// The canvas's region layers were written as mask PNGs: the form's regions and the names
+    /// of the layers left out for covering nothing, or why not.
+    CanvasRegionsWritten(Result<crate::gui::app::RegionsWritten, String>),
     /// An image was read for the canvas: RGBA at the canvas size, or why not.
     CanvasImageLoaded {
         /// Where it goes.

@@ -108,9 +108,9 @@ impl CanvasState {
         self.selected.and_then(|id| self.document.layer(id))
     }
 
-    /// The brush tip for the current tool on layer `kind` (the mask paints white).
+    /// The brush tip for the current tool on layer `kind` (the mask and regions paint white).
     pub fn tip(&self, kind: LayerKind) -> BrushTip {
-        let color = if kind == LayerKind::Mask {
+        let color = if kind.paints_mask() {
             [255, 255, 255, 255]
         } else {
             self.brush.color.to_srgba_unmultiplied()
@@ -166,6 +166,17 @@ pub fn layer_name(layer: &Layer, lang: Lang, rows: &[ControlRow]) -> String {
         LayerKind::Background => numbered("canvas.layer_background"),
         LayerKind::Sketch => numbered("canvas.layer_sketch"),
         LayerKind::Mask => tr(lang, "canvas.layer_mask").to_owned(),
+        LayerKind::Region => {
+            let snippet: String = layer
+                .region()
+                .map(|r| r.prompt.trim().chars().take(16).collect())
+                .unwrap_or_default();
+            if snippet.is_empty() {
+                numbered("canvas.layer_region")
+            } else {
+                format!("{} · {snippet}", numbered("canvas.layer_region"))
+            }
+        }
         LayerKind::Text => {
             let snippet: String = layer
                 .text()

@@ -46,6 +46,8 @@ enum Gesture {
     Stroke,
     /// A straight line from here (canvas pixels).
     Line((f32, f32)),
+    /// A box from this corner (canvas pixels).
+    Box((f32, f32)),
     /// Panning.
     Pan,
     /// Moving a text layer, grabbed this far from its position (canvas pixels).
@@ -416,10 +418,11 @@ fn press(canvas: &mut CanvasState, layer_id: u64, kind: LayerKind, at: (f32, f32
             canvas.view.gesture = Some(Gesture::Stroke);
         }
         Tool::Line => canvas.view.gesture = Some(Gesture::Line(at)),
+        Tool::Rect => canvas.view.gesture = Some(Gesture::Box(at)),
         Tool::Fill => {
             let (width, height) = canvas.document.size();
             if at.0 >= 0.0 && at.1 >= 0.0 && at.0 < width as f32 && at.1 < height as f32 {
-                let color = if kind == LayerKind::Mask {
+                let color = if kind.paints_mask() {
                     [255, 255, 255, 255]
                 } else {
                     canvas.brush.color.to_srgba_unmultiplied()
@@ -457,6 +460,17 @@ fn release(canvas: &mut CanvasState, layer_id: u64, kind: LayerKind, at: (f32, f
             let tip = canvas.tip(kind);
             canvas.document.line(layer_id, tip, start, at);
         }
+        Some(Gesture::Box(start)) => {
+            let color = if kind.paints_mask() {
+                [255, 255, 255, 255]
+            } else {
+                canvas.brush.color.to_srgba_unmultiplied()
+            };
+            let opacity = canvas.brush.opacity;
+            canvas
+                .document
+                .fill_box(layer_id, start, at, color, opacity, false);
+        }
         Some(Gesture::MoveText { layer, grab }) => {
             move_text(canvas, layer, grab, at);
             canvas.document.close_text_edit();
@@ -481,6 +495,10 @@ fn paint_layers(painter: &egui::Painter, image_rect: Rect, canvas: &CanvasState,
         };
         let base = match layer.kind {
             LayerKind::Mask => palette.mask_overlay,
+            LayerKind::Region => {
+                let [r, g, b] = crate::gui::canvas::region::region_color(layer.number);
+                Color32::from_rgb(r, g, b)
+            }
             LayerKind::Guide { .. } => palette.guide_overlay,
             LayerKind::Background | LayerKind::Sketch | LayerKind::Text => Color32::WHITE,
         };
@@ -522,6 +540,17 @@ fn paint_overlay(
             egui::Stroke::new(width, canvas.brush.color.gamma_multiply(0.7)),
         );
     }
+    if let (Some(Gesture::Box(start)), Some(pointer)) = (canvas.view.gesture, pointer) {
+        let from = image_rect.min + Vec2::new(start.0, start.1) * zoom;
+        let rect = Rect::from_two_pos(from, pointer);
+        painter.rect_filled(rect, 0.0, palette.accent.gamma_multiply(0.2));
+        painter.rect_stroke(
+            rect,
+            0.0,
+            egui::Stroke::new(1.0, palette.on_canvas),
+            egui::StrokeKind::Inside,
+        );
+    }
     if !response.hovered() {
         return;
     }
@@ -538,7 +567,9 @@ fn paint_overlay(
             }
             ui.ctx().set_cursor_icon(egui::CursorIcon::None);
         }
-        Tool::Fill | Tool::Picker => ui.ctx().set_cursor_icon(egui::CursorIcon::Crosshair),
+        Tool::Fill | Tool::Picker | Tool::Rect => {
+            ui.ctx().set_cursor_icon(egui::CursorIcon::Crosshair);
+        }
         Tool::Text => ui.ctx().set_cursor_icon(egui::CursorIcon::Text),
     }
 }
