@@ -5,20 +5,7 @@
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 mod files;
-use files::fixtures;
-
-use std::process::{Command, Output};
-
-fn fx(name: &str) -> String {
-    fixtures().join(name).display().to_string()
-}
-
-fn kiln(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("run kiln")
-}
+use files::{fixtures, fx, kiln};
 
 fn args(out: &std::path::Path, adapters: &[String]) -> Vec<String> {
     let mut a: Vec<String> = [

@@ -5,32 +5,9 @@
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 mod files;
-use files::fixtures;
+use files::{clean_error, fixtures, fx, kiln};
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn fx(name: &str) -> String {
-    fixtures().join(name).display().to_string()
-}
-
-fn kiln(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("run kiln")
-}
-
-fn clean_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let last = err.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("error: ") && last.contains(needle),
-        "{err}"
-    );
-}
 
 /// `kiln generate` with the settings of `refs/outpaint/cases.json`'s `sd15_outpaint4`.
 fn args(model: &str, out: &Path, extra: &[&str]) -> Vec<String> {

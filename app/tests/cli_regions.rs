@@ -5,52 +5,9 @@
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 mod files;
-use files::fixtures;
+use files::{clean_error, fixtures, fx, kiln, max_diff, ok};
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn fx(name: &str) -> String {
-    fixtures().join(name).display().to_string()
-}
-
-fn kiln(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("run kiln")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "kiln failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn clean_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let last = err.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("error: ") && last.contains(needle),
-        "{err}"
-    );
-}
-
-fn max_diff(a: &Path, b: &Path) -> u8 {
-    let a = image::open(a).unwrap().to_rgb8();
-    let b = image::open(b).unwrap().to_rgb8();
-    assert_eq!(a.dimensions(), b.dimensions());
-    a.as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| x.abs_diff(*y))
-        .max()
-        .unwrap_or(0)
-}
 
 /// The settings of `refs/regions/cases.json` `sd15_region_box` (= `sd15_euler` + a region).
 fn base_args(out: &Path) -> Vec<String> {
