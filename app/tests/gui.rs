@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{AppHarness, app, app_mut, harness, step_until};
+use common::{AppHarness, SlowRunner, app, app_mut, harness, step_until};
 use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
 use image::RgbImage;
@@ -17,9 +17,9 @@ use kiln::gui::state::Section;
 use kiln::gui::state::jobs::Ended;
 use kiln::gui::{AppPaths, KilnApp};
 use kiln::library::settings::{Language, Settings};
-use kiln::worker::{JobState, Runner};
+use kiln::worker::JobState;
 use kiln_inference::io::family::Family;
-use kiln_inference::{CancelToken, Output, Progress, Recipe, Stage};
+use kiln_inference::{Output, Recipe, Stage};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,48 +58,6 @@ impl TestEnv {
             model_dirs: vec![self.dir.path().join("models")],
             ..Settings::default()
         }
-    }
-}
-
-/// A runner that takes `steps` steps of `step_ms` each, honouring cancel.
-struct SlowRunner {
-    runs: Arc<AtomicUsize>,
-    steps: usize,
-    step_ms: u64,
-}
-
-impl Runner for SlowRunner {
-    fn run(
-        &mut self,
-        recipe: &Recipe,
-        on_progress: &mut dyn FnMut(&Progress),
-        cancel: &CancelToken,
-    ) -> kiln_inference::Result<Vec<Output>> {
-        self.runs.fetch_add(1, Ordering::SeqCst);
-        let started = Instant::now();
-        for step in 1..=self.steps {
-            if cancel.is_cancelled() {
-                return Err(kiln_inference::Error::Cancelled);
-            }
-            std::thread::sleep(Duration::from_millis(self.step_ms));
-            on_progress(&Progress {
-                stage: Stage::Sampling,
-                step,
-                total: self.steps,
-                image: 0,
-                images: 1,
-                elapsed: started.elapsed(),
-                eta: Some(Duration::from_millis(
-                    self.step_ms * (self.steps - step) as u64,
-                )),
-                preview: Some(RgbImage::new(8, 8)),
-            });
-        }
-        Ok(vec![Output {
-            image: RgbImage::new(8, 8),
-            recipe: recipe.clone(),
-            warnings: Vec::new(),
-        }])
     }
 }
 

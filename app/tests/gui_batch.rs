@@ -9,7 +9,7 @@ use files::{copy_dir, fixtures};
 
 mod common;
 
-use common::{AppHarness, app, app_mut, drop_files, harness, step_until};
+use common::{AppHarness, SlowRunner, app, app_mut, drop_files, harness, step_until};
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use kiln::batch::FailReason;
@@ -17,9 +17,8 @@ use kiln::gui::KilnApp;
 use kiln::gui::state::Section;
 use kiln::gui::state::batch::BatchStyle;
 use kiln::library::settings::Settings;
-use kiln::worker::Runner;
+use kiln_inference::Stage;
 use kiln_inference::io::family::Family;
-use kiln_inference::{CancelToken, Output, Progress, Recipe, Stage};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -189,45 +188,6 @@ fn a_dropped_folder_runs_through_the_engine_and_a_second_run_skips_it() {
     assert_eq!(before, after);
     // The album is untouched.
     assert_eq!(walk(&env.album()).len(), 3);
-}
-
-/// Takes `step_ms` per step for `steps` steps; counts runs.
-struct SlowRunner {
-    runs: Arc<AtomicUsize>,
-    steps: usize,
-    step_ms: u64,
-}
-
-impl Runner for SlowRunner {
-    fn run(
-        &mut self,
-        recipe: &Recipe,
-        on_progress: &mut dyn FnMut(&Progress),
-        cancel: &CancelToken,
-    ) -> kiln_inference::Result<Vec<Output>> {
-        self.runs.fetch_add(1, Ordering::SeqCst);
-        for step in 1..=self.steps {
-            if cancel.is_cancelled() {
-                return Err(kiln_inference::Error::Cancelled);
-            }
-            std::thread::sleep(Duration::from_millis(self.step_ms));
-            on_progress(&Progress {
-                stage: Stage::Sampling,
-                step,
-                total: self.steps,
-                image: 0,
-                images: 1,
-                elapsed: Duration::ZERO,
-                eta: None,
-                preview: None,
-            });
-        }
-        Ok(vec![Output {
-            image: image::RgbImage::new(recipe.width, recipe.height),
-            recipe: recipe.clone(),
-            warnings: Vec::new(),
-        }])
-    }
 }
 
 #[test]

@@ -106,3 +106,48 @@ pub fn drop_files(harness: &mut AppHarness, paths: &[std::path::PathBuf]) {
     }
     harness.step();
 }
+
+/// A runner that takes `steps` steps of `step_ms` each, honouring cancel.
+pub struct SlowRunner {
+    /// Runs started.
+    pub runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Steps per run.
+    pub steps: usize,
+    /// Milliseconds per step.
+    pub step_ms: u64,
+}
+
+impl Runner for SlowRunner {
+    fn run(
+        &mut self,
+        recipe: &Recipe,
+        on_progress: &mut dyn FnMut(&Progress),
+        cancel: &CancelToken,
+    ) -> kiln_inference::Result<Vec<Output>> {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let started = Instant::now();
+        for step in 1..=self.steps {
+            if cancel.is_cancelled() {
+                return Err(kiln_inference::Error::Cancelled);
+            }
+            std::thread::sleep(Duration::from_millis(self.step_ms));
+            on_progress(&Progress {
+                stage: kiln_inference::Stage::Sampling,
+                step,
+                total: self.steps,
+                image: 0,
+                images: 1,
+                elapsed: started.elapsed(),
+                eta: Some(Duration::from_millis(
+                    self.step_ms * (self.steps - step) as u64,
+                )),
+                preview: Some(image::RgbImage::new(8, 8)),
+            });
+        }
+        Ok(vec![Output {
+            image: image::RgbImage::new(8, 8),
+            recipe: recipe.clone(),
+            warnings: Vec::new(),
+        }])
+    }
+}
