@@ -533,20 +533,17 @@ fn regions_ui(
             "generate.region_line",
             &[("n", &(index + 1)), ("prompt", &region.prompt)],
         );
+        // The remove button first: a truncated label takes all the width after it.
         ui.horizontal(|ui| {
+            let hint = tr_args(lang, "generate.region_remove", &[("n", &(index + 1))]);
+            let button = ui.small_button("✕");
+            // Screen readers hear what the button does, not "✕".
+            button.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &hint));
+            if button.on_hover_text(&hint).clicked() {
+                removed = Some(index);
+            }
             ui.add(egui::Label::new(RichText::new(text).small().color(palette.muted)).truncate())
                 .on_hover_text(region.summary());
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                let hint = tr_args(lang, "generate.region_remove", &[("n", &(index + 1))]);
-                let button = ui.small_button("✕");
-                // Screen readers hear what the button does, not "✕".
-                button.widget_info(|| {
-                    egui::WidgetInfo::labeled(egui::WidgetType::Button, true, &hint)
-                });
-                if button.on_hover_text(&hint).clicked() {
-                    removed = Some(index);
-                }
-            });
         });
     }
     if let Some(index) = removed {
