@@ -1,19 +1,32 @@
-//! bf16 matrix multiply with f32 accumulation: `C[M,N] = A[M,K] · Bᵀ` where `B [N,K]` is a
-//! weight packed once ([`PackedB`]) and `A` is f32 activations rounded to bf16 on the fly.
+//! bf16 matrix multiply with f32 accumulation: `C[M,N] = A[M,K] · B[K,N]` with both operands
+//! rounded to bf16 (round to nearest even, as `torch.bfloat16`) and products summed in f32.
 //!
-//! On x86-64 CPUs with AVX512-BF16 the inner loop is `vdpbf16ps` (two bf16 products summed into
-//! each f32 lane): B is packed in panels of 32 columns × K/2 pairs, A in blocks of 8 rows, and an
-//! 8×32 micro-kernel keeps 16 accumulators in registers. Other CPUs use a portable loop over the
-//! same packed data (bf16 widened to f32), so results agree up to summation order.
+//! Layouts: A is row-major bf16 *pairs* (`u32` = two consecutive k, low half first), rows
+//! padded to a multiple of [`MR`]; B is packed in panels of [`NR`] columns, each panel
+//! `pairs × NR` (pair-major), so a slice of K is a contiguous run of a panel.
+//!
+//! The product runs in K slices of at most [`KC`] pairs: a B micro-panel (`KC·NR·4` bytes)
+//! stays in L1 while every row block of A passes over it, and the slice of A is reused from L2
+//! by every panel. Each 8×32 tile starts from zero, a bias (per row or per column) or the
+//! values C already holds (later slices), and is stored with masks, so callers write straight
+//! into their output (a convolution's NCHW planes, a Linear's rows) with no extra pass.
+//!
+//! On x86-64 CPUs with AVX512-BF16 the inner loop is `vdpbf16ps` (16 accumulators in
+//! registers); other CPUs run a portable loop over the same packed data, so results agree up
+//! to summation order.
 
 use rayon::prelude::*;
 
 /// Columns per B panel (two 16-lane vectors).
-const NR: usize = 32;
+pub(crate) const NR: usize = 32;
 /// Rows per micro-kernel call.
-const MR: usize = 8;
-/// Rows of A per parallel task.
+pub(crate) const MR: usize = 8;
+/// Rows of A per parallel task of [`matmul`].
 const MC: usize = 64;
+/// Columns of C per chunk of [`matmul`] (a multiple of [`NR`]).
+const NC: usize = 256;
+/// Largest K slice, in pairs (a 20 KiB B micro-panel).
+pub(crate) const KC: usize = 160;
 
 /// f32 → bf16 with round-to-nearest-even (NaN kept quiet), as `torch.bfloat16` rounds.
 #[inline]
@@ -30,6 +43,21 @@ pub fn to_bf16(x: f32) -> u16 {
 #[inline]
 pub fn from_bf16(x: u16) -> f32 {
     f32::from_bits(u32::from(x) << 16)
+}
+
+/// Two f32 values as one bf16 pair (`lo` in the low half).
+#[inline]
+pub(crate) fn pair(lo: f32, hi: f32) -> u32 {
+    u32::from(to_bf16(lo)) | (u32::from(to_bf16(hi)) << 16)
+}
+
+/// The K slices `[k0, k0 + kc)` of a `pairs`-deep product: balanced, each at most [`KC`].
+pub(crate) fn k_slices(pairs: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = pairs.div_ceil(KC).max(1);
+    let step = pairs.div_ceil(count).max(1);
+    (0..pairs)
+        .step_by(step)
+        .map(move |k0| (k0, step.min(pairs - k0)))
 }
 
 /// A weight `B [N, K]` packed for [`matmul`]: panels of [`NR`] columns, each `K/2` pairs deep,
@@ -50,23 +78,17 @@ impl PackedB {
         let panels = n.div_ceil(NR);
         let mut data = vec![0u32; panels * pairs * NR];
         for (p, panel) in data.chunks_mut(pairs * NR).enumerate() {
-            for kp in 0..pairs {
-                for lane in 0..NR {
-                    let col = p * NR + lane;
-                    if col >= n {
-                        continue;
-                    }
-                    let at = |kk: usize| {
-                        if kk < k {
-                            b.get(col * k + kk).copied().unwrap_or(0.0)
-                        } else {
-                            0.0
-                        }
-                    };
-                    let lo = u32::from(to_bf16(at(2 * kp)));
-                    let hi = u32::from(to_bf16(at(2 * kp + 1)));
+            for lane in 0..NR {
+                let col = p * NR + lane;
+                if col >= n {
+                    break;
+                }
+                let row = b.get(col * k..(col + 1) * k).unwrap_or_default();
+                for kp in 0..pairs {
+                    let lo = row.get(2 * kp).copied().unwrap_or(0.0);
+                    let hi = row.get(2 * kp + 1).copied().unwrap_or(0.0);
                     if let Some(slot) = panel.get_mut(kp * NR + lane) {
-                        *slot = lo | (hi << 16);
+                        *slot = pair(lo, hi);
                     }
                 }
             }
@@ -113,150 +135,189 @@ impl PackedA {
         self.m
     }
 
+    /// Pairs per row.
+    pub(crate) fn pairs(&self) -> usize {
+        self.pairs
+    }
+
+    /// The packed rows (`m` rounded up to [`MR`] rows of `pairs` values).
+    pub(crate) fn data(&self) -> &[u32] {
+        &self.data
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() * 4
     }
 }
 
-/// Rows of `a [m, k]` as bf16 pairs into `dst` (`pairs` values per row).
-fn pack_rows(a: &[f32], m: usize, k: usize, dst: &mut [u32]) {
+/// Rows of `a [m, k]` as bf16 pairs into `dst` (`ceil(k/2)` values per row).
+pub(crate) fn pack_rows(a: &[f32], m: usize, k: usize, dst: &mut [u32]) {
     let pairs = k.div_ceil(2);
+    let simd = simd_available();
     for r in 0..m {
-        let src = a.get(r * k..(r + 1) * k).unwrap_or_default();
-        let Some(row) = dst.get_mut(r * pairs..(r + 1) * pairs) else {
+        let (Some(src), Some(row)) = (
+            a.get(r * k..(r + 1) * k),
+            dst.get_mut(r * pairs..(r + 1) * pairs),
+        ) else {
             return;
         };
-        for (kp, slot) in row.iter_mut().enumerate() {
-            let lo = src.get(2 * kp).copied().unwrap_or(0.0);
-            let hi = src.get(2 * kp + 1).copied().unwrap_or(0.0);
-            *slot = u32::from(to_bf16(lo)) | (u32::from(to_bf16(hi)) << 16);
-        }
-    }
-}
-
-/// Packs `b` given as `[k, n]` row-major (an im2col matrix: one row per reduction index) into
-/// the panel layout of [`PackedB`] (`out` is resized).
-pub fn pack_kn(b: &[f32], k: usize, n: usize, out: &mut Vec<u32>) {
-    let pairs = k.div_ceil(2);
-    let panels = n.div_ceil(NR);
-    out.clear();
-    out.resize(panels * pairs * NR, 0);
-    for kp in 0..pairs {
-        let lo_row = b.get(2 * kp * n..(2 * kp + 1) * n).unwrap_or_default();
-        let hi_row = if 2 * kp + 1 < k {
-            b.get((2 * kp + 1) * n..(2 * kp + 2) * n)
-                .unwrap_or_default()
-        } else {
-            &[]
-        };
-        for p in 0..panels {
-            let base = (p * pairs + kp) * NR;
-            let Some(dst) = out.get_mut(base..base + NR) else {
-                continue;
+        if simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has the features (checked at run time).
+            unsafe {
+                avx512::pack_row(src, row)
             };
-            for (lane, slot) in dst.iter_mut().enumerate() {
-                let col = p * NR + lane;
-                let lo = lo_row.get(col).copied().unwrap_or(0.0);
-                let hi = hi_row.get(col).copied().unwrap_or(0.0);
-                *slot = u32::from(to_bf16(lo)) | (u32::from(to_bf16(hi)) << 16);
+        } else {
+            for (kp, slot) in row.iter_mut().enumerate() {
+                let lo = src.get(2 * kp).copied().unwrap_or(0.0);
+                let hi = src.get(2 * kp + 1).copied().unwrap_or(0.0);
+                *slot = pair(lo, hi);
             }
         }
     }
 }
 
-/// The single-threaded core: `C[rows, n] = A · B` for packed `a` (`rows` valid rows, padded
-/// to [`MR`]) and panel-packed `b`; each finished tile row segment goes to `store(row, col0,
-/// values)`.
-pub fn gemm_packed(
-    a: &[u32],
-    rows: usize,
-    b: &[u32],
-    n: usize,
-    pairs: usize,
-    store: &mut dyn FnMut(usize, usize, &[f32]),
-) {
-    let use_simd = simd_available();
-    let mut tile = [0f32; MR * NR];
-    for p in 0..n.div_ceil(NR) {
-        let Some(panel) = b.get(p * pairs * NR..(p + 1) * pairs * NR) else {
-            return;
-        };
-        let cols = (n - p * NR).min(NR);
-        for mb in (0..rows).step_by(MR) {
-            let Some(a_rows) = a.get(mb * pairs..(mb + MR) * pairs) else {
-                return;
+/// How the accumulators of a tile start.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TileInit {
+    /// From zero.
+    Zero,
+    /// From the values C already holds (every K slice after the first).
+    Load,
+    /// From one value per row (a convolution's per-channel bias), pointing at row 0's.
+    Row(*const f32),
+    /// From one value per column (a Linear bias), pointing at column 0's.
+    Col(*const f32),
+}
+
+/// The operands of one K slice of a product, as raw parts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slice {
+    /// Pair `k0` of row 0 of A; rows `a_rs` values apart, readable up to a multiple of [`MR`]
+    /// rows.
+    pub a: *const u32,
+    pub a_rs: usize,
+    /// Rows of C to compute.
+    pub rows: usize,
+    /// Pair `k0` of panel 0 of B; panels `b_ps` values apart, `NR` values per pair.
+    pub b: *const u32,
+    pub b_ps: usize,
+    /// Pairs in the slice.
+    pub kc: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// `C[0][0]`, rows `c_rs` values apart.
+    pub c: *mut f32,
+    pub c_rs: usize,
+}
+
+/// `C = init + A[.., k0..k0+kc] · B[k0..k0+kc, ..]` over all tiles: panels outer, row blocks
+/// inner, so the B micro-panel stays in L1.
+///
+/// # Safety
+/// The pointers of `s` must describe readable A (`ceil(rows/MR)·MR` rows × `kc` pairs), B
+/// (`ceil(n/NR)` panels × `kc` pairs × `NR`) and, for `init`, bias values (`rows` or `n`);
+/// C must be writable (and readable for [`TileInit::Load`]) at `rows × n` and not used by
+/// anyone else meanwhile. `simd` only where [`simd_available`].
+pub(crate) unsafe fn gemm_slice(s: &Slice, init: TileInit, simd: bool) {
+    for p in 0..s.n.div_ceil(NR) {
+        let cols = (s.n - p * NR).min(NR);
+        let b = s.b.wrapping_add(p * s.b_ps);
+        let mut mb = 0;
+        while mb < s.rows {
+            let rows = (s.rows - mb).min(MR);
+            let tile_init = match init {
+                TileInit::Row(bias) => TileInit::Row(bias.wrapping_add(mb)),
+                TileInit::Col(bias) => TileInit::Col(bias.wrapping_add(p * NR)),
+                other => other,
             };
-            if use_simd {
+            let tile = Tile {
+                a: s.a.wrapping_add(mb * s.a_rs),
+                a_rs: s.a_rs,
+                b,
+                kc: s.kc,
+                c: s.c.wrapping_add(mb * s.c_rs + p * NR),
+                c_rs: s.c_rs,
+                rows,
+                cols,
+            };
+            if simd {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `simd_available` checked avx512f + avx512bf16 at run time; the slices
-                // hold MR rows × pairs and pairs × NR values.
+                // SAFETY: features checked by the caller; the tile lies inside the slice the
+                // caller vouched for.
                 unsafe {
-                    avx512::kernel(a_rows, panel, pairs, &mut tile)
+                    avx512::kernel(&tile, tile_init)
                 };
             } else {
-                portable_kernel(a_rows, panel, pairs, &mut tile);
+                // SAFETY: as above.
+                unsafe { portable_kernel(&tile, tile_init) };
             }
-            for r in 0..(rows - mb).min(MR) {
-                store(mb + r, p * NR, &tile[r * NR..r * NR + cols]);
-            }
+            mb += MR;
         }
     }
 }
 
-/// `C = A · Bᵀ` with `A [m, k]` row-major f32 and `C [m, n]` row-major f32 (overwritten);
-/// row blocks run in parallel.
-pub fn matmul(a: &[f32], m: usize, b: &PackedB, c: &mut [f32]) {
+/// One 8×32 tile of [`gemm_slice`].
+pub(crate) struct Tile {
+    a: *const u32,
+    a_rs: usize,
+    b: *const u32,
+    kc: usize,
+    c: *mut f32,
+    c_rs: usize,
+    /// Valid rows (≤ MR) and columns (≤ NR).
+    rows: usize,
+    cols: usize,
+}
+
+/// `C = A · Bᵀ (+ bias)` with `A [m, k]` row-major f32, `b` the packed `[n, k]` weight and
+/// `C [m, n]` row-major f32 (overwritten); blocks of [`MC`] rows run in parallel.
+pub fn matmul(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, c: &mut [f32]) {
     let (n, k, pairs) = (b.n, b.k, b.pairs);
     if m == 0 || n == 0 {
         return;
     }
-    c.par_chunks_mut(MC * n)
-        .enumerate()
-        .for_each(|(block, c_block)| {
+    let fits = a.len() >= m * k && c.len() >= m * n && bias.is_none_or(|v| v.len() >= n);
+    if !fits {
+        return;
+    }
+    let simd = simd_available();
+    c[..m * n].par_chunks_mut(MC * n).enumerate().for_each_init(
+        Vec::new,
+        |a_pack: &mut Vec<u32>, (block, c_block)| {
             let row0 = block * MC;
             let rows = (m - row0).min(MC);
-            let mut a_pack = vec![0u32; rows.div_ceil(MR) * MR * pairs];
-            let a_block = a.get(row0 * k..(row0 + rows) * k).unwrap_or_default();
-            pack_rows(a_block, rows, k, &mut a_pack);
-            gemm_packed(&a_pack, rows, &b.data, n, pairs, &mut |r, col0, values| {
-                if let Some(dst) = c_block.get_mut(r * n + col0..r * n + col0 + values.len()) {
-                    dst.copy_from_slice(values);
+            a_pack.resize(rows.div_ceil(MR) * MR * pairs, 0);
+            pack_rows(&a[row0 * k..(row0 + rows) * k], rows, k, a_pack);
+            // Column chunks outer: the chunk of C stays in L2 across the K slices.
+            for j0 in (0..n).step_by(NC) {
+                for (k0, kc) in k_slices(pairs) {
+                    let slice = Slice {
+                        a: a_pack.as_ptr().wrapping_add(k0),
+                        a_rs: pairs,
+                        rows,
+                        b: b.data.as_ptr().wrapping_add(j0 / NR * pairs * NR + k0 * NR),
+                        b_ps: pairs * NR,
+                        kc,
+                        n: NC.min(n - j0),
+                        c: c_block.as_mut_ptr().wrapping_add(j0),
+                        c_rs: n,
+                    };
+                    let init = match (k0, bias) {
+                        (0, Some(v)) => TileInit::Col(v.as_ptr().wrapping_add(j0)),
+                        (0, None) => TileInit::Zero,
+                        _ => TileInit::Load,
+                    };
+                    // SAFETY: a_pack holds ceil(rows/MR)·MR rows × pairs; b.data holds every
+                    // panel × pairs × NR (j0 is a multiple of NR); c_block is rows × n and
+                    // columns j0.. of this chunk lie inside it; the bias has n values
+                    // (checked above).
+                    unsafe { gemm_slice(&slice, init, simd) };
                 }
-            });
-        });
-}
-
-/// [`matmul_a_packed`] writing through a raw pointer, for callers whose tasks own interleaved
-/// regions of one output buffer (a band of rows in every channel plane of a convolution).
-///
-/// # Safety
-/// For every `r < a.m()` and `j < n`, `c.add(r * row_stride + j)` must be valid for writes and
-/// not accessed by anyone else during the call.
-pub unsafe fn matmul_a_packed_raw(
-    a: &PackedA,
-    b: &[u32],
-    n: usize,
-    c: *mut f32,
-    row_stride: usize,
-) {
-    gemm_packed(&a.data, a.m, b, n, a.pairs, &mut |r, col0, values| {
-        for (j, v) in values.iter().enumerate() {
-            // SAFETY: r < a.m and col0 + j < n, which the caller guarantees are writable.
-            unsafe { *c.add(r * row_stride + col0 + j) = *v };
-        }
-    });
-}
-
-/// `C [a.m, n] = A · B` for a pre-packed `A` and `b` packed by [`pack_kn`] from `[k, n]`; row
-/// `r` of C is written at `c[r * row_stride ..]` (single-threaded; the caller parallelises).
-pub fn matmul_a_packed(a: &PackedA, b: &[u32], n: usize, c: &mut [f32], row_stride: usize) {
-    gemm_packed(&a.data, a.m, b, n, a.pairs, &mut |r, col0, values| {
-        let at = r * row_stride + col0;
-        if let Some(dst) = c.get_mut(at..at + values.len()) {
-            dst.copy_from_slice(values);
-        }
-    });
+            }
+        },
+    );
 }
 
 /// Whether the AVX512-BF16 kernel can run here.
@@ -264,6 +325,7 @@ pub fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -272,56 +334,173 @@ pub fn simd_available() -> bool {
     }
 }
 
-/// The micro-kernel in plain Rust: `tile[r][j] = Σ_kp a[r][kp]·b[kp][j]` over bf16 pairs.
-fn portable_kernel(a: &[u32], b: &[u32], pairs: usize, tile: &mut [f32; MR * NR]) {
-    tile.fill(0.0);
-    for r in 0..MR {
-        let row = &a[r * pairs..(r + 1) * pairs];
-        let out = &mut tile[r * NR..(r + 1) * NR];
-        for (kp, &ap) in row.iter().enumerate() {
+/// The micro-kernel in plain Rust, over the same packed data.
+///
+/// # Safety
+/// As for [`gemm_slice`], for one tile.
+unsafe fn portable_kernel(t: &Tile, init: TileInit) {
+    let mut tile = [0f32; MR * NR];
+    for r in 0..t.rows {
+        for j in 0..t.cols {
+            // SAFETY: r < rows, j < cols: inside C and the bias (caller's contract).
+            tile[r * NR + j] = unsafe {
+                match init {
+                    TileInit::Zero => 0.0,
+                    TileInit::Load => *t.c.add(r * t.c_rs + j),
+                    TileInit::Row(bias) => *bias.add(r),
+                    TileInit::Col(bias) => *bias.add(j),
+                }
+            };
+        }
+    }
+    for r in 0..t.rows {
+        for kp in 0..t.kc {
+            // SAFETY: r < MR rows, kp < kc pairs of A; kp·NR + NR ≤ kc·NR values of B.
+            let (ap, bp) = unsafe {
+                (
+                    *t.a.add(r * t.a_rs + kp),
+                    std::slice::from_raw_parts(t.b.add(kp * NR), NR),
+                )
+            };
             let (a0, a1) = (from_bf16(ap as u16), from_bf16((ap >> 16) as u16));
-            let bp = &b[kp * NR..(kp + 1) * NR];
-            for (o, &bv) in out.iter_mut().zip(bp) {
+            for (o, &bv) in tile[r * NR..(r + 1) * NR].iter_mut().zip(bp) {
                 *o += a0 * from_bf16(bv as u16) + a1 * from_bf16((bv >> 16) as u16);
             }
+        }
+    }
+    for r in 0..t.rows {
+        for j in 0..t.cols {
+            // SAFETY: inside C.
+            unsafe { *t.c.add(r * t.c_rs + j) = tile[r * NR + j] };
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{MR, NR};
+pub(crate) mod avx512 {
+    use super::{MR, NR, Tile, TileInit};
     use std::arch::x86_64::*;
 
-    /// 8×32 tile over `pairs` bf16 pairs with `vdpbf16ps`.
+    /// The low `n` (≤ 16) lanes.
+    #[inline(always)]
+    pub fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// bf16 pairs of 16 + 16 values: lane `j` of the result is `(lo[j], hi[j])`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[inline]
+    pub fn interleave(lo: __m512, hi: __m512) -> __m512i {
+        /// `lo[0..16] ++ hi[0..16]` (bf16) → pairs `(lo[j], hi[j])`.
+        const PAIRS: [u16; 32] = {
+            let mut idx = [0u16; 32];
+            let mut j = 0;
+            while j < 16 {
+                idx[2 * j] = j as u16;
+                idx[2 * j + 1] = 16 + j as u16;
+                j += 1;
+            }
+            idx
+        };
+        // SAFETY: a 64-byte read of a 64-byte constant; the transmute reinterprets the bits
+        // of a 512-bit vector.
+        unsafe {
+            let mixed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_permutexvar_epi16(_mm512_loadu_si512(PAIRS.as_ptr().cast()), mixed)
+        }
+    }
+
+    /// One row of f32 as bf16 pairs (consecutive values pair up, so no shuffle is needed).
     ///
     /// # Safety
-    /// Needs avx512f and avx512bf16; `a` holds `MR·pairs` values, `b` holds `pairs·NR`.
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    pub unsafe fn kernel(a: &[u32], b: &[u32], pairs: usize, tile: &mut [f32; MR * NR]) {
-        debug_assert!(a.len() >= MR * pairs && b.len() >= pairs * NR);
+    /// Needs avx512f, avx512bw and avx512bf16; `dst.len() == src.len().div_ceil(2)`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn pack_row(src: &[f32], dst: &mut [u32]) {
+        let k = src.len();
+        let mut i = 0;
+        while i < k {
+            let left = k - i;
+            let (m0, m1) = (lanes(left.min(16)), lanes(left.saturating_sub(16)));
+            // SAFETY: masked loads read only the `left` valid values from i on; the masked
+            // store writes ceil(min(left, 32) / 2) ≤ dst.len() − i/2 values.
+            unsafe {
+                let lo = _mm512_maskz_loadu_ps(m0, src.as_ptr().add(i));
+                let hi = _mm512_maskz_loadu_ps(m1, src.as_ptr().wrapping_add(i + 16));
+                let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                _mm512_mask_storeu_epi32(
+                    dst.as_mut_ptr().add(i / 2).cast(),
+                    lanes(left.min(32).div_ceil(2)),
+                    v,
+                );
+            }
+            i += 32;
+        }
+    }
+
+    /// 8×32 tile over `kc` bf16 pairs with `vdpbf16ps`.
+    ///
+    /// # Safety
+    /// Needs avx512f and avx512bf16; the tile's pointers as [`super::gemm_slice`] requires.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn kernel(t: &Tile, init: TileInit) {
+        let (m0, m1) = (lanes(t.cols.min(16)), lanes(t.cols.saturating_sub(16)));
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-        let ap = a.as_ptr();
-        let bp = b.as_ptr();
-        for kp in 0..pairs {
-            // SAFETY: kp < pairs, so both loads stay inside `b` (checked above).
-            let (b0, b1) = unsafe {
-                (
-                    _mm512_loadu_si512(bp.add(kp * NR).cast()),
-                    _mm512_loadu_si512(bp.add(kp * NR + 16).cast()),
-                )
-            };
-            // SAFETY: both are 512-bit vectors; bf16 pairs are just reinterpreted bits.
+        match init {
+            TileInit::Zero => {}
+            TileInit::Load => {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let (k0, k1) = if r < t.rows { (m0, m1) } else { (0, 0) };
+                    let at = t.c.wrapping_add(r * t.c_rs);
+                    // SAFETY: masked: only valid rows/columns of C are read.
+                    unsafe {
+                        row[0] = _mm512_maskz_loadu_ps(k0, at);
+                        row[1] = _mm512_maskz_loadu_ps(k1, at.wrapping_add(16));
+                    }
+                }
+            }
+            TileInit::Row(bias) => {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    if r < t.rows {
+                        // SAFETY: r < rows values of the bias.
+                        let v = _mm512_set1_ps(unsafe { *bias.add(r) });
+                        *row = [v, v];
+                    }
+                }
+            }
+            TileInit::Col(bias) => {
+                // SAFETY: masked: `cols` values of the bias.
+                let (v0, v1) = unsafe {
+                    (
+                        _mm512_maskz_loadu_ps(m0, bias),
+                        _mm512_maskz_loadu_ps(m1, bias.wrapping_add(16)),
+                    )
+                };
+                for row in acc.iter_mut() {
+                    *row = [v0, v1];
+                }
+            }
+        }
+        let (ap, bp) = (t.a, t.b);
+        for kp in 0..t.kc {
+            // SAFETY: kp < kc: inside the B micro-panel.
             let (b0, b1): (__m512bh, __m512bh) = unsafe {
                 (
-                    std::mem::transmute::<__m512i, __m512bh>(b0),
-                    std::mem::transmute::<__m512i, __m512bh>(b1),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                        bp.add(kp * NR).cast(),
+                    )),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                        bp.add(kp * NR + 16).cast(),
+                    )),
                 )
             };
             for (r, row) in acc.iter_mut().enumerate() {
-                // SAFETY: r < MR and kp < pairs: inside `a`.
-                let av = unsafe { *ap.add(r * pairs + kp) };
-                // SAFETY: as above, a bit reinterpretation of a 512-bit vector.
+                // SAFETY: r < MR (A is padded to MR rows), kp < kc.
+                let av = unsafe { *ap.add(r * t.a_rs + kp) };
+                // SAFETY: a bit reinterpretation of a 512-bit vector.
                 let av = unsafe {
                     std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(av as i32))
                 };
@@ -329,12 +508,13 @@ mod avx512 {
                 row[1] = _mm512_dpbf16_ps(row[1], av, b1);
             }
         }
-        let out = tile.as_mut_ptr();
         for (r, row) in acc.iter().enumerate() {
-            // SAFETY: the tile has MR·NR floats.
+            let (k0, k1) = if r < t.rows { (m0, m1) } else { (0, 0) };
+            let at = t.c.wrapping_add(r * t.c_rs);
+            // SAFETY: masked: only valid rows/columns of C are written.
             unsafe {
-                _mm512_storeu_ps(out.add(r * NR), row[0]);
-                _mm512_storeu_ps(out.add(r * NR + 16), row[1]);
+                _mm512_mask_storeu_ps(at, k0, row[0]);
+                _mm512_mask_storeu_ps(at.wrapping_add(16), k1, row[1]);
             }
         }
     }
@@ -355,7 +535,7 @@ mod tests {
         c
     }
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    pub(crate) fn values(len: usize, seed: u32) -> Vec<f32> {
         let mut s = seed;
         (0..len)
             .map(|_| {
@@ -375,45 +555,64 @@ mod tests {
     }
 
     #[test]
-    fn matches_the_reference_on_odd_shapes() {
-        for (m, n, k) in [(1, 1, 1), (9, 33, 7), (70, 40, 64), (13, 100, 321)] {
-            let a = values(m * k, 1);
-            let b = values(n * k, 2);
-            let packed = PackedB::new(&b, n, k);
-            let mut c = vec![f32::NAN; m * n];
-            matmul(&a, m, &packed, &mut c);
-            let want = reference(&a, &b, m, n, k);
-            for (x, y) in c.iter().zip(&want) {
-                assert!(
-                    (x - y).abs() <= 1e-4 * (k as f32).sqrt(),
-                    "{m}x{n}x{k}: {x} vs {y}"
-                );
+    fn k_slices_cover_the_depth() {
+        for pairs in [1, 5, KC, KC + 1, 3 * KC - 7, 2304] {
+            let slices: Vec<_> = k_slices(pairs).collect();
+            assert_eq!(slices.first().map(|s| s.0), Some(0));
+            let mut next = 0;
+            for (k0, kc) in slices {
+                assert_eq!(k0, next);
+                assert!(kc > 0 && kc <= KC);
+                next = k0 + kc;
             }
+            assert_eq!(next, pairs);
         }
     }
 
     #[test]
-    fn packed_a_with_kn_packed_b_matches_the_reference() {
-        for (m, n, k) in [(5, 40, 27), (16, 64, 9), (1, 3, 2)] {
-            let a = values(m * k, 5);
-            let b = values(n * k, 6); // [n, k]
-            // The same B as [k, n].
-            let mut kn = vec![0f32; k * n];
-            for j in 0..n {
-                for t in 0..k {
-                    kn[t * n + j] = b[j * k + t];
-                }
-            }
-            let mut packed_b = Vec::new();
-            pack_kn(&kn, k, n, &mut packed_b);
-            let stride = n + 3;
-            let mut c = vec![f32::NAN; m * stride];
-            matmul_a_packed(&PackedA::new(&a, m, k), &packed_b, n, &mut c, stride);
+    fn the_simd_row_packer_rounds_like_the_scalar_one() {
+        if !simd_available() {
+            return;
+        }
+        for k in [1, 2, 15, 16, 17, 31, 32, 33, 64, 101] {
+            let src = values(k, 9);
+            let mut simd = vec![0u32; k.div_ceil(2)];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: checked at run time; sizes as required.
+            unsafe {
+                avx512::pack_row(&src, &mut simd)
+            };
+            let scalar: Vec<u32> = (0..k.div_ceil(2))
+                .map(|kp| pair(src[2 * kp], src.get(2 * kp + 1).copied().unwrap_or(0.0)))
+                .collect();
+            assert_eq!(simd, scalar, "k = {k}");
+        }
+    }
+
+    #[test]
+    fn matches_the_reference_on_odd_shapes() {
+        // (13, 100, 700): several K slices; (70, 40, 64): several row blocks and a partial panel.
+        for (m, n, k) in [
+            (1, 1, 1),
+            (9, 33, 7),
+            (70, 40, 64),
+            (13, 100, 321),
+            (13, 50, 700),
+        ] {
+            let a = values(m * k, 1);
+            let b = values(n * k, 2);
+            let bias = values(n, 3);
+            let packed = PackedB::new(&b, n, k);
             let want = reference(&a, &b, m, n, k);
-            for i in 0..m {
-                for j in 0..n {
-                    let (x, y) = (c[i * stride + j], want[i * n + j]);
-                    assert!((x - y).abs() <= 1e-4 * (k as f32).sqrt(), "{x} vs {y}");
+            for with_bias in [false, true] {
+                let mut c = vec![f32::NAN; m * n];
+                matmul(&a, m, &packed, with_bias.then_some(&bias[..]), &mut c);
+                for (i, (x, y)) in c.iter().zip(&want).enumerate() {
+                    let y = if with_bias { y + bias[i % n] } else { *y };
+                    assert!(
+                        (x - y).abs() <= 1e-4 * (k as f32).sqrt(),
+                        "{m}x{n}x{k}: {x} vs {y}"
+                    );
                 }
             }
         }
@@ -421,28 +620,41 @@ mod tests {
 
     #[test]
     fn the_portable_kernel_agrees_with_the_simd_one() {
-        let (pairs, a, b) = (37, values(MR * 37, 3), values(37 * NR, 4));
-        let a: Vec<u32> = a
-            .iter()
-            .map(|v| v.to_bits())
-            .map(|v| (v >> 16) | (v & 0xffff_0000))
-            .collect();
-        let b: Vec<u32> = b
-            .iter()
-            .map(|v| v.to_bits())
-            .map(|v| (v >> 16) | (v & 0xffff_0000))
-            .collect();
-        let mut portable = [0f32; MR * NR];
-        portable_kernel(&a, &b, pairs, &mut portable);
+        // Two K slices, a partial panel and a partial row block, with a row bias.
+        let (m, n, k) = (13, 45, 2 * 2 * KC + 6);
+        let pairs = k.div_ceil(2);
+        let a = PackedA::new(&values(m * k, 3), m, k);
+        let b = PackedB::new(&values(n * k, 4), n, k);
+        let bias = values(m, 5);
+        let run = |simd: bool| {
+            let mut c = vec![f32::NAN; m * n];
+            for (k0, kc) in k_slices(pairs) {
+                let slice = Slice {
+                    a: a.data.as_ptr().wrapping_add(k0),
+                    a_rs: pairs,
+                    rows: m,
+                    b: b.data.as_ptr().wrapping_add(k0 * NR),
+                    b_ps: pairs * NR,
+                    kc,
+                    n,
+                    c: c.as_mut_ptr(),
+                    c_rs: n,
+                };
+                let init = if k0 == 0 {
+                    TileInit::Row(bias.as_ptr())
+                } else {
+                    TileInit::Load
+                };
+                // SAFETY: the operands are as gemm_slice requires.
+                unsafe { gemm_slice(&slice, init, simd) };
+            }
+            c
+        };
+        let portable = run(false);
+        assert!(portable.iter().all(|x| x.is_finite()));
         if simd_available() {
-            let mut simd = [0f32; MR * NR];
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: checked at run time; sizes as required.
-            unsafe {
-                avx512::kernel(&a, &b, pairs, &mut simd)
-            };
-            for (x, y) in portable.iter().zip(&simd) {
-                assert!((x - y).abs() <= 1e-3 * x.abs().max(1.0), "{x} vs {y}");
+            for (x, y) in portable.iter().zip(&run(true)) {
+                assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "{x} vs {y}");
             }
         }
     }

@@ -1,9 +1,10 @@
 //! 2-D convolution for the UNet and VAE: a CPU f32 path that builds im2col tiles of whole
 //! output rows with row copies and multiplies them with one single-threaded gemm per tile,
-//! writing straight into the NCHW output (tiles run in parallel on rayon); candle's
-//! `conv2d` everywhere else.
+//! writing straight into the NCHW output (tiles run in parallel on rayon); a bf16 path (weights
+//! packed once) that packs the input straight into bf16 panels, one K slice at a time, with
+//! no im2col buffer; candle's `conv2d` everywhere else.
 
-use super::bf16::{PackedA, matmul_a_packed_raw, pack_kn};
+use super::bf16::{self, MR, NR, PackedA, Slice, TileInit};
 use crate::Result;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -42,8 +43,13 @@ impl Conv2d {
         } else {
             None
         };
+        // The model's first and last convolutions (a few input or output channels: UNet and
+        // VAE conv_in/conv_out) stay f32: they cost almost nothing, fill the bf16 tiles
+        // poorly, and their rounding would reach the image (or every layer) unfiltered.
+        let small = out_ch < MR || in_ch * kernel * kernel < 64;
         let packed = if super::weight_precision() == super::Precision::Bf16
             && matches!(weight.device(), Device::Cpu)
+            && !small
         {
             let values: Vec<f32> = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
             let k = in_ch * kernel * kernel;
@@ -67,21 +73,27 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let out = match (&self.packed, &self.weight) {
             (Some(packed), _) => {
-                let (c_out, c_in, k) = self.dims;
                 let x = x.to_dtype(DType::F32)?;
-                conv2d_cpu(
+                let bias = match &self.bias {
+                    Some(b) => Some(b.to_dtype(DType::F32)?.to_vec1::<f32>()?),
+                    None => None,
+                };
+                let geometry = (self.dims, self.stride, self.padding);
+                // The bias is added by the kernel.
+                return conv2d_bf16(
                     &x,
-                    Weights::Bf16(packed, c_out, c_in, k),
-                    self.stride,
-                    self.padding,
-                )?
+                    packed,
+                    geometry,
+                    bias.as_deref(),
+                    bf16::simd_available(),
+                );
             }
             (None, Some(weight)) => {
                 let fast = matches!(x.device(), Device::Cpu)
                     && x.dtype() == DType::F32
                     && weight.dtype() == DType::F32;
                 if fast {
-                    conv2d_cpu(x, Weights::F32(weight), self.stride, self.padding)?
+                    conv2d_cpu(x, weight, self.stride, self.padding)?
                 } else {
                     x.conv2d(weight, self.padding, self.stride, 1, 1)?
                 }
@@ -115,25 +127,12 @@ struct Geometry {
     out_w: usize,
 }
 
-/// The weights of [`conv2d_cpu`]: f32 `[out, in, k, k]`, or packed bf16 rows with their shape.
-enum Weights<'a> {
-    F32(&'a Tensor),
-    Bf16(&'a PackedA, usize, usize, usize),
-}
-
-fn conv2d_cpu(x: &Tensor, weights: Weights, stride: usize, padding: usize) -> Result<Tensor> {
+/// f32 convolution of `x` with `weight [out, in, k, k]`.
+fn conv2d_cpu(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let (b, c_in, h, w) = x.dims4()?;
-    let (c_out, wc_in, k, kw) = match weights {
-        Weights::F32(weight) => weight.dims4()?,
-        Weights::Bf16(_, c_out, c_in, k) => (c_out, c_in, k, k),
-    };
+    let (c_out, wc_in, k, kw) = weight.dims4()?;
     if wc_in != c_in || k != kw || stride == 0 || h + 2 * padding < k || w + 2 * padding < k {
-        return match weights {
-            Weights::F32(weight) => Ok(x.conv2d(weight, padding, stride, 1, 1)?),
-            Weights::Bf16(..) => Err(crate::Error::InvalidArgument(format!(
-                "conv: input {c_in}×{h}×{w} does not fit a {wc_in}-channel {k}×{kw} kernel"
-            ))),
-        };
+        return Ok(x.conv2d(weight, padding, stride, 1, 1)?);
     }
     let out_h = (h + 2 * padding - k) / stride + 1;
     let out_w = (w + 2 * padding - k) / stride + 1;
@@ -147,10 +146,7 @@ fn conv2d_cpu(x: &Tensor, weights: Weights, stride: usize, padding: usize) -> Re
         out_w,
     };
     let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let (weights, packed) = match weights {
-        Weights::F32(weight) => (weight.flatten_all()?.to_vec1::<f32>()?, None),
-        Weights::Bf16(packed, ..) => (Vec::new(), Some(packed)),
-    };
+    let weights = weight.flatten_all()?.to_vec1::<f32>()?;
     let k_size = c_in * k * k;
     let plane = out_h * out_w;
     let rows_per_tile = (TILE_PIXELS / out_w.max(1)).clamp(1, out_h);
@@ -171,9 +167,9 @@ fn conv2d_cpu(x: &Tensor, weights: Weights, stride: usize, padding: usize) -> Re
         .into_iter()
         .map(|s| SendPtr(s.as_mut_ptr()))
         .collect();
-    bands.par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(col, packed_col), &(bi, y0, rows)| {
+    bands
+        .par_iter()
+        .for_each_init(Vec::new, |col, &(bi, y0, rows)| {
             let image = &input[bi * c_in * h * w..(bi + 1) * c_in * h * w];
             let tile = rows * out_w;
             col.clear();
@@ -182,15 +178,6 @@ fn conv2d_cpu(x: &Tensor, weights: Weights, stride: usize, padding: usize) -> Re
             let Some(dst) = image_ptrs.get(bi) else {
                 return;
             };
-            if let Some(packed) = packed {
-                pack_kn(col, k_size, tile, packed_col);
-                // SAFETY: as for the f32 gemm below: this band alone writes the elements
-                // (co, y0·out_w + p) for co < c_out, p < tile (row stride `plane`) of image `bi`.
-                unsafe {
-                    matmul_a_packed_raw(packed, packed_col, tile, dst.0.add(y0 * out_w), plane)
-                };
-                return;
-            }
             // SAFETY: the band writes rows y0..y0+rows of every output channel plane of image bi:
             // element (co, p) at dst + co*plane + y0*out_w + p, p < tile. Bands of one image are
             // disjoint row ranges, images are disjoint chunks, so no two tasks write the same
@@ -218,14 +205,19 @@ fn conv2d_cpu(x: &Tensor, weights: Weights, stride: usize, padding: usize) -> Re
                     gemm::Parallelism::None,
                 );
             }
-        },
-    );
+        });
     Ok(Tensor::from_vec(out, (b, c_out, out_h, out_w), x.device())?)
 }
 
 /// A raw pointer that may cross threads (each task writes a disjoint region; see above).
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
+
+impl SendPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: used only for disjoint writes as documented at the use site.
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
@@ -278,6 +270,247 @@ fn im2col_band(image: &[f32], g: Geometry, y0: usize, rows: usize, col: &mut [f3
     }
 }
 
+/// Output pixels per task of the bf16 path (16 panels: a K slice of B stays in L2).
+const BAND: usize = 512;
+/// Most output channels per task of the bf16 path (a K slice of A stays in L2).
+const M_CHUNK: usize = 640;
+
+/// Geometry of one bf16 convolution (one image).
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    c_in: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    out_w: usize,
+}
+
+/// bf16 convolution of `x [B, C, H, W]` (f32) with packed weights `[out, in·k·k]`, plus the
+/// per-channel bias. Tasks are (image, band of [`BAND`] output pixels, block of output
+/// channels); each packs its input pixels straight into bf16 panels one K slice at a time and
+/// runs [`bf16::gemm_slice`] into the NCHW output (bias added by the first slice).
+fn conv2d_bf16(
+    x: &Tensor,
+    packed: &PackedA,
+    ((c_out, c_in, k), stride, padding): ((usize, usize, usize), usize, usize),
+    bias: Option<&[f32]>,
+    simd: bool,
+) -> Result<Tensor> {
+    let (b, x_c, h, w) = x.dims4()?;
+    if x_c != c_in
+        || stride == 0
+        || h + 2 * padding < k
+        || w + 2 * padding < k
+        || packed.m() != c_out
+        || packed.pairs() != (c_in * k * k).div_ceil(2)
+        || bias.is_some_and(|v| v.len() != c_out)
+    {
+        return Err(crate::Error::InvalidArgument(format!(
+            "conv: input {x_c}×{h}×{w} does not fit a {c_in}-channel {k}×{k} kernel"
+        )));
+    }
+    let out_h = (h + 2 * padding - k) / stride + 1;
+    let out_w = (w + 2 * padding - k) / stride + 1;
+    let plane = out_h * out_w;
+    let shape = Shape {
+        c_in,
+        h,
+        w,
+        k,
+        stride,
+        padding,
+        out_w,
+    };
+    let chunk = c_out.div_ceil(c_out.div_ceil(M_CHUNK)).next_multiple_of(MR);
+    let tasks: Vec<(usize, usize, usize)> = (0..b)
+        .flat_map(|bi| {
+            (0..plane)
+                .step_by(BAND)
+                .flat_map(move |q0| (0..c_out).step_by(chunk).map(move |m0| (bi, q0, m0)))
+        })
+        .collect();
+    let mut out = vec![0f32; b * c_out * plane];
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let pairs = packed.pairs();
+    super::with_f32(x, |input| {
+        tasks
+            .par_iter()
+            .for_each_init(Vec::new, |buf: &mut Vec<u32>, &(bi, q0, m0)| {
+                let Some(image) = input.get(bi * c_in * h * w..(bi + 1) * c_in * h * w) else {
+                    return;
+                };
+                let nb = BAND.min(plane - q0);
+                let rows = chunk.min(c_out - m0);
+                for (k0, kc) in bf16::k_slices(pairs) {
+                    buf.resize(nb.div_ceil(NR) * kc * NR, 0);
+                    pack_input(image, shape, (q0, nb), (k0, kc), buf, simd);
+                    let slice = Slice {
+                        a: packed.data().as_ptr().wrapping_add(m0 * pairs + k0),
+                        a_rs: pairs,
+                        rows,
+                        b: buf.as_ptr(),
+                        b_ps: kc * NR,
+                        kc,
+                        n: nb,
+                        c: out_ptr.get().wrapping_add((bi * c_out + m0) * plane + q0),
+                        c_rs: plane,
+                    };
+                    let init = match (k0, bias) {
+                        (0, Some(v)) => TileInit::Row(v.as_ptr().wrapping_add(m0)),
+                        (0, None) => TileInit::Zero,
+                        _ => TileInit::Load,
+                    };
+                    // SAFETY: A holds c_out rounded up to MR rows of `pairs` (m0 is a multiple
+                    // of MR); buf holds the band's panels × kc × NR; this task alone writes
+                    // channels m0..m0+rows, pixels q0..q0+nb of image bi (tasks are disjoint);
+                    // the bias has c_out values.
+                    unsafe { bf16::gemm_slice(&slice, init, simd) };
+                }
+            });
+    })?;
+    Ok(Tensor::from_vec(out, (b, c_out, out_h, out_w), x.device())?)
+}
+
+/// Packs input pixels `q0 .. q0+nb` (output pixel order) of one image, K pairs `k0 .. k0+kc`,
+/// as B panels for [`bf16::gemm_slice`]: `buf[(panel·kc + kp)·NR + lane]` is the bf16 pair of
+/// reduction indices `2(k0+kp)`, `+1` (index = `(ci·k + ky)·k + kx`) for the panel's pixel
+/// `lane`, zero outside the image, the band or K.
+fn pack_input(
+    image: &[f32],
+    s: Shape,
+    (q0, nb): (usize, usize),
+    (k0, kc): (usize, usize),
+    buf: &mut [u32],
+    simd: bool,
+) {
+    let taps = s.k * s.k;
+    let k_size = s.c_in * taps;
+    // Per reduction index of the slice: offset of its tap in the image and which tap it is
+    // (None past K).
+    let index: Vec<Option<(isize, usize)>> = (2 * k0..2 * (k0 + kc))
+        .map(|kidx| {
+            (kidx < k_size).then(|| {
+                let (ci, tap) = (kidx / taps, kidx % taps);
+                let (ky, kx) = (tap / s.k, tap % s.k);
+                ((ci * s.h * s.w + ky * s.w + kx) as isize, tap)
+            })
+        })
+        .collect();
+    let mut masks = vec![0u32; taps];
+    for (p, panel) in buf.chunks_mut(kc * NR).enumerate() {
+        let first = q0 + p * NR;
+        let lanes = nb.saturating_sub(p * NR).min(NR);
+        // Per lane: offset of the pixel's tap (0, 0) in the image (can be negative).
+        let mut base = [0i32; NR];
+        masks.fill(0);
+        for (lane, slot) in base.iter_mut().enumerate().take(lanes) {
+            let q = first + lane;
+            let (oy, ox) = (q / s.out_w, q % s.out_w);
+            let iy0 = (oy * s.stride) as isize - s.padding as isize;
+            let ix0 = (ox * s.stride) as isize - s.padding as isize;
+            *slot = (iy0 * s.w as isize + ix0) as i32;
+            for (tap, mask) in masks.iter_mut().enumerate() {
+                let (iy, ix) = (iy0 + (tap / s.k) as isize, ix0 + (tap % s.k) as isize);
+                if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
+                    *mask |= 1 << lane;
+                }
+            }
+        }
+        // One output row, stride 1: the lanes read consecutive input values.
+        let contiguous =
+            s.stride == 1 && lanes == NR && first / s.out_w == (first + NR - 1) / s.out_w;
+        if simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has the features; every unmasked lane reads image[offset + base]
+            // with the tap inside the image (mask), so inside `image`.
+            unsafe {
+                avx512::pack_panel(image, &index, &masks, &base, contiguous, panel)
+            };
+            continue;
+        }
+        for (kp, dst) in panel.chunks_mut(NR).enumerate() {
+            let value = |kidx: usize, lane: usize| -> f32 {
+                match index.get(kidx).copied().flatten() {
+                    Some((offset, tap)) if masks[tap] & (1 << lane) != 0 => {
+                        let at = offset + base[lane] as isize;
+                        image.get(at as usize).copied().unwrap_or(0.0)
+                    }
+                    _ => 0.0,
+                }
+            };
+            for (lane, slot) in dst.iter_mut().enumerate() {
+                *slot = bf16::pair(value(2 * kp, lane), value(2 * kp + 1, lane));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::NR;
+    use crate::kernels::bf16::avx512::interleave;
+    use std::arch::x86_64::*;
+
+    /// The AVX-512 body of [`super::pack_input`] for one panel.
+    ///
+    /// # Safety
+    /// Needs avx512f, avx512bw and avx512bf16; `image[offset + base[lane]]` must be in bounds
+    /// for every lane whose bit is set in the tap's mask; `panel` holds `index.len()/2 · NR`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn pack_panel(
+        image: &[f32],
+        index: &[Option<(isize, usize)>],
+        masks: &[u32],
+        base: &[i32; NR],
+        contiguous: bool,
+        panel: &mut [u32],
+    ) {
+        let ptr = image.as_ptr();
+        // SAFETY: base has 32 values.
+        let (base0, base1) = unsafe {
+            (
+                _mm512_loadu_si512(base.as_ptr().cast()),
+                _mm512_loadu_si512(base.as_ptr().add(16).cast()),
+            )
+        };
+        let fetch = |kidx: usize| -> (__m512, __m512) {
+            let Some(&Some((offset, tap))) = index.get(kidx) else {
+                return (_mm512_setzero_ps(), _mm512_setzero_ps());
+            };
+            let mask = masks.get(tap).copied().unwrap_or(0);
+            let (m0, m1) = (mask as __mmask16, (mask >> 16) as __mmask16);
+            // SAFETY: only lanes whose tap lies inside the image are read (caller's contract);
+            // masked-off lanes are not accessed.
+            unsafe {
+                if contiguous {
+                    let at = ptr.wrapping_offset(offset + base[0] as isize);
+                    (
+                        _mm512_maskz_loadu_ps(m0, at),
+                        _mm512_maskz_loadu_ps(m1, at.wrapping_add(16)),
+                    )
+                } else {
+                    let row = ptr.wrapping_offset(offset);
+                    (
+                        _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m0, base0, row),
+                        _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m1, base1, row),
+                    )
+                }
+            }
+        };
+        for (kp, dst) in panel.chunks_exact_mut(NR).enumerate() {
+            let (lo0, lo1) = fetch(2 * kp);
+            let (hi0, hi1) = fetch(2 * kp + 1);
+            // SAFETY: dst has NR = 32 values.
+            unsafe {
+                _mm512_storeu_si512(dst.as_mut_ptr().cast(), interleave(lo0, hi0));
+                _mm512_storeu_si512(dst.as_mut_ptr().add(16).cast(), interleave(lo1, hi1));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +527,7 @@ mod tests {
         ] {
             let x = Tensor::randn(0f32, 1.0, (b, c_in, h, w), &dev).unwrap();
             let wt = Tensor::randn(0f32, 1.0, (c_out, c_in, k, k), &dev).unwrap();
-            let ours = conv2d_cpu(&x, Weights::F32(&wt), stride, padding).unwrap();
+            let ours = conv2d_cpu(&x, &wt, stride, padding).unwrap();
             let theirs = x.conv2d(&wt, padding, stride, 1, 1).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
             let diff = (ours - theirs)
@@ -309,6 +542,71 @@ mod tests {
                 diff < 1e-4,
                 "{b} {c_in} {c_out} {h} {w} {k} {stride} {padding}: {diff}"
             );
+        }
+    }
+
+    #[test]
+    fn bf16_matches_the_rounded_f32_convolution() {
+        use crate::kernels::bf16::{from_bf16, to_bf16};
+        let dev = Device::Cpu;
+        let round = |t: &Tensor| -> Tensor {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            let v: Vec<f32> = v.iter().map(|&x| from_bf16(to_bf16(x))).collect();
+            Tensor::from_vec(v, t.dims(), &dev).unwrap()
+        };
+        // Odd widths (panels across output rows), stride 2, 1×1, channels not a multiple of
+        // MR, more than M_CHUNK channels, K in two slices (40·9 = 360: 180 pairs).
+        for (b, c_in, c_out, h, w, k, stride, padding) in [
+            (2, 8, 16, 17, 23, 3, 1, 1),
+            (1, 5, 7, 16, 16, 3, 2, 1),
+            (1, 4, 6, 9, 14, 3, 2, 0),
+            (2, 6, 3, 40, 40, 1, 1, 0),
+            (1, 3, 4, 70, 5, 3, 1, 1),
+            (1, 40, 13, 33, 64, 3, 1, 1),
+            (2, 3, 700, 4, 4, 3, 1, 1),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (b, c_in, h, w), &dev).unwrap();
+            let wt = Tensor::randn(0f32, 1.0, (c_out, c_in, k, k), &dev).unwrap();
+            let bias: Vec<f32> = (0..c_out).map(|i| i as f32 * 0.25 - 1.0).collect();
+            let packed = PackedA::new(
+                &wt.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                c_out,
+                c_in * k * k,
+            );
+            let want = round(&x)
+                .conv2d(&round(&wt), padding, stride, 1, 1)
+                .unwrap()
+                .broadcast_add(
+                    &Tensor::new(bias.as_slice(), &dev)
+                        .unwrap()
+                        .reshape((1, c_out, 1, 1))
+                        .unwrap(),
+                )
+                .unwrap();
+            let tol = 1e-4 * ((c_in * k * k) as f32).sqrt() * 4.0;
+            for simd in [false, crate::kernels::bf16::simd_available()] {
+                let ours = conv2d_bf16(
+                    &x,
+                    &packed,
+                    ((c_out, c_in, k), stride, padding),
+                    Some(&bias),
+                    simd,
+                )
+                .unwrap();
+                assert_eq!(ours.dims(), want.dims());
+                let diff = (&ours - &want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    diff < tol,
+                    "{b} {c_in} {c_out} {h} {w} {k} {stride} {padding} simd={simd}: {diff}"
+                );
+            }
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct Linear {
     weight: Option<Tensor>,
     packed: Option<Arc<PackedB>>,
     bias: Option<Tensor>,
+    /// The bias as f32 values, added by the bf16 kernel (packed layers only).
+    bias_values: Option<Arc<Vec<f32>>>,
 }
 
 /// A Linear layer with bias under `vb` (`weight [out, in]`, `bias [out]`).
@@ -34,16 +36,22 @@ impl Linear {
             super::weight_precision() == Precision::Bf16 && matches!(weight.device(), Device::Cpu);
         if pack {
             let values: Vec<f32> = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            let bias_values = match &bias {
+                Some(b) => Some(Arc::new(b.to_dtype(DType::F32)?.to_vec1::<f32>()?)),
+                None => None,
+            };
             return Ok(Linear {
                 weight: None,
                 packed: Some(Arc::new(PackedB::new(&values, out_dim, in_dim))),
                 bias,
+                bias_values,
             });
         }
         Ok(Linear {
             weight: Some(weight),
             packed: None,
             bias,
+            bias_values: None,
         })
     }
 }
@@ -58,14 +66,17 @@ impl Module for Linear {
                     candle_core::bail!("linear: input width {k}, weight expects {}", packed.k());
                 }
                 let m = x.elem_count() / k.max(1);
-                let input: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
                 let mut out = vec![0f32; m * packed.n()];
-                matmul(&input, m, packed, &mut out);
+                let bias = self.bias_values.as_deref().map(Vec::as_slice);
+                super::with_f32(&x.to_dtype(DType::F32)?, |input| {
+                    matmul(input, m, packed, bias, &mut out)
+                })?;
                 let mut shape = dims;
                 if let Some(last) = shape.last_mut() {
                     *last = packed.n();
                 }
-                Tensor::from_vec(out, shape, x.device())?.to_dtype(x.dtype())?
+                // The kernel added the bias.
+                return Tensor::from_vec(out, shape, x.device())?.to_dtype(x.dtype());
             }
             (None, Some(w)) => match x.dims() {
                 [b1, b2, _, _] => x.matmul(&w.broadcast_left((*b1, *b2))?.t()?)?,

@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod bf16;
 pub mod conv;
+pub mod elementwise;
 pub mod linear;
 pub mod norm;
 
@@ -39,4 +40,24 @@ pub fn with_precision<T>(precision: Precision, build: impl FnOnce() -> T) -> T {
 /// The weight precision layers built now should use.
 pub fn weight_precision() -> Precision {
     WEIGHTS.with(Cell::get)
+}
+
+/// Runs `f` on the values of an f32 CPU tensor: its storage when contiguous (no copy), a
+/// contiguous copy otherwise.
+pub(crate) fn with_f32<T>(
+    x: &candle_core::Tensor,
+    f: impl FnOnce(&[f32]) -> T,
+) -> candle_core::Result<T> {
+    {
+        let (storage, layout) = x.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+            && let Ok(all) = cpu.as_slice::<f32>()
+            && let Some(values) = all.get(start..end)
+        {
+            return Ok(f(values));
+        }
+    }
+    let values: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    Ok(f(&values))
 }

@@ -130,10 +130,7 @@ fn normalise_run(
         let scale = (f64::from(g) * inv_std) as f32;
         let shift = (f64::from(b) - mean * f64::from(g) * inv_std) as f32;
         if silu {
-            for x in plane.iter_mut() {
-                let y = *x * scale + shift;
-                *x = y / (1.0 + (-y).exp());
-            }
+            super::elementwise::affine_silu_in_place(plane, scale, shift);
         } else {
             for x in plane.iter_mut() {
                 *x = *x * scale + shift;

@@ -3,7 +3,8 @@
 //! layer by its index in diffusers' `attn_processors` order (down → up → mid; attn1 then attn2).
 
 use crate::Result;
-use crate::kernels::attention::attention;
+use crate::kernels::Precision;
+use crate::kernels::attention::multi_head;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::linear::Linear;
 use crate::kernels::norm::GroupNorm;
@@ -59,6 +60,8 @@ pub struct Attention {
     heads: usize,
     head_dim: usize,
     upcast: bool,
+    /// Products of `attend` in bf16 (the layer was built in bf16 precision) or f32.
+    precision: Precision,
     /// Position of this layer.
     pub site: AttnSite,
 }
@@ -82,6 +85,7 @@ impl Attention {
             heads,
             head_dim,
             upcast,
+            precision: crate::kernels::weight_precision(),
             site,
         })
     }
@@ -104,32 +108,21 @@ impl Attention {
     /// Multi-head scaled dot-product attention of projected `q [B,N,C]`, `k, v [B,M,C]`,
     /// returning `[B, N, C]` before the output projection.
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let (b, n, c) = q.dims3()?;
-        let m = k.dim(1)?;
-        let heads = |t: &Tensor, len: usize| -> Result<Tensor> {
-            Ok(t.reshape((b, len, self.heads, self.head_dim))?
-                .transpose(1, 2)?
-                .reshape((b * self.heads, len, self.head_dim))?
-                .contiguous()?)
-        };
-        let (q, k, v) = (heads(q, n)?, heads(k, m)?, heads(v, m)?);
         let dtype = q.dtype();
         let scale = (self.head_dim as f64).powf(-0.5);
-        let out = if self.upcast && dtype != DType::F32 {
-            attention(
-                &q.to_dtype(DType::F32)?,
-                &k.to_dtype(DType::F32)?,
-                &v.to_dtype(DType::F32)?,
+        if self.upcast && dtype != DType::F32 {
+            let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+            let out = multi_head(
+                &f32(q)?,
+                &f32(k)?,
+                &f32(v)?,
+                self.heads,
                 scale,
-            )?
-            .to_dtype(dtype)?
-        } else {
-            attention(&q, &k, &v, scale)?
-        };
-        Ok(out
-            .reshape((b, self.heads, n, self.head_dim))?
-            .transpose(1, 2)?
-            .reshape((b, n, c))?)
+                self.precision,
+            )?;
+            return Ok(out.to_dtype(dtype)?);
+        }
+        multi_head(q, k, v, self.heads, scale, self.precision)
     }
 
     /// Output projection.
@@ -178,10 +171,7 @@ impl FeedForward {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.proj.forward(x)?;
-        let inner = h.dim(candle_core::D::Minus1)? / 2;
-        let a = h.narrow(candle_core::D::Minus1, 0, inner)?;
-        let g = h.narrow(candle_core::D::Minus1, inner, inner)?;
-        Ok(self.out.forward(&(a * g.gelu_erf()?)?)?)
+        Ok(self.out.forward(&crate::kernels::elementwise::geglu(&h)?)?)
     }
 }
 
