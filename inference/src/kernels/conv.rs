@@ -43,9 +43,9 @@ impl Conv2d {
         } else {
             None
         };
-        // The model's first and last convolutions (a few input or output channels: UNet and
-        // VAE conv_in/conv_out) stay f32: they cost almost nothing, fill the bf16 tiles
-        // poorly, and their rounding would reach the image (or every layer) unfiltered.
+        // The first and last convolutions (a few input or output channels: UNet and VAE
+        // conv_in/conv_out) stay f32: they cost little (see `conv2d_direct`), fill the bf16
+        // tiles poorly, and their rounding would reach every layer or the image unfiltered.
         let small = out_ch < MR || in_ch * kernel * kernel < 64;
         let packed = if super::weight_precision() == super::Precision::Bf16
             && matches!(weight.device(), Device::Cpu)
@@ -136,6 +136,12 @@ fn conv2d_cpu(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
     }
     let out_h = (h + 2 * padding - k) / stride + 1;
     let out_w = (w + 2 * padding - k) / stride + 1;
+    if c_out < MR && stride == 1 {
+        let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let weights: Vec<f32> = weight.flatten_all()?.to_vec1()?;
+        let out = conv2d_direct(&input, &weights, (b, c_in, h, w), (c_out, k, padding));
+        return Ok(Tensor::from_vec(out, (b, c_out, out_h, out_w), x.device())?);
+    }
     let g = Geometry {
         c_in,
         h,
@@ -268,6 +274,71 @@ fn im2col_band(image: &[f32], g: Geometry, y0: usize, rows: usize, col: &mut [f3
             }
         }
     }
+}
+
+/// Stride-1 convolution for a few output channels (a model's conv_out): each output row is
+/// a sum of shifted input rows times scalar weights, vectorised along the row; rows run in
+/// parallel. `x [b, c_in, h, w]`, `weights [c_out, c_in, k, k]`.
+fn conv2d_direct(
+    x: &[f32],
+    weights: &[f32],
+    (b, c_in, h, w): (usize, usize, usize, usize),
+    (c_out, k, padding): (usize, usize, usize),
+) -> Vec<f32> {
+    let out_h = h + 2 * padding - k + 1;
+    let out_w = w + 2 * padding - k + 1;
+    let mut out = vec![0f32; b * c_out * out_h * out_w];
+    out.par_chunks_mut(out_w.max(1))
+        .enumerate()
+        .for_each(|(row_index, dst)| {
+            let oy = row_index % out_h;
+            let co = row_index / out_h % c_out;
+            let bi = row_index / (out_h * c_out);
+            for ci in 0..c_in {
+                let channel = &x[(bi * c_in + ci) * h * w..(bi * c_in + ci + 1) * h * w];
+                for ky in 0..k {
+                    let iy = (oy + ky) as isize - padding as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let src = &channel[iy as usize * w..(iy as usize + 1) * w];
+                    for kx in 0..k {
+                        let wv = weights[((co * c_in + ci) * k + ky) * k + kx];
+                        // dst[ox] += wv · src[ox + kx − padding] where the source exists.
+                        let lo = padding.saturating_sub(kx);
+                        let hi = (w + padding - kx).min(out_w);
+                        if hi > lo {
+                            let s0 = lo + kx - padding;
+                            axpy(&mut dst[lo..hi], wv, &src[s0..s0 + (hi - lo)]);
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// `dst += a · src`.
+fn axpy(dst: &mut [f32], a: f32, src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has the feature.
+        return unsafe { axpy_avx512(dst, a, src) };
+    }
+    axpy_plain(dst, a, src);
+}
+
+#[inline(always)]
+fn axpy_plain(dst: &mut [f32], a: f32, src: &[f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s.mul_add(a, *d);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn axpy_avx512(dst: &mut [f32], a: f32, src: &[f32]) {
+    axpy_plain(dst, a, src);
 }
 
 /// Output pixels per task of the bf16 path (16 panels: a K slice of B stays in L2).
@@ -524,6 +595,8 @@ mod tests {
             (1, 4, 6, 9, 14, 3, 2, 0),
             (2, 6, 3, 40, 40, 1, 1, 0),
             (1, 3, 4, 70, 5, 3, 1, 1),
+            (2, 9, 3, 11, 13, 3, 1, 1),
+            (1, 2, 5, 6, 7, 3, 1, 0),
         ] {
             let x = Tensor::randn(0f32, 1.0, (b, c_in, h, w), &dev).unwrap();
             let wt = Tensor::randn(0f32, 1.0, (c_out, c_in, k, k), &dev).unwrap();

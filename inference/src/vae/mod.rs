@@ -104,6 +104,8 @@ struct MidAttention {
     to_k: Linear,
     to_v: Linear,
     to_out: Linear,
+    /// bf16 products when built in bf16 precision (the decoder), f32 otherwise.
+    precision: crate::kernels::Precision,
 }
 
 impl MidAttention {
@@ -128,6 +130,7 @@ impl MidAttention {
                 channels,
                 vb.pp(name("to_out.0", "proj_attn")),
             )?,
+            precision: crate::kernels::weight_precision(),
         })
     }
 
@@ -143,7 +146,7 @@ impl MidAttention {
         let k = self.to_k.forward(&tokens)?;
         let v = self.to_v.forward(&tokens)?;
         let scale = (c as f64).powf(-0.5);
-        let out = crate::kernels::attention::attention(&q, &k, &v, scale)?;
+        let out = crate::kernels::attention::multi_head(&q, &k, &v, 1, scale, self.precision)?;
         let out = self.to_out.forward(&out)?;
         let out = out.transpose(1, 2)?.reshape((b, c, h, w))?;
         Ok((out + x)?)
