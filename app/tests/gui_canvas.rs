@@ -11,7 +11,7 @@ use files::{copy_dir, fixtures};
 
 mod common;
 
-use common::{AppHarness, app, app_mut, harness, step_until};
+use common::{AppHarness, app, app_mut, click, harness, on_screen, open_section, step_until};
 use egui::accesskit::Role;
 use egui::{Key, Modifiers, Pos2};
 use egui_kittest::kittest::Queryable;
@@ -123,18 +123,6 @@ fn app_on(env: &TestEnv, runner: impl Runner) -> AppHarness {
     harness
 }
 
-fn open_section(harness: &mut AppHarness, label: &str) {
-    harness.get_by_role_and_label(Role::Tab, label).click();
-    harness.step();
-    harness.step();
-}
-
-fn click(harness: &mut AppHarness, label: &str) {
-    harness.get_by_role_and_label(Role::Button, label).click();
-    harness.step();
-    harness.step();
-}
-
 /// Scrolls the Generate form to its end (the ControlNet section).
 fn scroll_form_down(harness: &mut AppHarness) {
     let prompt = harness.get_by_label("Prompt").rect();
@@ -150,15 +138,6 @@ fn scroll_form_down(harness: &mut AppHarness) {
     for _ in 0..4 {
         harness.step();
     }
-}
-
-/// Where canvas pixel `(x, y)` is on the screen.
-fn on_screen(harness: &AppHarness, x: f32, y: f32) -> Pos2 {
-    let canvas = &app(harness).state.canvas;
-    canvas
-        .view
-        .ui_from_canvas(canvas.document.size(), (x, y))
-        .expect("the canvas was drawn")
 }
 
 /// Drags the pointer over the canvas through `points` (canvas pixels) with the primary button.

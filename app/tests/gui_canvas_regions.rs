@@ -11,7 +11,7 @@ use files::{copy_dir, fixtures};
 
 mod common;
 
-use common::{AppHarness, app, app_mut, harness, step_until};
+use common::{AppHarness, app, app_mut, click, harness, on_screen, open_section, step_until};
 use egui::accesskit::Role;
 use egui::{Key, Modifiers, Pos2};
 use egui_kittest::kittest::Queryable;
@@ -77,26 +77,6 @@ fn app_on(env: &TestEnv) -> AppHarness {
     harness.step();
     open_section(&mut harness, "Canvas");
     harness
-}
-
-fn open_section(harness: &mut AppHarness, label: &str) {
-    harness.get_by_role_and_label(Role::Tab, label).click();
-    harness.step();
-    harness.step();
-}
-
-fn click(harness: &mut AppHarness, label: &str) {
-    harness.get_by_role_and_label(Role::Button, label).click();
-    harness.step();
-    harness.step();
-}
-
-fn on_screen(harness: &AppHarness, x: f32, y: f32) -> Pos2 {
-    let canvas = &app(harness).state.canvas;
-    canvas
-        .view
-        .ui_from_canvas(canvas.document.size(), (x, y))
-        .expect("the canvas was drawn")
 }
 
 /// Drags the pointer over the canvas through `points` (canvas pixels).

@@ -11,9 +11,9 @@ use files::{copy_dir, fixtures};
 
 mod common;
 
-use common::{AppHarness, app, app_mut, harness, step_until};
+use common::{AppHarness, app, app_mut, click, harness, on_screen, open_section, step_until};
 use egui::accesskit::Role;
-use egui::{Key, Modifiers, Pos2};
+use egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable;
 use kiln::gui::canvas::{LayerKind, Tool};
 use kiln::gui::{AppPaths, KilnApp};
@@ -75,26 +75,6 @@ fn app_on(env: &TestEnv) -> AppHarness {
     harness.step();
     open_section(&mut harness, "Canvas");
     harness
-}
-
-fn open_section(harness: &mut AppHarness, label: &str) {
-    harness.get_by_role_and_label(Role::Tab, label).click();
-    harness.step();
-    harness.step();
-}
-
-fn click(harness: &mut AppHarness, label: &str) {
-    harness.get_by_role_and_label(Role::Button, label).click();
-    harness.step();
-    harness.step();
-}
-
-fn on_screen(harness: &AppHarness, x: f32, y: f32) -> Pos2 {
-    let canvas = &app(harness).state.canvas;
-    canvas
-        .view
-        .ui_from_canvas(canvas.document.size(), (x, y))
-        .expect("the canvas was drawn")
 }
 
 /// Presses and releases the primary button at canvas pixel `from`, moving to `to` on the way.

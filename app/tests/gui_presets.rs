@@ -14,7 +14,7 @@ use files::{copy_dir, fixtures};
 
 mod common;
 
-use common::{AppHarness, app, app_mut, drop_files, harness, step_until};
+use common::{AppHarness, app, app_mut, drop_files, harness, open_section, step_until};
 use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
 use kiln::gui::form::LoraRow;
@@ -166,12 +166,6 @@ fn type_into(harness: &mut AppHarness, label: &str, text: &str) {
     harness
         .get_by_role_and_label(Role::TextInput, label)
         .type_text(text);
-    harness.step();
-}
-
-fn open_section(harness: &mut AppHarness, label: &str) {
-    harness.get_by_role_and_label(Role::Tab, label).click();
-    harness.step();
     harness.step();
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
 use kiln::gui::KilnApp;
 use kiln::worker::Runner;
 use kiln_inference::{CancelToken, Output, Progress, Recipe};
@@ -150,4 +151,31 @@ impl Runner for SlowRunner {
             warnings: Vec::new(),
         }])
     }
+}
+
+/// Opens the sidebar section labelled `label`.
+pub fn open_section(harness: &mut AppHarness, label: &str) {
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::Tab, label)
+        .click();
+    harness.step();
+    harness.step();
+}
+
+/// Clicks the button labelled `label`.
+pub fn click(harness: &mut AppHarness, label: &str) {
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::Button, label)
+        .click();
+    harness.step();
+    harness.step();
+}
+
+/// Where canvas pixel `(x, y)` is on the screen.
+pub fn on_screen(harness: &AppHarness, x: f32, y: f32) -> egui::Pos2 {
+    let canvas = &app(harness).state.canvas;
+    canvas
+        .view
+        .ui_from_canvas(canvas.document.size(), (x, y))
+        .expect("the canvas was drawn")
 }
