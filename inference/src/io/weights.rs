@@ -224,16 +224,40 @@ impl Weights {
                 if !self.names.contains_key(name) {
                     return Err(missing());
                 }
-                Ok(self.files.load(name, device)?)
+                let tensor = self.files.load(name, device)?;
+                self.release(name);
+                Ok(tensor)
             }
             Some(map) => {
                 let mapped = map.get(name).ok_or_else(missing)?;
                 let tensor = self.files.load(&mapped.source, device)?;
+                self.release(&mapped.source);
                 Ok(match mapped.transform {
                     KeyTransform::Identity => tensor,
                     KeyTransform::Rows { start, len } => tensor.narrow(0, start, len)?,
                     KeyTransform::Transpose => tensor.t()?.contiguous()?,
                 })
+            }
+        }
+    }
+
+    /// Drops the mapped pages of a stored tensor that was just copied out from the resident
+    /// set (a later read maps them in again from the page cache), so loading a model does not
+    /// hold the whole file in memory next to the converted weights (peak RSS).
+    fn release(&self, stored_name: &str) {
+        #[cfg(unix)]
+        if let Ok(view) = self.files.get(stored_name) {
+            let bytes = view.data();
+            let page = 4096;
+            let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+            let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+            if end > start {
+                // SAFETY: [start, end) lies inside the read-only mapping the view borrows from;
+                // MADV_DONTNEED on a file mapping only drops resident pages, whose contents are
+                // read again from the file on the next access.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+                };
             }
         }
     }
