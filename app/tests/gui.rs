@@ -390,6 +390,9 @@ fn a_broken_model_shows_its_error_and_the_app_stays_usable() {
         (form.width, form.height, form.aspect) = (64, 64, None);
         form.steps = 2;
     }
+    // No usable model on disk: the app opened the model manager; go back to Generate.
+    app_mut(&mut harness).state.section = Section::Generate;
+    harness.step();
     click_generate(&mut harness);
     step_until(&mut harness, TIMEOUT, "the job to fail", |app| {
         !app.state.jobs.errors.is_empty()
@@ -443,6 +446,10 @@ fn generate_is_disabled_with_a_reason_until_the_form_is_valid() {
         app.state.models.scanned
     });
     assert!(app(&harness).state.form.model.is_none());
+    // No model anywhere: the app starts in the model manager.
+    assert_eq!(app(&harness).state.section, Section::Models);
+    app_mut(&mut harness).state.section = Section::Generate;
+    harness.step();
     let button = harness.get_by_role_and_label(Role::Button, "Generate");
     assert!(button.accesskit_node().is_disabled());
     harness.get_by_label("Choose a model first");

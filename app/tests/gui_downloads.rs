@@ -18,7 +18,8 @@ use kiln::library::settings::Settings;
 use std::path::Path;
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+// Cancel is seen between chunks: a stalled read can take up to the client's 60 s timeout.
+const TIMEOUT: Duration = Duration::from_secs(150);
 
 fn lora(served: &Served, id: &str, non_commercial: bool) -> CatalogModel {
     CatalogModel {

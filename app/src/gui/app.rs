@@ -413,10 +413,26 @@ impl KilnApp {
                     return;
                 }
                 let models = &mut self.state.models;
+                let first_scan = !models.scanned;
                 models.entries = entries;
                 models.externals = externals;
                 models.scanning = false;
                 models.scanned = true;
+                // A first start with no model anywhere: the model manager, with its
+                // recommended download, is the place to begin.
+                let no_checkpoint = !models.entries.iter().any(|e| {
+                    matches!(
+                        e.kind,
+                        ModelFileKind::Checkpoint | ModelFileKind::DiffusersFolder
+                    )
+                });
+                if first_scan
+                    && no_checkpoint
+                    && self.state.form.model.is_none()
+                    && self.state.section == Section::Generate
+                {
+                    self.state.section = Section::Models;
+                }
                 self.state.form.set_lora_library(&self.state.models.entries);
                 self.state
                     .form
