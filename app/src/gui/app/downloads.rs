@@ -135,7 +135,16 @@ impl KilnApp {
                     }
                     self.refresh_download_states();
                 }
-                DownloadEvent::States(states) => downloads.states = states,
+                DownloadEvent::States(states) => {
+                    // Each refresh runs on its own thread, so an earlier one (for an earlier
+                    // catalog) may answer last: keep only the models listed now.
+                    let listed: std::collections::HashSet<String> =
+                        downloads.catalog.iter().map(|m| m.id.clone()).collect();
+                    downloads.states.retain(|id, _| listed.contains(id));
+                    downloads
+                        .states
+                        .extend(states.into_iter().filter(|(id, _)| listed.contains(id)));
+                }
                 DownloadEvent::Removed { id, result } => {
                     match result {
                         Ok(_) => rescan = true,
