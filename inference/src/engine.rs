@@ -251,6 +251,8 @@ impl Engine {
             requests.push(ControlRequest {
                 net,
                 guide,
+                masked: None,
+                context: None,
                 scale: spec.scale,
                 start: spec.start,
                 end: spec.end,

@@ -302,6 +302,79 @@ pub struct IpAdapterSpec {
     pub scale: f32,
 }
 
+/// The default identity and keypoint strengths of InstantID (its authors' defaults).
+pub const DEFAULT_FACE_STRENGTH: f32 = 0.8;
+
+/// InstantID (SDXL): keep the identity of a face photo. The photo's largest face (or the one
+/// chosen) is detected and embedded with ArcFace; its embedding becomes 16 face tokens (the
+/// adapter's Resampler) that every cross-attention also attends to, and IdentityNet (a
+/// ControlNet that reads the face tokens instead of the prompt) draws the face where the five
+/// keypoints of the face (or of the pose photo) say.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaceSpec {
+    /// The face photo.
+    pub image: PathBuf,
+    /// Which detected face, in the order of [`crate::vision::face`] detections sorted by area,
+    /// largest first; `None` = the largest.
+    pub index: Option<usize>,
+    /// Weight of the face tokens' attention term (the adapter scale; 0.8).
+    pub strength: f32,
+    /// IdentityNet's residual scale (the keypoint strength; 0.8).
+    pub keypoints: f32,
+    /// A photo whose largest face gives the keypoints (head position and angle) instead of the
+    /// face photo.
+    pub pose: Option<PathBuf>,
+    /// InstantID folder (`ip-adapter.safetensors` + `ControlNetModel/`) or the adapter file
+    /// with `ControlNetModel/` beside it.
+    pub model: PathBuf,
+    /// Face analysis folder (antelopev2: `scrfd_10g_bnkps.onnx`, `glintr100.onnx`).
+    pub analysis: PathBuf,
+}
+
+impl Default for FaceSpec {
+    fn default() -> Self {
+        FaceSpec {
+            image: PathBuf::new(),
+            index: None,
+            strength: DEFAULT_FACE_STRENGTH,
+            keypoints: DEFAULT_FACE_STRENGTH,
+            pose: None,
+            model: PathBuf::new(),
+            analysis: PathBuf::new(),
+        }
+    }
+}
+
+/// Face fix: after generation every detected face is redone by "only masked" inpainting of a
+/// crop around it at a higher working resolution, then pasted back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaceFixSpec {
+    /// Prompt for the faces; `None` = the recipe's prompt.
+    pub prompt: Option<String>,
+    /// Denoising strength of the redo (0.4).
+    pub strength: f32,
+    /// Working resolution of the face crop's longer side (0 = the model's native size).
+    pub size: u32,
+    /// Context pixels around each face box, as a fraction of the box size (0.3).
+    pub padding: f32,
+    /// Face analysis folder (antelopev2); empty = found in the model folders.
+    pub analysis: PathBuf,
+}
+
+impl Default for FaceFixSpec {
+    fn default() -> Self {
+        FaceFixSpec {
+            prompt: None,
+            strength: 0.4,
+            size: 0,
+            padding: 0.3,
+            analysis: PathBuf::new(),
+        }
+    }
+}
+
 impl RegionSpec {
     /// A region from a mask file (a canvas layer exported as a gray PNG, white = inside).
     pub fn from_mask(prompt: impl Into<String>, mask: impl Into<PathBuf>) -> Self {
@@ -399,6 +472,17 @@ pub struct Recipe {
     /// IP-Adapters, applied together ([`IpAdapterSpec`]). Left out of the JSON when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ip_adapters: Vec<IpAdapterSpec>,
+    /// InstantID face identity ([`FaceSpec`]). Left out of the JSON when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceSpec>,
+    /// Face fix after generation ([`FaceFixSpec`]). Left out of the JSON when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face_fix: Option<FaceFixSpec>,
+    /// Result, not input: the ArcFace cosine similarity between the reference face
+    /// (`face.image`) and the output's largest face, written by the engine into each output's
+    /// recipe (`None` when there is no reference, or no face in the output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<f32>,
 }
 
 impl Default for Recipe {
@@ -425,6 +509,9 @@ impl Default for Recipe {
             overlay: None,
             regions: Vec::new(),
             ip_adapters: Vec::new(),
+            face: None,
+            face_fix: None,
+            identity: None,
         }
     }
 }

@@ -77,6 +77,13 @@ pub struct ControlRequest {
     pub net: std::sync::Arc<ControlNet>,
     /// Guide image at the output size (RGB).
     pub guide: RgbImage,
+    /// Inpainting guide (diffusers `make_inpaint_condition`): pixels where this mask (output
+    /// size) is at least 50 % are −1 in the guide instead of their colour.
+    pub masked: Option<image::GrayImage>,
+    /// What the network attends to instead of the prompt: `[1, T, C]` tokens for the
+    /// conditional row and for the unconditional one (InstantID's IdentityNet reads the face
+    /// tokens).
+    pub context: Option<(Tensor, Tensor)>,
     /// Residual scale.
     pub scale: f32,
     /// First fraction of the steps it acts on.
@@ -645,7 +652,25 @@ impl StableDiffusion {
             .permute((2, 0, 1))?
             .unsqueeze(0)?
             .to_dtype(DType::F32)?;
-            let guide = (guide / 255.0)?;
+            let mut guide = (guide / 255.0)?;
+            if let Some(mask) = &control.masked {
+                if mask.dimensions() != (w, h) {
+                    return Err(Error::InvalidArgument(format!(
+                        "ControlNet inpainting mask is {}x{}, expected {w}x{h}",
+                        mask.width(),
+                        mask.height()
+                    )));
+                }
+                let keep: Vec<f32> = mask
+                    .as_raw()
+                    .iter()
+                    .map(|&v| if v >= 128 { 0.0 } else { 1.0 })
+                    .collect();
+                let keep = Tensor::from_vec(keep, (1, 1, h as usize, w as usize), &self.device)?;
+                // keep·x + (1 − keep)·(−1)
+                guide =
+                    (guide.broadcast_mul(&keep)? + (keep - 1.0)?.broadcast_as(guide.shape())?)?;
+            }
             guides.push(if use_cfg && !req.guess_mode {
                 Tensor::cat(&[&guide, &guide], 0)?
             } else {
@@ -675,6 +700,18 @@ impl StableDiffusion {
             if !control_active(i, total, control.start, control.end) || control.scale == 0.0 {
                 continue;
             }
+            let own_context;
+            let context = match &control.context {
+                Some((positive, negative)) => {
+                    own_context = if use_cfg {
+                        Tensor::cat(&[negative, positive], 0)?
+                    } else {
+                        positive.clone()
+                    };
+                    &own_context
+                }
+                None => context,
+            };
             let (down, mid) = if cond_only {
                 let half = |t: &Tensor| t.narrow(0, 1, 1);
                 let tt = match text_time {
