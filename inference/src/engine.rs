@@ -133,6 +133,8 @@ pub struct Engine {
     /// Preprocessor networks (depth, lineart, HED) and the folders searched for them
     /// (`preprocessors.model_dirs`: the model folders; empty = model-free preprocessors only).
     pub preprocessors: crate::vision::annotators::Preprocessors,
+    /// The face analyser of the last job that needed one, with the folder it came from.
+    faces: Option<(PathBuf, Arc<crate::vision::face::FaceAnalyzer>)>,
 }
 
 impl Default for Engine {
@@ -155,7 +157,35 @@ impl Engine {
             ip_adapters: HashMap::new(),
             image_encoders: HashMap::new(),
             preprocessors: Default::default(),
+            faces: None,
         }
+    }
+
+    /// The face analyser (antelopev2) from `folder`, or, when `folder` is empty, from the
+    /// model folders (`preprocessors.model_dirs`); loaded once and kept while the folder stays.
+    pub fn face_analyzer(
+        &mut self,
+        folder: &std::path::Path,
+    ) -> Result<Arc<crate::vision::face::FaceAnalyzer>> {
+        use crate::vision::face::{CATALOG_ID, FaceAnalyzer, find_models};
+        let dir = if folder.as_os_str().is_empty() {
+            find_models(&self.preprocessors.model_dirs).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "face analysis models not found in the model folders: download \
+                     `{CATALOG_ID}` in the model manager (or `kiln models download {CATALOG_ID}`)"
+                ))
+            })?
+        } else {
+            folder.to_path_buf()
+        };
+        if let Some((cached, analyzer)) = &self.faces
+            && *cached == dir
+        {
+            return Ok(analyzer.clone());
+        }
+        let analyzer = Arc::new(FaceAnalyzer::load_dir(&dir)?);
+        self.faces = Some((dir, analyzer.clone()));
+        Ok(analyzer)
     }
 
     /// The TAESD decoder for previews of this family, if its weights are found and load;
