@@ -6,6 +6,8 @@
 
 pub mod align;
 pub mod arcface;
+pub mod identity;
+pub mod keypoints;
 pub mod scrfd;
 
 use crate::{Error, Result};
