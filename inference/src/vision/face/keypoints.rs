@@ -372,7 +372,8 @@ mod tests {
     fn sine_table_matches_opencv_entries() {
         // Entries of OpenCV's table.
         assert_eq!(sin_table(1) as f32, 0.017_452_4_f32);
-        assert_eq!(sin_table(45) as f32, std::f32::consts::FRAC_1_SQRT_2);
+        assert_eq!(sin_table(45) as f32, SIN_QUADRANT[45]);
+        assert_eq!(sin_table(315) as f32, -SIN_QUADRANT[45]);
         assert_eq!(sin_table(90) as f32, 1.0);
         assert_eq!(sin_table(450 - 30) as f32, 0.866_025_4_f32);
         assert_eq!(sin_table(200) as f32, -0.342_020_1_f32);
