@@ -19,11 +19,12 @@ use crate::{CancelToken, Error, Result, SamplerKind};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
+mod batch;
 mod loras;
 use loras::Sources;
 
 /// What to generate (one image).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct GenerateRequest {
     /// Positive prompt (A1111 syntax).
     pub prompt: String,
@@ -354,10 +355,20 @@ impl StableDiffusion {
 
     /// Positive and negative conditioning with equal chunk counts.
     fn conditioning(&self, req: &GenerateRequest) -> Result<(Conditioning, Conditioning)> {
+        self.conditioning_padded(req, 1)
+    }
+
+    /// [`Self::conditioning`] padded to at least `min_chunks` chunks (batches of prompts).
+    fn conditioning_padded(
+        &self,
+        req: &GenerateRequest,
+        min_chunks: usize,
+    ) -> Result<(Conditioning, Conditioning)> {
         let neg_text = req.negative.clone().unwrap_or_default();
         let chunks = self
             .chunks_needed(&req.prompt)
-            .max(self.chunks_needed(&neg_text));
+            .max(self.chunks_needed(&neg_text))
+            .max(min_chunks);
         let positive = self.encode_prompt(&req.prompt, req.clip_skip, chunks)?;
         let zero_negative = req.negative.is_none()
             && self.kind.family.is_sdxl()

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod consistent;
 pub mod flops;
 pub mod model;
 pub mod regional;
