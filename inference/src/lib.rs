@@ -14,6 +14,7 @@ pub mod sampling;
 pub mod text;
 pub mod unet;
 pub mod vae;
+pub mod video;
 pub mod vision;
 
 pub use engine::{CancelToken, Engine, Output, Progress, Stage};

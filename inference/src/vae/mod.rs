@@ -94,11 +94,11 @@ impl VaeConfig {
     }
 }
 
-const VAE_EPS: f64 = 1e-6;
+pub(crate) const VAE_EPS: f64 = 1e-6;
 
 /// Single-head self-attention over all pixels (the VAE mid block).
 #[derive(Debug)]
-struct MidAttention {
+pub(crate) struct MidAttention {
     group_norm: GroupNorm,
     to_q: Linear,
     to_k: Linear,
@@ -109,7 +109,7 @@ struct MidAttention {
 }
 
 impl MidAttention {
-    fn new(vb: VarBuilder, channels: usize, groups: usize) -> Result<Self> {
+    pub(crate) fn new(vb: VarBuilder, channels: usize, groups: usize) -> Result<Self> {
         // Old diffusers files name the projections query/key/value/proj_attn.
         let name = |new: &str, old: &str| -> String {
             if vb.contains_tensor(&format!("{new}.weight"))
@@ -134,7 +134,7 @@ impl MidAttention {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let tokens = self
             .group_norm
@@ -194,7 +194,7 @@ struct EncoderLevel {
 
 /// The VAE encoder: image `[B,3,H,W]` in [-1,1] → latent moments.
 #[derive(Debug)]
-struct Encoder {
+pub(crate) struct Encoder {
     conv_in: Conv2d,
     levels: Vec<EncoderLevel>,
     mid: MidBlock,
@@ -203,7 +203,7 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
+    pub(crate) fn new(vb: VarBuilder, cfg: &VaeConfig) -> Result<Self> {
         let norm = NormConfig {
             groups: cfg.norm_num_groups,
             eps: VAE_EPS,
@@ -248,7 +248,7 @@ impl Encoder {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = self.conv_in.forward(x)?;
         for level in &self.levels {
             for r in &level.resnets {

@@ -1,0 +1,13 @@
+//! Image to video with Stable Video Diffusion (SVD, SVD-XT): the spatio-temporal UNet
+//! ([`unet`]), the temporal VAE decoder ([`vae`]), their shared blocks and the pipeline that
+//! follows diffusers' `StableVideoDiffusionPipeline` ([`pipeline`]).
+
+pub mod blocks;
+pub mod pipeline;
+pub mod transformer;
+pub mod unet;
+pub mod vae;
+
+pub use pipeline::{SvdPipeline, VideoParams, VideoProgress};
+pub use unet::{SvdUNet, SvdUNetConfig};
+pub use vae::TemporalVae;

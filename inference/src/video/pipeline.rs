@@ -1,0 +1,537 @@
+//! diffusers `StableVideoDiffusionPipeline` (`pipelines/stable_video_diffusion/`): image to
+//! video with SVD / SVD-XT folders.
+//!
+//! The still is encoded twice: by the CLIP image encoder (after SVD's own
+//! `_resize_with_antialiasing` to 224×224: Gaussian blur then bicubic with aligned corners)
+//! into one context token, and by the VAE (after `image + noise_aug_strength·randn`) into the
+//! latent that is concatenated to every frame's noisy latent. Added time ids are
+//! `[fps − 1, motion_bucket_id, noise_aug_strength]`. Classifier-free guidance uses zero
+//! embeddings and zero latents, with a guidance scale per frame rising linearly from
+//! `min_guidance` to `max_guidance`. The sampler is the model's `EulerDiscreteScheduler`
+//! (Karras sigmas, v-prediction, continuous timesteps). Frames decode in chunks of
+//! `decode_chunk` frames. Random numbers come from one torch-compatible generator in
+//! diffusers' order (augmentation noise, then the initial latents).
+
+use super::unet::{SvdUNet, SvdUNetConfig};
+use super::vae::TemporalVae;
+use crate::adapters::ip_adapter::clip_vision::{CLIP_MEAN, CLIP_STD, ClipVisionModel};
+use crate::io::model::component_weight_files;
+use crate::io::weights::{Weights, open_safetensors};
+use crate::sampling::rng::TorchRng;
+use crate::sampling::scheduler::{Scheduler, SchedulerConfig};
+use crate::vae::VaeConfig;
+use crate::vision::interpolate::{Mode, interpolate_planes};
+use crate::vision::resample::{PilFilter, resize_like_pil};
+use crate::{CancelToken, Error, Result, SamplerKind};
+use candle_core::{DType, Device, Tensor};
+use image::RgbImage;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Settings of one clip (diffusers' `__call__` arguments).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoParams {
+    /// Frame width in pixels (multiple of 8).
+    pub width: usize,
+    /// Frame height in pixels (multiple of 8).
+    pub height: usize,
+    /// Frames to generate (the model's `num_frames` when `None`).
+    pub frames: Option<usize>,
+    /// Denoising steps.
+    pub steps: usize,
+    /// Seed of the torch-compatible generator.
+    pub seed: u64,
+    /// Frames per second the clip is conditioned on (the UNet sees `fps − 1`).
+    pub fps: u32,
+    /// Motion bucket id (more motion when higher; 127 by default).
+    pub motion_bucket_id: u32,
+    /// Noise added to the conditioning image (0.02 by default).
+    pub noise_aug_strength: f32,
+    /// Guidance of the first frame.
+    pub min_guidance: f32,
+    /// Guidance of the last frame.
+    pub max_guidance: f32,
+    /// Frames decoded together (all when `None`).
+    pub decode_chunk: Option<usize>,
+}
+
+impl Default for VideoParams {
+    fn default() -> Self {
+        VideoParams {
+            width: 1024,
+            height: 576,
+            frames: None,
+            steps: 25,
+            seed: 0,
+            fps: 7,
+            motion_bucket_id: 127,
+            noise_aug_strength: 0.02,
+            min_guidance: 1.0,
+            max_guidance: 3.0,
+            decode_chunk: None,
+        }
+    }
+}
+
+/// What a running clip reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VideoProgress {
+    /// A denoising step finished.
+    Step {
+        /// Steps done.
+        step: usize,
+        /// All steps.
+        total: usize,
+    },
+    /// Frames were decoded.
+    Decoded {
+        /// Frames decoded so far.
+        frames: usize,
+        /// All frames.
+        total: usize,
+    },
+}
+
+/// A loaded SVD folder.
+#[derive(Debug)]
+pub struct SvdPipeline {
+    unet: SvdUNet,
+    vae: TemporalVae,
+    image_encoder: ClipVisionModel,
+    scheduler_config: SchedulerConfig,
+    image_mean: [f32; 3],
+    image_std: [f32; 3],
+    device: Device,
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(e, path))?;
+    serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
+        format: "JSON",
+        detail: e.to_string(),
+        path: path.to_path_buf(),
+    })
+}
+
+fn component(root: &Path, name: &str) -> Result<(serde_json::Value, Weights)> {
+    let dir = root.join(name);
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(Error::UnknownCheckpoint {
+            detail: format!("not a Stable Video Diffusion folder: {name}/config.json is missing"),
+            path: root.to_path_buf(),
+        });
+    }
+    let config = read_json(&config_path)?;
+    let files: Vec<PathBuf> = component_weight_files(&dir, "diffusion_pytorch_model")?;
+    let st = Arc::new(open_safetensors(&files)?);
+    Ok((config, Weights::identity(st, name)))
+}
+
+/// Reads `image_mean`/`image_std` of `feature_extractor/preprocessor_config.json` (CLIP's when
+/// absent).
+fn normalisation(root: &Path) -> Result<([f32; 3], [f32; 3])> {
+    let path = root
+        .join("feature_extractor")
+        .join("preprocessor_config.json");
+    if !path.is_file() {
+        return Ok((CLIP_MEAN, CLIP_STD));
+    }
+    let value = read_json(&path)?;
+    let triple = |key: &str, default: [f32; 3]| -> [f32; 3] {
+        match value.get(key).and_then(|v| v.as_array()) {
+            Some(list) if list.len() == 3 => {
+                let mut out = default;
+                for (slot, v) in out.iter_mut().zip(list) {
+                    if let Some(x) = v.as_f64() {
+                        *slot = x as f32;
+                    }
+                }
+                out
+            }
+            _ => default,
+        }
+    };
+    Ok((
+        triple("image_mean", CLIP_MEAN),
+        triple("image_std", CLIP_STD),
+    ))
+}
+
+impl SvdPipeline {
+    /// Loads a diffusers SVD folder (`unet/`, `vae/`, `image_encoder/`, `feature_extractor/`,
+    /// `scheduler/`) in float32.
+    pub fn load(root: &Path, device: &Device) -> Result<Self> {
+        let (unet_json, unet_weights) = component(root, "unet")?;
+        let unet_config = SvdUNetConfig::from_json(&unet_json)?;
+        let unet = SvdUNet::new(unet_weights.var_builder(DType::F32, device), &unet_config)?;
+        let (vae_json, vae_weights) = component(root, "vae")?;
+        let vae_config = VaeConfig::from_json(&vae_json)?;
+        let vae = TemporalVae::new(vae_weights.var_builder(DType::F32, device), &vae_config)?;
+        let image_encoder = ClipVisionModel::load(&root.join("image_encoder"), device)?;
+        let scheduler_path = root.join("scheduler").join("scheduler_config.json");
+        let text =
+            std::fs::read_to_string(&scheduler_path).map_err(|e| Error::io(e, &scheduler_path))?;
+        let scheduler_config = SchedulerConfig::from_json_str(&text)?;
+        let (image_mean, image_std) = normalisation(root)?;
+        Ok(SvdPipeline {
+            unet,
+            vae,
+            image_encoder,
+            scheduler_config,
+            image_mean,
+            image_std,
+            device: device.clone(),
+        })
+    }
+
+    /// Frames the model was trained with (14 or 25).
+    pub fn default_frames(&self) -> usize {
+        self.unet.config().num_frames
+    }
+
+    /// The CLIP image embedding `[1, 1, D]` of the still.
+    pub fn image_embeddings(&self, image: &RgbImage) -> Result<Tensor> {
+        let side = self.image_encoder.config().image_size;
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        // pil_to_numpy (/255), then ·2 − 1.
+        let mut planes = vec![0f32; 3 * h * w];
+        for (x, y, pixel) in image.enumerate_pixels() {
+            for c in 0..3 {
+                planes[c * h * w + y as usize * w + x as usize] =
+                    f32::from(pixel[c]) / 255.0 * 2.0 - 1.0;
+            }
+        }
+        let resized = resize_with_antialiasing(&planes, 3, (h, w), (224, 224));
+        if side != 224 {
+            return Err(Error::InvalidArgument(format!(
+                "the SVD image encoder must take 224×224 images, this one takes {side}×{side}"
+            )));
+        }
+        let plane = 224 * 224;
+        let mut pixels = vec![0f32; 3 * plane];
+        for c in 0..3 {
+            for i in 0..plane {
+                let v = (resized[c * plane + i] + 1.0) / 2.0;
+                pixels[c * plane + i] = (v - self.image_mean[c]) / self.image_std[c];
+            }
+        }
+        let pixels = Tensor::from_vec(pixels, (1, 3, 224, 224), &self.device)?;
+        Ok(self.image_encoder.image_embeds(&pixels)?.unsqueeze(1)?)
+    }
+
+    /// Runs the pipeline on `image`; returns the frames.
+    pub fn run(
+        &self,
+        image: &RgbImage,
+        params: &VideoParams,
+        on_progress: &mut dyn FnMut(VideoProgress),
+        cancel: &CancelToken,
+    ) -> Result<Vec<RgbImage>> {
+        let frames = params.frames.unwrap_or(self.unet.config().num_frames);
+        check_params(image, params, frames)?;
+        let (width, height) = (params.width, params.height);
+        let cfg = params.max_guidance > 1.0;
+        let device = &self.device;
+
+        let mut embeddings = self.image_embeddings(image)?;
+        if cfg {
+            embeddings = Tensor::cat(&[&embeddings.zeros_like()?, &embeddings], 0)?;
+        }
+
+        // video_processor.preprocess: Pillow Lanczos to the size, /255, ·2 − 1.
+        let resized = if (image.width() as usize, image.height() as usize) == (width, height) {
+            image.clone()
+        } else {
+            resize_like_pil(image, width as u32, height as u32, PilFilter::Lanczos)
+        };
+        let mut values = vec![0f32; 3 * height * width];
+        for (x, y, pixel) in resized.enumerate_pixels() {
+            for c in 0..3 {
+                values[c * height * width + y as usize * width + x as usize] =
+                    f32::from(pixel[c]) / 255.0 * 2.0 - 1.0;
+            }
+        }
+        let still = Tensor::from_vec(values, (1, 3, height, width), device)?;
+        let mut rng = TorchRng::new(params.seed);
+        let noise = rng
+            .randn_tensor(&[1, 3, height, width])?
+            .to_device(device)?;
+        let still = (still + (noise * f64::from(params.noise_aug_strength))?)?;
+        let mut image_latents = self.vae.encode_mode(&still)?;
+        if cfg {
+            image_latents = Tensor::cat(&[&image_latents.zeros_like()?, &image_latents], 0)?;
+        }
+        let image_latents = image_latents.unsqueeze(1)?.repeat((1, frames, 1, 1, 1))?;
+
+        let ids = [
+            params.fps as f32 - 1.0,
+            params.motion_bucket_id as f32,
+            params.noise_aug_strength,
+        ];
+        let batch = if cfg { 2 } else { 1 };
+        let added_time_ids = Tensor::new(&ids, device)?
+            .unsqueeze(0)?
+            .repeat((batch, 1))?;
+
+        let mut scheduler =
+            Scheduler::new(SamplerKind::Euler, &self.scheduler_config, params.steps)?;
+        let lc = self.vae.config().latent_channels;
+        let scale = self.vae.config().scale_factor();
+        let (lh, lw) = (height / scale, width / scale);
+        let latents = rng
+            .randn_tensor(&[1, frames, lc, lh, lw])?
+            .to_device(device)?;
+        let mut latents = (latents * scheduler.init_noise_sigma())?;
+
+        let guidance = Tensor::from_vec(
+            torch_linspace(params.min_guidance, params.max_guidance, frames),
+            (1, frames, 1, 1, 1),
+            device,
+        )?;
+        let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
+        let total = timesteps.len();
+        for (i, &t) in timesteps.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let input = if cfg {
+                Tensor::cat(&[&latents, &latents], 0)?
+            } else {
+                latents.clone()
+            };
+            let input = scheduler.scale_model_input(&input, i)?;
+            let input = Tensor::cat(&[&input, &image_latents], 2)?;
+            let prediction = self
+                .unet
+                .forward(&input, t as f32, &embeddings, &added_time_ids)?;
+            let prediction = if cfg {
+                let uncond = prediction.narrow(0, 0, 1)?;
+                let cond = prediction.narrow(0, 1, 1)?;
+                (&uncond + (cond - &uncond)?.broadcast_mul(&guidance)?)?
+            } else {
+                prediction
+            };
+            latents = scheduler.step(&prediction, i, &latents, &mut rng)?;
+            on_progress(VideoProgress::Step { step: i + 1, total });
+        }
+
+        // decode_latents: 1/scaling_factor · latents, chunk by chunk.
+        let sf = 1.0 / self.vae.config().scaling_factor;
+        let flat = (latents.squeeze(0)? * sf)?;
+        let chunk = params.decode_chunk.unwrap_or(frames).max(1);
+        let mut out = Vec::with_capacity(frames);
+        let mut start = 0;
+        while start < frames {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let len = chunk.min(frames - start);
+            let decoded = self.vae.decode_chunk(&flat.narrow(0, start, len)?)?;
+            for f in 0..len {
+                out.push(to_image(&decoded.get(f)?)?);
+            }
+            start += len;
+            on_progress(VideoProgress::Decoded {
+                frames: start,
+                total: frames,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn check_params(image: &RgbImage, params: &VideoParams, frames: usize) -> Result<()> {
+    if image.width() == 0 || image.height() == 0 {
+        return Err(Error::InvalidArgument("the input image is empty".into()));
+    }
+    if params.width == 0
+        || params.height == 0
+        || !params.width.is_multiple_of(8)
+        || !params.height.is_multiple_of(8)
+    {
+        return Err(Error::BadSize {
+            width: params.width as u32,
+            height: params.height as u32,
+        });
+    }
+    if frames == 0 {
+        return Err(Error::InvalidArgument("frames must be at least 1".into()));
+    }
+    if params.fps == 0 {
+        return Err(Error::InvalidArgument("fps must be at least 1".into()));
+    }
+    if !(params.min_guidance.is_finite() && params.max_guidance.is_finite())
+        || params.min_guidance > params.max_guidance
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the first frame's guidance ({}) must not exceed the last frame's ({})",
+            params.min_guidance, params.max_guidance
+        )));
+    }
+    if !params.noise_aug_strength.is_finite() || params.noise_aug_strength < 0.0 {
+        return Err(Error::InvalidArgument(format!(
+            "noise augmentation must be 0 or more, got {}",
+            params.noise_aug_strength
+        )));
+    }
+    if params.decode_chunk == Some(0) {
+        return Err(Error::InvalidArgument(
+            "the decode chunk must be at least 1 frame".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `torch.linspace(start, end, steps)` in float32 (ATen fills the first half from the start
+/// and the second half back from the end).
+fn torch_linspace(start: f32, end: f32, steps: usize) -> Vec<f32> {
+    if steps == 1 {
+        return vec![start];
+    }
+    let step = (end - start) / (steps - 1) as f32;
+    let half = steps / 2;
+    (0..steps)
+        .map(|i| {
+            if i < half {
+                start + step * i as f32
+            } else {
+                end - step * (steps - 1 - i) as f32
+            }
+        })
+        .collect()
+}
+
+/// `[3, H, W]` in [-1, 1] → RGB (`x·0.5 + 0.5`, clamped, `·255` rounded).
+fn to_image(frame: &Tensor) -> Result<RgbImage> {
+    let (c, h, w) = frame.dims3()?;
+    if c != 3 {
+        return Err(Error::InvalidArgument(format!(
+            "decoded frame has {c} channels"
+        )));
+    }
+    let values: Vec<f32> = frame.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let mut image = RgbImage::new(w as u32, h as u32);
+    for (x, y, pixel) in image.enumerate_pixels_mut() {
+        for ch in 0..3 {
+            let v = values[ch * h * w + y as usize * w + x as usize];
+            let v = (v * 0.5 + 0.5).clamp(0.0, 1.0);
+            pixel[ch] = (v * 255.0).round() as u8;
+        }
+    }
+    Ok(image)
+}
+
+/// 1-D Gaussian of `size` taps (odd) and `sigma`, normalised (diffusers `_gaussian`, float32).
+fn gaussian(size: usize, sigma: f32) -> Vec<f32> {
+    let half = (size / 2) as f32;
+    let taps: Vec<f32> = (0..size)
+        .map(|i| {
+            let x = i as f32 - half;
+            (-(x * x) / (2.0 * sigma * sigma)).exp()
+        })
+        .collect();
+    let sum: f32 = taps.iter().sum();
+    taps.into_iter().map(|t| t / sum).collect()
+}
+
+/// Index of `i` (may be out of range by less than `n`) under reflect padding.
+fn reflect(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    if n == 1 {
+        return 0;
+    }
+    let mut i = i;
+    if i < 0 {
+        i = -i;
+    }
+    if i >= n {
+        i = 2 * (n - 1) - i;
+    }
+    i.clamp(0, n - 1) as usize
+}
+
+/// diffusers `_resize_with_antialiasing` (from kornia) on channel-major planes: Gaussian blur
+/// with σ = max((factor − 1) / 2, 0.001) per axis (reflect padding, horizontal pass first),
+/// then `F.interpolate(mode="bicubic", align_corners=True)`.
+fn resize_with_antialiasing(
+    data: &[f32],
+    channels: usize,
+    (h, w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+) -> Vec<f32> {
+    let factors = (h as f64 / out_h as f64, w as f64 / out_w as f64);
+    let sigmas = (
+        ((factors.0 - 1.0) / 2.0).max(0.001),
+        ((factors.1 - 1.0) / 2.0).max(0.001),
+    );
+    let mut ks = (
+        (2.0 * 2.0 * sigmas.0).max(3.0) as usize,
+        (2.0 * 2.0 * sigmas.1).max(3.0) as usize,
+    );
+    if ks.0.is_multiple_of(2) {
+        ks.0 += 1;
+    }
+    if ks.1.is_multiple_of(2) {
+        ks.1 += 1;
+    }
+    let kernel_y = gaussian(ks.0, sigmas.0 as f32);
+    let kernel_x = gaussian(ks.1, sigmas.1 as f32);
+    let (pad_y, pad_x) = ((ks.0 - 1) / 2, (ks.1 - 1) / 2);
+    let plane = h * w;
+    let mut horizontal = vec![0f32; channels * plane];
+    for c in 0..channels {
+        for y in 0..h {
+            let row = &data[c * plane + y * w..c * plane + (y + 1) * w];
+            for x in 0..w {
+                let mut sum = 0f32;
+                for (k, weight) in kernel_x.iter().enumerate() {
+                    let src = reflect(x as isize + k as isize - pad_x as isize, w);
+                    sum += row[src] * weight;
+                }
+                horizontal[c * plane + y * w + x] = sum;
+            }
+        }
+    }
+    let mut blurred = vec![0f32; channels * plane];
+    for c in 0..channels {
+        for y in 0..h {
+            for x in 0..w {
+                let mut sum = 0f32;
+                for (k, weight) in kernel_y.iter().enumerate() {
+                    let src = reflect(y as isize + k as isize - pad_y as isize, h);
+                    sum += horizontal[c * plane + src * w + x] * weight;
+                }
+                blurred[c * plane + y * w + x] = sum;
+            }
+        }
+    }
+    interpolate_planes(
+        &blurred,
+        channels,
+        (h, w),
+        (out_h, out_w),
+        Mode::Bicubic,
+        true,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linspace_ends_exactly() {
+        let v = torch_linspace(1.0, 3.0, 5);
+        assert_eq!(v, vec![1.0, 1.5, 2.0, 2.5, 3.0]);
+        assert_eq!(torch_linspace(2.0, 2.0, 1), vec![2.0]);
+    }
+
+    #[test]
+    fn reflect_padding_mirrors_without_the_edge() {
+        assert_eq!(reflect(-1, 5), 1);
+        assert_eq!(reflect(-2, 5), 2);
+        assert_eq!(reflect(5, 5), 3);
+        assert_eq!(reflect(2, 5), 2);
+    }
+}
