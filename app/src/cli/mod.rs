@@ -8,6 +8,7 @@ mod info;
 mod models;
 mod preprocess;
 mod presets;
+mod video;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,8 @@ pub enum Command {
     Batch(Box<batch::BatchArgs>),
     /// Print the recipe / A1111 parameters stored in a PNG.
     Info(info::InfoArgs),
+    /// Image to video with Stable Video Diffusion: PNG frames or an animated GIF.
+    Video(Box<video::VideoArgs>),
     /// Measure load time, text encoding, UNet step and VAE decode speed, and peak memory.
     Bench(bench::BenchArgs),
     /// The model catalog: list, download (resumable, verified), verify, remove.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Preprocess(args)) => preprocess::run(args),
         Some(Command::Batch(args)) => batch::run(*args),
         Some(Command::Info(args)) => info::run(args),
+        Some(Command::Video(args)) => video::run(*args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Models(args)) => models::run(args),
         None => crate::gui::run(cli.files),

@@ -163,6 +163,13 @@ impl SvdPipeline {
     /// `scheduler/`) in float32.
     pub fn load(root: &Path, device: &Device) -> Result<Self> {
         let (unet_json, unet_weights) = component(root, "unet")?;
+        let class = unet_json.get("_class_name").and_then(|v| v.as_str());
+        if let Some(class) = class.filter(|c| *c != "UNetSpatioTemporalConditionModel") {
+            return Err(Error::UnknownCheckpoint {
+                detail: format!("not a Stable Video Diffusion folder: its unet is a {class}"),
+                path: root.to_path_buf(),
+            });
+        }
         let unet_config = SvdUNetConfig::from_json(&unet_json)?;
         let unet = SvdUNet::new(unet_weights.var_builder(DType::F32, device), &unet_config)?;
         let (vae_json, vae_weights) = component(root, "vae")?;

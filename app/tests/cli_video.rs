@@ -1,0 +1,96 @@
+//! `kiln video` on the tiny random SVD (`tests/fixtures/tiny-svd`, `make_svd.py`): PNG frames in
+//! a new folder (count, size, the settings beside them, identical to the parity frames of
+//! `refs/svd/photo_5f` within 1/255), an animated GIF with every frame, and clear errors.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+mod files;
+
+use files::{clean_error, fixtures, fx, kiln, max_diff, ok};
+use image::AnimationDecoder;
+
+/// The fixture run's arguments, with `overrides` (flag, value) replacing or adding flags.
+fn args(output: &std::path::Path, overrides: &[(&str, &str)]) -> Vec<String> {
+    let model = fx("tiny-svd");
+    let image = fx("photo-600x360-rgba.png");
+    let out = output.display().to_string();
+    let mut flags: Vec<(&str, &str)> = vec![
+        ("--model", &model),
+        ("--image", &image),
+        ("--frames", "5"),
+        ("--steps", "3"),
+        ("--seed", "42"),
+        ("--width", "64"),
+        ("--height", "64"),
+        ("--decode-chunk", "2"),
+        ("--output", &out),
+    ];
+    for &(flag, value) in overrides {
+        match flags.iter_mut().find(|(f, _)| *f == flag) {
+            Some(slot) => slot.1 = value,
+            None => flags.push((flag, value)),
+        }
+    }
+    let mut a = vec!["video".to_string()];
+    for (flag, value) in flags {
+        a.push(flag.to_string());
+        a.push(value.to_string());
+    }
+    a
+}
+
+#[test]
+fn frames_go_to_a_new_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clip");
+    ok(&kiln(&args(&out, &[])));
+    for i in 1..=5 {
+        let frame = out.join(format!("frame-{i:04}.png"));
+        let reference = fixtures().join(format!("refs/svd/photo_5f/frame-{i:04}.png"));
+        assert!(max_diff(&frame, &reference) <= 1, "frame {i}");
+    }
+    assert!(!out.join("frame-0006.png").exists());
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("video.json")).unwrap()).unwrap();
+    assert_eq!(settings["frames"], 5);
+    assert_eq!(settings["seed"], 42);
+    // The folder now holds frames: a second run refuses to replace them.
+    clean_error(&kiln(&args(&out, &[])), "already holds frames");
+}
+
+#[test]
+fn gif_has_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clip.gif");
+    ok(&kiln(&args(&out, &[("--fps", "8"), ("--frames", "3")])));
+    let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
+    let frames = image::codecs::gif::GifDecoder::new(file)
+        .unwrap()
+        .into_frames()
+        .collect_frames()
+        .unwrap();
+    assert_eq!(frames.len(), 3);
+    assert_eq!(frames[0].buffer().dimensions(), (64, 64));
+    // 8 fps = 125 ms, stored in whole centiseconds.
+    let (numer, denom) = frames[0].delay().numer_denom_ms();
+    assert!((120..=130).contains(&(numer / denom.max(1))));
+    assert!(dir.path().join("clip.gif.json").is_file());
+}
+
+#[test]
+fn bad_requests_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    clean_error(
+        &kiln(&args(&dir.path().join("clip.mp4"), &[])),
+        "not supported yet",
+    );
+    clean_error(
+        &kiln(&args(&dir.path().join("a"), &[("--width", "60")])),
+        "multiple of 8",
+    );
+    let sd15 = fx("tiny-sd15");
+    clean_error(
+        &kiln(&args(&dir.path().join("b"), &[("--model", &sd15)])),
+        "Stable Video Diffusion",
+    );
+}
