@@ -42,6 +42,14 @@ pub enum Stage {
     Sampling,
     /// VAE decode.
     Decoding,
+    /// Face fix: redoing face `face` (0-based) of the `faces` found in the current image
+    /// (`step`/`total` are that face's denoising steps).
+    FixingFace {
+        /// Index of the face.
+        face: usize,
+        /// Faces being redone in this image.
+        faces: usize,
+    },
 }
 
 /// Progress of a running job.
@@ -437,6 +445,8 @@ impl Engine {
             Some(path) => Some(load_overlay(path, recipe.width, recipe.height)?),
             None => None,
         };
+        // Face analysis first: a photo without a face fails before any model loads.
+        let faces = crate::pipelines::faces::JobFaces::prepare(self, recipe)?;
         let previews = self.previews;
         self.ensure_loaded(recipe, on_progress, started)?;
         self.ensure_loras(recipe, on_progress, started)?;
@@ -507,6 +517,17 @@ impl Engine {
                 Some(p) => paste_back(&p.original, &image, &p.mask, p.region, p.blur),
                 None => image,
             };
+            let mut face_warnings = Vec::new();
+            let image = faces.fix(
+                &loaded.model,
+                &request,
+                image,
+                (index, images),
+                started,
+                on_progress,
+                cancel,
+                &mut face_warnings,
+            )?;
             let image = match &overlay {
                 Some(overlay) => composite_over(image, overlay),
                 None => image,
@@ -514,6 +535,7 @@ impl Engine {
             let mut image_recipe = recipe.clone();
             image_recipe.seed = seed;
             image_recipe.batch = 1;
+            image_recipe.identity = faces.identity(&image)?;
             image_recipe.model.hash = loaded.hash.clone();
             image_recipe.model.family = Some(loaded.family.clone());
             for (spec, applied) in image_recipe.loras.iter_mut().zip(&loaded.loras) {
@@ -521,6 +543,7 @@ impl Engine {
             }
             let mut warnings = loaded.lora_warnings.clone();
             warnings.extend(region_warnings.iter().cloned());
+            warnings.extend(face_warnings);
             outputs.push(Output {
                 image,
                 recipe: image_recipe,
@@ -783,6 +806,9 @@ pub fn validate(recipe: &Recipe) -> Result<()> {
     }
     for (index, region) in recipe.regions.iter().enumerate() {
         crate::pipelines::regions::check_region(region, index)?;
+    }
+    if let Some(spec) = &recipe.face_fix {
+        crate::pipelines::face_fix::check(spec)?;
     }
     for adapter in &recipe.ip_adapters {
         if !adapter.scale.is_finite() {

@@ -281,6 +281,12 @@ impl Reporter {
                     Stage::Loading(part) => format!("loading {part}"),
                     Stage::Sampling => format!("step {}/{}", progress.step, progress.total),
                     Stage::Decoding => "decoding".into(),
+                    Stage::FixingFace { face, faces } => format!(
+                        "face {}/{faces} step {}/{}",
+                        face + 1,
+                        progress.step,
+                        progress.total
+                    ),
                 };
                 self.draw();
             }

@@ -572,6 +572,12 @@ fn progress_line(p: &Progress) -> String {
     match &p.stage {
         Stage::Loading(part) => format!("loading {part}…"),
         Stage::Decoding => "decoding…".to_string(),
+        Stage::FixingFace { face, faces } => format!(
+            "face fix: face {}/{faces} step {}/{}",
+            face + 1,
+            p.step,
+            p.total
+        ),
         Stage::Sampling => {
             let width = 30;
             let filled = (p.step * width)

@@ -97,7 +97,8 @@ fn model_name(path: &Path) -> Option<String> {
 /// Keys: Steps, Sampler, Schedule type, CFG scale (`7`, `7.5`), Seed, Size, Model hash (when
 /// known), Model (file stem), `VAE hash`/`VAE` from `extras`, Denoising strength (img2img), Clip
 /// skip (> 1 only), RNG (`CPU`), Regions (regional prompts, when any; [`RegionSpec::summary`](crate::recipe::RegionSpec::summary)
-/// joined by `; `), the other `extras` in order, `Lora hashes` from `extras`,
+/// joined by `; `), Face fix (`strength 0.4`) and Face fix prompt (when it has its own),
+/// Identity (the identity score, 3 decimals), the other `extras` in order, `Lora hashes` from `extras`,
 /// Version (`Kiln x.y.z`). Values holding `,` `:` or a newline are JSON-quoted. The seed is
 /// `recipe.seed`: for image `i` of a batch pass a recipe whose seed is `seed + i`.
 pub fn a1111_parameters(recipe: &Recipe, extras: &[(String, String)]) -> String {
@@ -130,6 +131,19 @@ pub fn a1111_parameters(recipe: &Recipe, extras: &[(String, String)]) -> String 
         // Kiln's own entry (A1111 ignores unknown keys): `prompt [box …]; prompt [mask …]`.
         let regions: Vec<String> = recipe.regions.iter().map(|r| r.summary()).collect();
         params.push(("Regions".into(), regions.join("; ")));
+    }
+    if let Some(fix) = &recipe.face_fix {
+        // Kiln's own entries, like ADetailer's: `Face fix: strength 0.4`, and its prompt when
+        // it has one of its own.
+        let strength = python_float(fix.strength);
+        params.push(("Face fix".into(), format!("strength {strength}")));
+        if let Some(prompt) = fix.prompt.as_deref().filter(|p| !p.trim().is_empty()) {
+            params.push(("Face fix prompt".into(), prompt.to_owned()));
+        }
+    }
+    if let Some(identity) = recipe.identity {
+        // The identity score of the output (a result, kept for the gallery and other apps).
+        params.push(("Identity".into(), format!("{identity:.3}")));
     }
     params.extend(
         extras
@@ -220,7 +234,8 @@ impl A1111Params {
     }
 
     /// Copies what Kiln can use into `recipe`: prompt, negative, steps, sampler, CFG scale,
-    /// seed, size, clip skip and, when the recipe has an init image, the denoising strength.
+    /// seed, size, clip skip, face fix (strength and prompt), the identity score and, when the
+    /// recipe has an init image, the denoising strength.
     /// Values that do not parse are left as they were; returns the keys that were not used.
     pub fn apply_to(&self, recipe: &mut Recipe) -> Vec<String> {
         recipe.prompt.clone_from(&self.prompt);
@@ -250,6 +265,22 @@ impl A1111Params {
                     }
                     _ => false,
                 },
+                "Face fix" => match value.strip_prefix("strength").map(|v| v.trim().parse()) {
+                    Some(Ok(strength)) => {
+                        recipe
+                            .face_fix
+                            .get_or_insert_with(Default::default)
+                            .strength = strength;
+                        true
+                    }
+                    _ => false,
+                },
+                "Face fix prompt" => {
+                    recipe.face_fix.get_or_insert_with(Default::default).prompt =
+                        Some(value.to_owned());
+                    true
+                }
+                "Identity" => value.parse().map(|v| recipe.identity = Some(v)).is_ok(),
                 "Sampler" | "Schedule type" => self.sampler().is_some(),
                 _ => false,
             };
@@ -713,6 +744,48 @@ mod tests {
         };
         parsed.apply_to(&mut back);
         assert_eq!(back, recipe());
+    }
+
+    #[test]
+    fn face_fix_and_identity_round_trip() {
+        let mut r = recipe();
+        r.face_fix = Some(crate::recipe::FaceFixSpec {
+            strength: 0.35,
+            prompt: Some("a smiling face, detailed eyes".into()),
+            ..Default::default()
+        });
+        r.identity = Some(0.81234);
+        let text = a1111_parameters(&r, &[]);
+        assert!(
+            text.contains(
+                "Face fix: strength 0.35, Face fix prompt: \"a smiling face, detailed eyes\", \
+                 Identity: 0.812, Version"
+            ),
+            "{text}"
+        );
+        let parsed = parse_a1111_parameters(&text);
+        assert_eq!(parsed.get("Identity"), Some("0.812"));
+        let mut back = Recipe {
+            model: recipe().model,
+            ..Recipe::default()
+        };
+        let unused = parsed.apply_to(&mut back);
+        assert!(
+            !unused
+                .iter()
+                .any(|k| k.starts_with("Face") || k == "Identity")
+        );
+        assert_eq!(back.face_fix, r.face_fix);
+        assert_eq!(back.identity, Some(0.812));
+        // Without a prompt of its own, only the strength is written.
+        r.face_fix = Some(Default::default());
+        r.identity = None;
+        let text = a1111_parameters(&r, &[]);
+        assert!(text.contains("Face fix: strength 0.4, Version"), "{text}");
+        assert!(!text.contains("Identity"));
+        let mut back = Recipe::default();
+        parse_a1111_parameters(&text).apply_to(&mut back);
+        assert_eq!(back.face_fix, Some(Default::default()));
     }
 
     #[test]

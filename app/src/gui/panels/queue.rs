@@ -64,6 +64,16 @@ fn stage_text(progress: Option<&JobProgress>, lang: Lang) -> String {
     match &progress.stage {
         Stage::Loading(part) => tr_args(lang, "queue.loading", &[("part", part)]),
         Stage::Decoding => tr(lang, "queue.decoding").to_owned(),
+        Stage::FixingFace { face, faces } => tr_args(
+            lang,
+            "queue.fixing_face",
+            &[
+                ("face", &(face + 1)),
+                ("faces", faces),
+                ("step", &progress.step),
+                ("total", &progress.total),
+            ],
+        ),
         Stage::Sampling if progress.images > 1 => tr_args(
             lang,
             "queue.step_image",
