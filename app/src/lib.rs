@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod cli;
+pub mod comic;
 pub mod gui;
 pub mod i18n;
 pub mod library;

@@ -1,0 +1,7 @@
+//! Comic pages (issue 10): story scripts, page layout with lettering, and page export.
+
+pub mod export;
+pub mod layout;
+mod paint;
+pub mod script;
+pub mod text;
