@@ -418,6 +418,23 @@ impl Engine {
         self.loaded.as_ref().map(|l| &l.model)
     }
 
+    /// The recipe's model with the recipe's LoRAs applied, loaded or reused, with the LoRA
+    /// warnings (story pages drive its batches directly: `pipelines::story`).
+    pub fn prepare_model(
+        &mut self,
+        recipe: &Recipe,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(&StableDiffusion, Vec<String>)> {
+        let started = Instant::now();
+        self.ensure_loaded(recipe, on_progress, started)?;
+        self.ensure_loras(recipe, on_progress, started)?;
+        let loaded = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))?;
+        Ok((&loaded.model, loaded.lora_warnings.clone()))
+    }
+
     /// Runs a recipe: `batch` images with seeds `seed, seed+1, …`.
     pub fn run(
         &mut self,

@@ -204,3 +204,35 @@ fn a_batch_rejects_mixed_settings() {
     assert!(err.to_string().contains("panel 2"), "{err}");
     assert!(batch(&sd, &[], None).is_err());
 }
+
+#[test]
+fn drift_scores_match_transformers() {
+    use kiln_inference::adapters::ip_adapter::clip_vision::ClipVisionModel;
+    use kiln_inference::pipelines::story::consistency_score;
+    let cases = reference_cases("refs/story/cases.json");
+    for case in &cases {
+        let encoder = ClipVisionModel::load(
+            &fixtures().join(case["score_encoder"].as_str().unwrap()),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let panels: Vec<image::RgbImage> = case["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(case["panels"].as_array().unwrap())
+            .map(|p| {
+                image::open(fixtures().join(p["png"].as_str().unwrap()))
+                    .unwrap()
+                    .to_rgb8()
+            })
+            .collect();
+        let expected = case["scores_vs_first"].as_array().unwrap();
+        assert_eq!(expected.len(), panels.len());
+        for (panel, want) in panels.iter().zip(expected) {
+            let score = consistency_score(&encoder, &panels[0], panel).unwrap();
+            let want = want.as_f64().unwrap() as f32;
+            assert!((score - want).abs() < 1e-4, "{score} vs {want}");
+        }
+    }
+}

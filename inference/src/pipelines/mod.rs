@@ -7,3 +7,4 @@ pub mod inpaint;
 pub mod outpaint;
 pub mod regions;
 pub mod stable_diffusion;
+pub mod story;

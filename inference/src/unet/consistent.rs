@@ -39,7 +39,7 @@
 //! Attending only to kept tokens is the same as StoryDiffusion's boolean attention mask over
 //! all tokens (masked-out keys get zero weight). The bank holds about
 //! `rate · references · halves · Σ_up-attn1 (tokens · channels)` values per consistent step
-//! (SDXL at 1024², two references, CFG, f32: about 110 MB per step).
+//! (SDXL at 1024², two references, CFG, f32: about 440 MB per step; SD1.5 at 512²: 55 MB).
 
 use crate::unet::attention::{Attention, AttentionProcessor, AttnSite, UNetPart};
 use crate::{Error, Result};
