@@ -1,8 +1,9 @@
 //! Command-line interface: `kiln generate`, `kiln batch`, `kiln presets`, `kiln preprocess`,
-//! `kiln info`, `kiln bench`, `kiln models`.
+//! `kiln comic`, `kiln info`, `kiln bench`, `kiln models`.
 
 mod batch;
 mod bench;
+mod comic;
 mod generate;
 mod info;
 mod models;
@@ -37,6 +38,8 @@ pub enum Command {
     Batch(Box<batch::BatchArgs>),
     /// Print the recipe / A1111 parameters stored in a PNG.
     Info(info::InfoArgs),
+    /// A story script to a comic page: consistent characters, captions, PNG and PDF.
+    Comic(Box<comic::ComicArgs>),
     /// Image to video with Stable Video Diffusion: PNG frames or an animated GIF.
     Video(Box<video::VideoArgs>),
     /// Measure load time, text encoding, UNet step and VAE decode speed, and peak memory.
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Preprocess(args)) => preprocess::run(args),
         Some(Command::Batch(args)) => batch::run(*args),
         Some(Command::Info(args)) => info::run(args),
+        Some(Command::Comic(args)) => comic::run(*args),
         Some(Command::Video(args)) => video::run(*args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Models(args)) => models::run(args),

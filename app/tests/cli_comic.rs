@@ -1,0 +1,159 @@
+//! `kiln comic` as users run it: the example story (`docs/examples/story.txt`, clay preset) on
+//! the tiny SDXL fixture with the tiny kohya LoRA standing in for the clay LoRA; page, PDF and
+//! panels written with the right sizes, never overwriting; bad scripts fail with the line.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+mod files;
+use files::{copy_dir, fixtures};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `kiln` with its config and data folders inside `home` (no user files are touched).
+fn kiln(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_CONFIG_DIR", home.join("config"))
+        .env("KILN_DATA_DIR", home.join("data"))
+        .output()
+        .expect("run kiln")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A models folder with what the clay preset looks for (tiny SDXL, tiny SDXL LoRA).
+fn clay_models(home: &Path) -> PathBuf {
+    let models = home.join("models");
+    copy_dir(
+        &fixtures().join("tiny-sdxl"),
+        &models.join("Stable-diffusion/sd_xl_base_1.0"),
+    );
+    std::fs::create_dir_all(models.join("Lora")).unwrap();
+    std::fs::copy(
+        fixtures().join("loras/sdxl-kohya.safetensors"),
+        models.join("Lora/ClayAnimationRedm.safetensors"),
+    )
+    .unwrap();
+    models
+}
+
+fn example_story() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/examples/story.txt")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_example_story_renders_a_page_pdf_and_panels() {
+    let home = tempfile::tempdir().unwrap();
+    let models = clay_models(home.path());
+    let out = home.path().join("out/page.png");
+    let pdf = home.path().join("out/page.pdf");
+    let encoder = fixtures().join("tiny-ip-adapter/image_encoder");
+    let args = [
+        "comic",
+        "--script",
+        &example_story(),
+        "--models-dir",
+        models.to_str().unwrap(),
+        "--size",
+        "64x64",
+        "--steps",
+        "4",
+        "--seed",
+        "11",
+        "--page-width",
+        "400",
+        "--score-encoder",
+        encoder.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--pdf",
+        pdf.to_str().unwrap(),
+        "--json",
+    ];
+    let result = kiln(home.path(), &args);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let json: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(json["layout"], "grid-2x2");
+    assert_eq!(json["page"], out.to_str().unwrap());
+    let page = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(page.width(), 400);
+    assert_eq!(json["size"][1].as_u64().unwrap(), u64::from(page.height()));
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-"));
+    let panels = json["panels"].as_array().unwrap();
+    assert_eq!(panels.len(), 4);
+    for (k, panel) in panels.iter().enumerate() {
+        let path = PathBuf::from(panel["path"].as_str().unwrap());
+        assert_eq!(
+            path,
+            home.path().join(format!("out/page-panel-{}.png", k + 1))
+        );
+        assert_eq!(image::image_dimensions(&path).unwrap(), (64, 64));
+        assert_eq!(panel["seed"].as_u64().unwrap(), 11 + k as u64);
+        // The preset's template around the character's description.
+        assert!(panel["prompt"].as_str().unwrap().contains("claymation"));
+    }
+    assert!(panels[0]["prompt"].as_str().unwrap().contains("red scarf"));
+    // Mia's second reference panel is scored against her first.
+    let score = panels[1]["consistency"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&score), "{score}");
+    assert!(panels[0]["consistency"].is_null());
+
+    // Run again: nothing is overwritten; new names are used.
+    let before = std::fs::read(&out).unwrap();
+    let again = kiln(home.path(), &args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        json["page"],
+        home.path().join("out/page-1.png").to_str().unwrap()
+    );
+    assert_eq!(
+        json["pdf"],
+        home.path().join("out/page-1.pdf").to_str().unwrap()
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    // Same seeds, same pictures.
+    let second = image::open(home.path().join("out/page-1.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(second, page);
+}
+
+#[test]
+fn bad_scripts_and_arguments_fail_cleanly() {
+    let home = tempfile::tempdir().unwrap();
+    let script = home.path().join("bad.txt");
+    std::fs::write(
+        &script,
+        "character Mia: a girl\n---\n[Mia] reads\n[Nobody] sings\n",
+    )
+    .unwrap();
+    let out = home.path().join("page.png");
+    let model = fixtures().join("tiny-sdxl");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "comic",
+            "--script",
+            script.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        kiln(home.path(), &args)
+    };
+    let result = run(&[]);
+    files::clean_error(&result, "line 4");
+    std::fs::write(&script, "character Mia: a girl\n---\n[Mia] reads\n").unwrap();
+    files::clean_error(&run(&["--size", "60x64"]), "multiple of 8");
+    files::clean_error(&run(&["--layout", "nope"]), "unknown layout");
+    files::clean_error(&run(&["--pdf", "page.png"]), ".pdf");
+    assert!(!out.exists());
+}
