@@ -143,6 +143,8 @@ pub struct Engine {
     pub preprocessors: crate::vision::annotators::Preprocessors,
     /// The face analyser of the last job that needed one, with the folder it came from.
     faces: Option<(PathBuf, Arc<crate::vision::face::FaceAnalyzer>)>,
+    /// InstantID of the last job that used one, by path.
+    instantid: Option<(PathBuf, Arc<crate::adapters::instantid::InstantId>)>,
 }
 
 impl Default for Engine {
@@ -166,6 +168,7 @@ impl Engine {
             image_encoders: HashMap::new(),
             preprocessors: Default::default(),
             faces: None,
+            instantid: None,
         }
     }
 
@@ -357,6 +360,92 @@ impl Engine {
         Ok(requests)
     }
 
+    /// InstantID (`recipe.face`): the face photo's embedding becomes face tokens for a face
+    /// adapter (appended to `ip_adapters`) and for IdentityNet, which reads the keypoint image
+    /// (put first in `controls`, as InstantID orders it). A face with both strengths 0 is only
+    /// the reference of the identity score: nothing is loaded but the face analyser.
+    fn face_requests(
+        &mut self,
+        recipe: &Recipe,
+        mut controls: Vec<ControlRequest>,
+        mut ip_adapters: Vec<crate::adapters::ip_adapter::IpAdapterRequest>,
+        on_progress: &mut dyn FnMut(&Progress),
+        started: Instant,
+    ) -> Result<(
+        Vec<ControlRequest>,
+        Vec<crate::adapters::ip_adapter::IpAdapterRequest>,
+    )> {
+        use crate::adapters::instantid::{InstantId, cover_keypoints, pick_face};
+        use crate::adapters::ip_adapter::IpAdapterRequest;
+        let Some(face) = &recipe.face else {
+            self.instantid = None;
+            return Ok((controls, ip_adapters));
+        };
+        if face.strength == 0.0 && face.keypoints == 0.0 {
+            return Ok((controls, ip_adapters));
+        }
+        let cross = self
+            .model()
+            .map(|m| m.unet().config().cross_attention_dim)
+            .unwrap_or_default();
+        on_progress(&Progress::loading("face analysis", recipe, started));
+        let analyzer = self.face_analyzer(&face.analysis)?;
+        let photo = load_rgb(&face.image)?;
+        let chosen = pick_face(&analyzer.detect(&photo)?, face.index, "face photo")?;
+        let embedding = analyzer.embed_raw(&photo, &chosen)?;
+        let (kps, kps_size) = match &face.pose {
+            Some(pose) => {
+                let pose_photo = load_rgb(pose)?;
+                let pose_face = pick_face(&analyzer.detect(&pose_photo)?, None, "pose photo")?;
+                (pose_face.kps, pose_photo.dimensions())
+            }
+            None => (chosen.kps, photo.dimensions()),
+        };
+        let instantid = match &self.instantid {
+            Some((path, loaded)) if *path == face.model => loaded.clone(),
+            _ => {
+                on_progress(&Progress::loading("InstantID", recipe, started));
+                let loaded = Arc::new(InstantId::load(&face.model, &self.device)?);
+                self.instantid = Some((face.model.clone(), loaded.clone()));
+                loaded
+            }
+        };
+        let net_cross = instantid.identity_net.config().unet.cross_attention_dim;
+        if instantid.adapter.context_dim() != cross || net_cross != cross {
+            return Err(Error::InvalidArgument(format!(
+                "InstantID works with SDXL models: {:?} makes {}-wide face tokens, the model \
+                 reads {cross}-wide ones",
+                face.model,
+                instantid.adapter.context_dim()
+            )));
+        }
+        let tokens = instantid.adapter.embedding_tokens(&embedding)?;
+        let size = (recipe.width, recipe.height);
+        let guide = crate::vision::face::keypoints::draw_keypoints(
+            size.0,
+            size.1,
+            &cover_keypoints(&kps, kps_size, size),
+        );
+        controls.insert(
+            0,
+            ControlRequest {
+                net: instantid.identity_net.clone(),
+                guide,
+                masked: None,
+                context: Some((tokens.positive.clone(), tokens.negative.clone())),
+                scale: face.keypoints,
+                start: 0.0,
+                end: 1.0,
+            },
+        );
+        ip_adapters.push(IpAdapterRequest {
+            adapter: instantid.adapter.clone(),
+            tokens,
+            scale: face.strength,
+        });
+        Ok((controls, ip_adapters))
+    }
+
     /// Applies the recipe's LoRAs to the loaded model unless exactly these are applied already.
     fn ensure_loras(
         &mut self,
@@ -469,6 +558,8 @@ impl Engine {
         self.ensure_loras(recipe, on_progress, started)?;
         let controls = self.control_requests(recipe, on_progress, started)?;
         let ip_adapters = self.ip_adapter_requests(recipe, on_progress, started)?;
+        let (controls, ip_adapters) =
+            self.face_requests(recipe, controls, ip_adapters, on_progress, started)?;
         let family = self
             .model()
             .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))?

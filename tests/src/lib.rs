@@ -18,8 +18,8 @@ pub fn fixtures() -> PathBuf {
 #[allow(clippy::unwrap_used)]
 pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
     use kiln_inference::recipe::{
-        ControlSpec, InitImage, IpAdapterSpec, LoraSpec, MaskSpec, ModelRef, Preprocessor,
-        RegionArea, RegionSpec,
+        ControlSpec, FaceSpec, InitImage, IpAdapterSpec, LoraSpec, MaskSpec, ModelRef,
+        Preprocessor, RegionArea, RegionSpec,
     };
     use kiln_inference::{Recipe, SamplerKind};
     let dir = fixtures();
@@ -116,6 +116,16 @@ pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
                     .collect()
             })
             .unwrap_or_default(),
+        // InstantID (refs/instantid/cases.json).
+        face: case["face"].as_object().map(|f| FaceSpec {
+            image: dir.join(f["image"].as_str().unwrap()),
+            index: f.get("index").and_then(|i| i.as_u64()).map(|i| i as usize),
+            strength: f["strength"].as_f64().unwrap() as f32,
+            keypoints: f["keypoints"].as_f64().unwrap() as f32,
+            pose: f.get("pose").and_then(|p| p.as_str()).map(|p| dir.join(p)),
+            model: dir.join(f["model"].as_str().unwrap()),
+            analysis: dir.join(f["analysis"].as_str().unwrap()),
+        }),
         ..Recipe::default()
     }
 }

@@ -22,6 +22,7 @@ use region::parse_region;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod face;
 mod ip_adapter;
 mod region;
 
@@ -114,6 +115,9 @@ pub struct GenerateArgs {
     /// folder, IMG the reference picture; scale 1 by default). Repeatable.
     #[arg(long, value_name = "model=FILE,encoder=DIR,image=IMG[,scale=F]")]
     ip_adapter: Vec<String>,
+    /// InstantID options.
+    #[command(flatten)]
+    face: face::FaceArgs,
     /// Inpainting mask for --init (white = repaint).
     #[arg(long, value_name = "MASK.png")]
     mask: Option<PathBuf>,
@@ -521,6 +525,9 @@ fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<S
             .iter()
             .map(|a| parse_ip_adapter(a, &library))
             .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(face) = face::face_spec(&args.face, &library_dirs(args))? {
+        recipe.face = Some(face);
     }
     if !args.region.is_empty() {
         recipe.regions = args

@@ -61,10 +61,29 @@ enum ModelsCommand {
         /// Catalog id.
         id: String,
     },
+    /// Convert a PyTorch checkpoint (`.bin`/`.pth`, e.g. InstantID's ip-adapter.bin) once to
+    /// `.safetensors`, which Kiln loads. The pickle is read as data only: nothing in it runs.
+    Convert {
+        /// The PyTorch file.
+        input: PathBuf,
+        /// The `.safetensors` file to write (default: beside the input).
+        output: Option<PathBuf>,
+        /// Replace an existing output file.
+        #[arg(long)]
+        overwrite: bool,
+    },
 }
 
 /// Runs `kiln models`.
 pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
+    if let ModelsCommand::Convert {
+        input,
+        output,
+        overwrite,
+    } = &args.command
+    {
+        return convert(input, output.as_deref(), *overwrite);
+    }
     let catalog = Catalog::from_env().map_err(anyhow::Error::msg)?;
     let settings = Settings::load();
     let models_dir = match args.models_dir {
@@ -101,6 +120,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ModelsCommand::Convert { .. } => Ok(()),
         ModelsCommand::Verify { id } => verify(&catalog, &models_dir, id.as_deref()),
         ModelsCommand::Remove { id } => {
             let model = find(&catalog, &id)?;
@@ -366,6 +386,24 @@ fn verify(catalog: &Catalog, models_dir: &Path, id: Option<&str>) -> anyhow::Res
             "{bad} file(s) failed verification; download them again with `kiln models download ID`"
         );
     }
+    Ok(())
+}
+
+/// `kiln models convert IN [OUT]`.
+fn convert(input: &Path, output: Option<&Path>, overwrite: bool) -> anyhow::Result<()> {
+    use kiln_inference::io::convert::{converted_path, torch_to_safetensors};
+    let output = output.map_or_else(|| converted_path(input), Path::to_path_buf);
+    if output == input {
+        bail!("the output must differ from the input: {}", input.display());
+    }
+    if output.exists() && !overwrite {
+        bail!(
+            "{} exists already (pass --overwrite to replace it)",
+            output.display()
+        );
+    }
+    let count = torch_to_safetensors(input, &output)?;
+    println!("wrote {count} tensors to {}", output.display());
     Ok(())
 }
 

@@ -2,5 +2,6 @@
 //! ControlNet and IP-Adapter.
 
 pub mod controlnet;
+pub mod instantid;
 pub mod ip_adapter;
 pub mod lora;

@@ -1,5 +1,6 @@
 //! Files in and out: safetensors, model folders and single-file checkpoints, hashes, PNG metadata.
 
+pub mod convert;
 pub mod family;
 pub mod ldm;
 pub mod model;

@@ -216,6 +216,33 @@ impl IpAdapter {
         Ok(ImageTokens { positive, negative })
     }
 
+    /// Tokens of a face embedding `[E]` for an adapter whose Resampler reads one `E`-wide
+    /// token (InstantID: the raw 512-d ArcFace embedding); the unconditional tokens are the
+    /// Resampler's output for zeros, as InstantID's pipeline pairs them.
+    pub fn embedding_tokens(&self, embedding: &[f32]) -> Result<ImageTokens> {
+        let Projection::Plus(resampler) = &self.projection else {
+            return Err(bad_file(
+                &self.path,
+                "not a face adapter: its image projection is not a Resampler",
+            ));
+        };
+        if resampler.embed_dim() != embedding.len() {
+            return Err(bad_file(
+                &self.path,
+                format!(
+                    "the Resampler reads {}-wide embeddings, the face embedding has {}",
+                    resampler.embed_dim(),
+                    embedding.len()
+                ),
+            ));
+        }
+        let x = Tensor::from_slice(embedding, (1, 1, embedding.len()), &self.device)?;
+        Ok(ImageTokens {
+            positive: resampler.forward(&x)?,
+            negative: resampler.forward(&x.zeros_like()?)?,
+        })
+    }
+
     fn encoder_mismatch(&self, encoder: &ClipVisionModel) -> Error {
         Error::InvalidArgument(format!(
             "the image encoder (hidden {}, projection {:?}) does not fit this IP-Adapter; use the \

@@ -7,7 +7,6 @@
 pub mod align;
 pub mod arcface;
 pub mod identity;
-pub mod identity;
 pub mod keypoints;
 pub mod scrfd;
 
