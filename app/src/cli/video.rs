@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use image::RgbImage;
 use kiln_inference::CancelToken;
-use kiln_inference::video::{SvdPipeline, VideoParams, VideoProgress};
+use kiln_inference::video::{SvdPipeline, VideoParams, VideoProgress, auto_decode_chunk};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +55,8 @@ pub struct VideoArgs {
     /// Frame height in pixels (multiple of 8).
     #[arg(long, default_value_t = 576)]
     height: usize,
-    /// Frames decoded together (default: all; fewer use less memory).
+    /// Frames decoded together: more give smoother motion, fewer use less memory (default:
+    /// every frame at small sizes, 4 at 1024×576).
     #[arg(long)]
     decode_chunk: Option<usize>,
     /// A folder for PNG frames, or a `.gif` file.
@@ -195,6 +196,15 @@ pub fn run(args: VideoArgs) -> anyhow::Result<()> {
     let device = candle_core::Device::Cpu;
     let pipeline = SvdPipeline::load(&args.model, &device)
         .with_context(|| format!("cannot load the video model {}", args.model.display()))?;
+    let frames = args.frames.unwrap_or(pipeline.default_frames());
+    let params = VideoParams {
+        frames: Some(frames),
+        decode_chunk: Some(
+            args.decode_chunk
+                .unwrap_or_else(|| auto_decode_chunk(args.width, args.height, frames)),
+        ),
+        ..params
+    };
     let stderr = std::io::stderr();
     let mut on_progress = |p: VideoProgress| {
         let line = match p {

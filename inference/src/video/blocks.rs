@@ -40,26 +40,40 @@ impl TemporalConv {
         Ok(TemporalConv { taps, bias, out_ch })
     }
 
-    /// Convolves `x [B·F, Cin, H, W]` over its `frames`.
+    /// Convolves `x [B·F, Cin, H, W]` over its `frames`. One tap at a time, so at most one
+    /// product of the output's size exists besides the output.
     pub fn forward(&self, x: &Tensor, frames: usize) -> Result<Tensor> {
         let (bf, c, h, w) = x.dims4()?;
-        let b = bf / frames.max(1);
+        let frames = frames.max(1);
+        let b = bf / frames;
         let co = self.out_ch;
+        let tap = |k: usize, input: &Tensor| -> Result<Tensor> {
+            let weight = self.taps.narrow(0, k * co, co)?;
+            let n = input.dim(0)?;
+            Ok(weight.broadcast_left(n)?.matmul(input)?)
+        };
         let flat = x.reshape((bf, c, h * w))?;
-        // [B·F, 3·Cout, HW]
-        let all = self.taps.broadcast_left(bf)?.matmul(&flat)?;
-        let all = all.reshape((b, frames, 3, co, h * w))?;
-        let mut out = all.narrow(2, 1, 1)?.squeeze(2)?;
+        // Centre tap plus bias on every frame.
+        let mut out = tap(1, &flat)?
+            .broadcast_add(&self.bias.reshape((1, co, 1))?)?
+            .reshape((b, frames, co, h * w))?;
         if frames > 1 {
-            let zero = Tensor::zeros((b, 1, co, h * w), x.dtype(), x.device())?;
-            // Frame f reads frame f−1 through tap 0 and frame f+1 through tap 2.
-            let previous = all.narrow(2, 0, 1)?.squeeze(2)?.narrow(1, 0, frames - 1)?;
-            let previous = Tensor::cat(&[&zero, &previous], 1)?;
-            let next = all.narrow(2, 2, 1)?.squeeze(2)?.narrow(1, 1, frames - 1)?;
-            let next = Tensor::cat(&[&next, &zero], 1)?;
-            out = ((out + previous)? + next)?;
+            let clips = flat.reshape((b, frames, c, h * w))?;
+            let zero = Tensor::zeros((b, 1, co, h * w), out.dtype(), out.device())?;
+            // Frame f reads frame f−1 through tap 0 …
+            let earlier = clips
+                .narrow(1, 0, frames - 1)?
+                .reshape((b * (frames - 1), c, h * w))?;
+            let previous = tap(0, &earlier)?.reshape((b, frames - 1, co, h * w))?;
+            out = (out + Tensor::cat(&[&zero, &previous], 1)?)?;
+            drop(previous);
+            // … and frame f+1 through tap 2.
+            let later = clips
+                .narrow(1, 1, frames - 1)?
+                .reshape((b * (frames - 1), c, h * w))?;
+            let next = tap(2, &later)?.reshape((b, frames - 1, co, h * w))?;
+            out = (out + Tensor::cat(&[&next, &zero], 1)?)?;
         }
-        let out = out.broadcast_add(&self.bias.reshape((1, 1, co, 1))?)?;
         Ok(out.reshape((bf, co, h, w))?)
     }
 }

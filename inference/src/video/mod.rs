@@ -8,6 +8,6 @@ pub mod transformer;
 pub mod unet;
 pub mod vae;
 
-pub use pipeline::{SvdPipeline, VideoParams, VideoProgress};
+pub use pipeline::{SvdPipeline, VideoParams, VideoProgress, auto_decode_chunk};
 pub use unet::{SvdUNet, SvdUNetConfig};
 pub use vae::TemporalVae;

@@ -348,6 +348,16 @@ impl SvdPipeline {
     }
 }
 
+/// Pixels of the frames decoded together by [`auto_decode_chunk`]: four 1024×576 frames, about
+/// 6 GiB of decoder activations in float32.
+const DECODE_BUDGET_PIXELS: usize = 4 * 1024 * 576;
+
+/// A decode chunk that keeps the temporal decoder's memory bounded: every frame at small sizes,
+/// four frames at 1024×576. (diffusers' default decodes all frames at once.)
+pub fn auto_decode_chunk(width: usize, height: usize, frames: usize) -> usize {
+    (DECODE_BUDGET_PIXELS / (width * height).max(1)).clamp(1, frames.max(1))
+}
+
 fn check_params(image: &RgbImage, params: &VideoParams, frames: usize) -> Result<()> {
     if image.width() == 0 || image.height() == 0 {
         return Err(Error::InvalidArgument("the input image is empty".into()));
@@ -526,6 +536,13 @@ fn resize_with_antialiasing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_chunks_shrink_with_the_frame_size() {
+        assert_eq!(auto_decode_chunk(64, 64, 14), 14);
+        assert_eq!(auto_decode_chunk(1024, 576, 25), 4);
+        assert_eq!(auto_decode_chunk(4096, 4096, 14), 1);
+    }
 
     #[test]
     fn linspace_ends_exactly() {
