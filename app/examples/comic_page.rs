@@ -56,23 +56,18 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {script_path}"))?;
     let story = script::parse(&text).with_context(|| format!("in {script_path}"))?;
 
-    let layout = layout_override.or(story.layout.clone());
-    let template = match layout {
+    let template = match layout_override {
         Some(name) => {
             Template::by_name(&name).with_context(|| format!("unknown layout '{name}'"))?
         }
-        None => Template::for_count(story.panels.len()).context("no layout for that many")?,
+        None => story.template().context("no layout for that many panels")?,
     };
     let (width, height) = story.size.unwrap_or((512, 512));
     let panels: Vec<PanelArt> = story
         .panels
         .iter()
         .enumerate()
-        .map(|(i, panel)| PanelArt {
-            image: placeholder(i, width, height),
-            caption: panel.caption.clone(),
-            speech: panel.speech.clone(),
-        })
+        .map(|(i, panel)| PanelArt::new(placeholder(i, width, height), panel))
         .collect();
     let page = PageStyle::fitted(&template, (width, height), 1200);
     let image = compose(&panels, &template, &page)?;

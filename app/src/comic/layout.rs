@@ -401,6 +401,17 @@ pub struct PanelArt {
     pub speech: Option<String>,
 }
 
+impl PanelArt {
+    /// `image` lettered with the script panel's caption and speech.
+    pub fn new(image: RgbImage, panel: &super::script::Panel) -> PanelArt {
+        PanelArt {
+            image,
+            caption: panel.caption.clone(),
+            speech: panel.speech.clone(),
+        }
+    }
+}
+
 /// Why a page could not be laid out.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LayoutError {
