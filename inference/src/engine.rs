@@ -6,7 +6,7 @@ use crate::io::model::ModelFiles;
 pub use crate::kernels::Precision;
 use crate::pipelines::inpaint::{Region, crop_region, crop_resize, crop_resize_mask, paste_back};
 use crate::pipelines::stable_diffusion::{ControlRequest, GenerateRequest, StableDiffusion};
-use crate::recipe::Recipe;
+use crate::recipe::{ControlSpec, Preprocessor, Recipe};
 use crate::vae::preview::latents_to_rgb;
 use crate::vae::taesd::{TaesdDecoder, find_taesd};
 use crate::{Error, Result};
@@ -248,10 +248,12 @@ impl Engine {
             .ok_or_else(|| Error::InvalidArgument("model failed to load".into()))
     }
 
-    /// Loads (or reuses) the recipe's ControlNets and makes their guides.
+    /// Loads (or reuses) the recipe's ControlNets and makes their guides (inpainting guides
+    /// from `inputs`, the init image and mask as the UNet sees them).
     fn control_requests(
         &mut self,
         recipe: &Recipe,
+        inputs: &GenerationInputs,
         on_progress: &mut dyn FnMut(&Progress),
         started: Instant,
     ) -> Result<Vec<ControlRequest>> {
@@ -280,19 +282,31 @@ impl Engine {
                     spec.model
                 )));
             }
-            let image = load_init_image(&spec.image, recipe.width, recipe.height)?;
-            let guide = crate::vision::preprocess::guide_with(
-                &mut self.preprocessors,
-                spec.preprocessor,
-                &image,
-                None,
-                &Default::default(),
-                &self.device,
-            )?;
+            let (guide, masked) = if spec.preprocessor == Preprocessor::Inpaint {
+                let (guide, mask) = inpaint_guide(recipe, spec, inputs)?;
+                (guide, Some(mask))
+            } else {
+                if spec.image.as_os_str().is_empty() {
+                    return Err(Error::InvalidArgument(format!(
+                        "ControlNet {:?} has no guide image",
+                        spec.model
+                    )));
+                }
+                let image = load_init_image(&spec.image, recipe.width, recipe.height)?;
+                let guide = crate::vision::preprocess::guide_with(
+                    &mut self.preprocessors,
+                    spec.preprocessor,
+                    &image,
+                    None,
+                    &Default::default(),
+                    &self.device,
+                )?;
+                (guide, None)
+            };
             requests.push(ControlRequest {
                 net,
                 guide,
-                masked: None,
+                masked,
                 context: None,
                 scale: spec.scale,
                 start: spec.start,
@@ -556,7 +570,12 @@ impl Engine {
         let previews = self.previews;
         self.ensure_loaded(recipe, on_progress, started)?;
         self.ensure_loras(recipe, on_progress, started)?;
-        let controls = self.control_requests(recipe, on_progress, started)?;
+        let inputs = GenerationInputs {
+            init: init.as_ref().map(|(image, _)| image),
+            mask: mask.as_ref(),
+            paste: paste.as_ref(),
+        };
+        let controls = self.control_requests(recipe, &inputs, on_progress, started)?;
         let ip_adapters = self.ip_adapter_requests(recipe, on_progress, started)?;
         let (controls, ip_adapters) =
             self.face_requests(recipe, controls, ip_adapters, on_progress, started)?;
@@ -669,6 +688,59 @@ struct PasteBack {
     mask: image::GrayImage,
     region: Region,
     blur: u32,
+}
+
+/// The init image and mask of a generation as the UNet sees them (cropped in "only masked"
+/// mode, extended for outpainting), and how the result goes back.
+struct GenerationInputs<'a> {
+    init: Option<&'a RgbImage>,
+    mask: Option<&'a image::GrayImage>,
+    paste: Option<&'a PasteBack>,
+}
+
+/// The guide and mask of an inpainting ControlNet (`pre=inpaint`, diffusers'
+/// `make_inpaint_condition`; the mask's pixels become −1 in `control_guides`): the control
+/// image, or the init image when it has none, and the inpainting mask, both at the generation
+/// size with the geometry the UNet sees: a control image is cropped like the init image in
+/// "only masked" mode and extended like it for outpainting.
+fn inpaint_guide(
+    recipe: &Recipe,
+    spec: &ControlSpec,
+    inputs: &GenerationInputs,
+) -> Result<(RgbImage, image::GrayImage)> {
+    let (Some(init), Some(mask), Some(init_spec)) = (inputs.init, inputs.mask, &recipe.init) else {
+        return Err(inpaint_needs_mask(spec));
+    };
+    if spec.image.as_os_str().is_empty() {
+        return Ok((init.clone(), mask.clone()));
+    }
+    let (w, h) = (recipe.width, recipe.height);
+    let only_masked = recipe.mask.as_ref().is_some_and(|m| m.only_masked);
+    let guide = match (&recipe.outpaint, inputs.paste) {
+        (Some(outpaint), _) => {
+            // The control image stands for the original picture: extended as it is.
+            let (ow, oh) = image::image_dimensions(&init_spec.path).map_err(|e| {
+                Error::Image(format!("cannot read {:?} as an image: {e}", init_spec.path))
+            })?;
+            let image = load_init_image(&spec.image, ow, oh)?;
+            crate::pipelines::outpaint::prepare(&image, outpaint)?.init
+        }
+        (None, Some(paste)) if only_masked => {
+            let (ow, oh) = paste.original.dimensions();
+            crop_resize(&load_init_image(&spec.image, ow, oh)?, paste.region, w, h)
+        }
+        _ => load_init_image(&spec.image, w, h)?,
+    };
+    Ok((guide, mask.clone()))
+}
+
+/// The error of an inpainting ControlNet in a recipe without an inpainting mask.
+fn inpaint_needs_mask(spec: &ControlSpec) -> Error {
+    Error::InvalidArgument(format!(
+        "ControlNet {:?}: pre=inpaint needs an init image and an inpainting mask (--init and \
+         --mask, or --outpaint)",
+        spec.model
+    ))
 }
 
 /// Init image, mask and paste-back of a recipe: plain img2img; masked at the output size
@@ -901,6 +973,11 @@ pub fn validate(recipe: &Recipe) -> Result<()> {
         )));
     }
     for control in &recipe.controls {
+        if control.preprocessor == Preprocessor::Inpaint
+            && (recipe.init.is_none() || (recipe.mask.is_none() && recipe.outpaint.is_none()))
+        {
+            return Err(inpaint_needs_mask(control));
+        }
         if !control.scale.is_finite()
             || !(0.0..=1.0).contains(&control.start)
             || !(0.0..=1.0).contains(&control.end)

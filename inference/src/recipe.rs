@@ -122,6 +122,10 @@ pub enum Preprocessor {
     Lineart,
     /// Relative depth.
     Depth,
+    /// Inpainting guide (diffusers `make_inpaint_condition`, `control_v11p_sd15_inpaint`): the
+    /// image (the init image when none is given) with the masked pixels set to −1; needs an init
+    /// image and a mask (or outpainting).
+    Inpaint,
 }
 
 impl Preprocessor {
@@ -133,6 +137,7 @@ impl Preprocessor {
             Preprocessor::Scribble => "scribble",
             Preprocessor::Lineart => "lineart",
             Preprocessor::Depth => "depth",
+            Preprocessor::Inpaint => "inpaint",
         }
     }
 
@@ -144,6 +149,7 @@ impl Preprocessor {
             Preprocessor::Scribble,
             Preprocessor::Lineart,
             Preprocessor::Depth,
+            Preprocessor::Inpaint,
         ]
         .into_iter()
         .find(|p| p.name() == name)
@@ -156,7 +162,8 @@ impl Preprocessor {
 pub struct ControlSpec {
     /// ControlNet diffusers folder or single file.
     pub model: PathBuf,
-    /// Guide image (or the image to preprocess into one).
+    /// Guide image (or the image to preprocess into one); for [`Preprocessor::Inpaint`] it may
+    /// be empty: the init image.
     pub image: PathBuf,
     /// How the guide is made from `image`.
     pub preprocessor: Preprocessor,

@@ -47,8 +47,12 @@ pub fn recipe_of(case: &serde_json::Value) -> kiln_inference::Recipe {
             list.iter()
                 .map(|c| ControlSpec {
                     model: dir.join(c["model"].as_str().unwrap()),
-                    image: dir.join(c["image"].as_str().unwrap()),
-                    preprocessor: Preprocessor::None,
+                    // `image: null` (refs/controlnet_inpaint): the init image is the guide.
+                    image: c["image"].as_str().map(|p| dir.join(p)).unwrap_or_default(),
+                    preprocessor: c["pre"]
+                        .as_str()
+                        .map(|p| Preprocessor::from_name(p).unwrap())
+                        .unwrap_or_default(),
                     scale: c["scale"].as_f64().unwrap_or(1.0) as f32,
                     start: c["start"].as_f64().unwrap_or(0.0) as f32,
                     end: c["end"].as_f64().unwrap_or(1.0) as f32,

@@ -96,9 +96,11 @@ pub struct GenerateArgs {
     /// folders in Kiln's settings).
     #[arg(long, value_name = "DIR")]
     models_dir: Vec<PathBuf>,
-    /// A ControlNet: `model=PATH,image=IMG[,pre=none|canny|scribble|lineart|depth][,scale=F]
-    /// [,start=F][,end=F]` (PATH a ControlNet folder or file, or a name in the model folders;
-    /// pre none = IMG is the guide; scale 1, start 0, end 1 by default). Repeatable.
+    /// A ControlNet: `model=PATH,image=IMG[,pre=none|canny|scribble|lineart|depth|inpaint]
+    /// [,scale=F][,start=F][,end=F]` (PATH a ControlNet folder or file, or a name in the model
+    /// folders; pre none = IMG is the guide; pre inpaint = an inpainting ControlNet's guide, IMG
+    /// with the --mask area blanked, IMG optional: the --init image; scale 1, start 0, end 1 by
+    /// default). Repeatable.
     #[arg(long, value_name = "model=PATH,image=IMG,…")]
     control: Vec<String>,
     /// ControlNet guess mode (the ControlNets see no prompt; shallow layers count less).
@@ -397,7 +399,8 @@ fn parse_control(text: &str, library: &ModelLibrary) -> anyhow::Result<ControlSp
             "pre" => {
                 spec.preprocessor = Preprocessor::from_name(value.trim()).with_context(|| {
                     format!(
-                        "--control: unknown pre={value:?} (none, canny, scribble, lineart, depth)"
+                        "--control: unknown pre={value:?} (none, canny, scribble, lineart, depth, \
+                         inpaint)"
                     )
                 })?
             }
@@ -412,8 +415,11 @@ fn parse_control(text: &str, library: &ModelLibrary) -> anyhow::Result<ControlSp
     let Some(model) = model else {
         bail!("--control needs model=PATH (in {text:?})");
     };
-    let Some(image) = image else {
-        bail!("--control needs image=IMG (in {text:?})");
+    // An inpainting guide is made from the init image unless it has an image of its own.
+    let image = match image {
+        Some(image) => image,
+        None if spec.preprocessor == Preprocessor::Inpaint => PathBuf::new(),
+        None => bail!("--control needs image=IMG (in {text:?})"),
     };
     let path = PathBuf::from(&model);
     spec.model = if path.exists() {
@@ -431,7 +437,7 @@ fn parse_control(text: &str, library: &ModelLibrary) -> anyhow::Result<ControlSp
             ),
         }
     };
-    if !image.is_file() {
+    if !image.as_os_str().is_empty() && !image.is_file() {
         bail!("--control image not found: {}", image.display());
     }
     spec.image = image;
@@ -565,6 +571,14 @@ fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<S
             bail!("overlay not found: {}", path.display());
         }
         recipe.overlay = Some(path.clone());
+    }
+    if recipe
+        .controls
+        .iter()
+        .any(|c| c.preprocessor == Preprocessor::Inpaint)
+        && (recipe.init.is_none() || (recipe.mask.is_none() && recipe.outpaint.is_none()))
+    {
+        bail!("--control pre=inpaint needs --init IMAGE and --mask MASK.png (or --outpaint)");
     }
     if args.batch == 0 {
         bail!("--batch must be at least 1");

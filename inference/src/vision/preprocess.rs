@@ -50,7 +50,7 @@ pub fn network_for(
     options: &PreprocessOptions,
 ) -> Option<Network> {
     match preprocessor {
-        Preprocessor::None | Preprocessor::Canny => None,
+        Preprocessor::None | Preprocessor::Canny | Preprocessor::Inpaint => None,
         Preprocessor::Depth => Some(Network::DepthAnything),
         Preprocessor::Lineart if options.lineart_coarse => Some(Network::LineartCoarse),
         Preprocessor::Lineart => Some(Network::Lineart),
@@ -99,6 +99,8 @@ pub fn guide_with(
                 gray_to_rgb(&canny(image, options.canny_low, options.canny_high))
             }
             Preprocessor::Scribble => gray_to_rgb(&sketch_scribble(image)),
+            // The mask is the generation's: the image is shown as it is ([`inpaint_preview`]
+            // shows it with a mask).
             _ => image.clone(),
         });
     };
@@ -121,6 +123,22 @@ pub fn guide_with(
 /// a drawing); see [`preprocess`].
 pub fn guide(image: &RgbImage, preprocessor: Preprocessor) -> Result<RgbImage> {
     preprocess(preprocessor, image, None)
+}
+
+/// A viewable picture of an inpainting guide (`pre=inpaint`): `image` with the pixels the
+/// ControlNet sees as −1 (where `mask`, same size, is at least 50 %) shown black; `None` when
+/// the sizes differ.
+pub fn inpaint_preview(image: &RgbImage, mask: &GrayImage) -> Option<RgbImage> {
+    if image.dimensions() != mask.dimensions() {
+        return None;
+    }
+    let mut preview = image.clone();
+    for (pixel, m) in preview.pixels_mut().zip(mask.pixels()) {
+        if m.0[0] >= 128 {
+            *pixel = image::Rgb([0, 0, 0]);
+        }
+    }
+    Some(preview)
 }
 
 /// A one-channel image stacked into three (how guides are fed to ControlNets).
@@ -316,5 +334,18 @@ mod tests {
             err.to_string().contains("ControlNetHED.safetensors"),
             "{err}"
         );
+    }
+    #[test]
+    fn an_inpaint_guide_previews_its_masked_pixels_black() {
+        let img = RgbImage::from_fn(4, 2, |x, _| image::Rgb([200, (x * 50) as u8, 9]));
+        // The mask comes at generation: the image passes as it is.
+        assert_eq!(guide(&img, Preprocessor::Inpaint).unwrap(), img);
+        let mask = GrayImage::from_raw(4, 2, vec![0, 127, 128, 255, 0, 0, 0, 0]).unwrap();
+        let preview = inpaint_preview(&img, &mask).unwrap();
+        assert_eq!(preview.get_pixel(1, 0), img.get_pixel(1, 0));
+        assert_eq!(preview.get_pixel(2, 0).0, [0, 0, 0]);
+        assert_eq!(preview.get_pixel(3, 0).0, [0, 0, 0]);
+        assert_eq!(preview.get_pixel(3, 1), img.get_pixel(3, 1));
+        assert!(inpaint_preview(&img, &GrayImage::new(2, 2)).is_none());
     }
 }

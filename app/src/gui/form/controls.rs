@@ -19,12 +19,13 @@ pub const MASK_BLUR_RANGE: RangeInclusive<u32> = 0..=64;
 pub const MASK_PADDING_RANGE: RangeInclusive<u32> = 0..=256;
 
 /// Every preprocessor, in the order the row's menu lists them.
-pub const PREPROCESSORS: [Preprocessor; 5] = [
+pub const PREPROCESSORS: [Preprocessor; 6] = [
     Preprocessor::None,
     Preprocessor::Canny,
     Preprocessor::Scribble,
     Preprocessor::Lineart,
     Preprocessor::Depth,
+    Preprocessor::Inpaint,
 ];
 
 /// The path the engine loads for a library ControlNet: a diffusers ControlNet is listed as its
@@ -161,14 +162,17 @@ impl ControlRow {
                 path: model.clone(),
             });
         }
-        let Some(image) = &self.image else {
-            return Err(FormError::ControlNetWithoutImage { row });
+        // An inpainting guide without an image of its own is made from the init image.
+        let image = match &self.image {
+            Some(image) if self.image_missing => {
+                return Err(FormError::MissingFile {
+                    path: image.clone(),
+                });
+            }
+            Some(image) => image.clone(),
+            None if self.preprocessor == Preprocessor::Inpaint => PathBuf::new(),
+            None => return Err(FormError::ControlNetWithoutImage { row }),
         };
-        if self.image_missing {
-            return Err(FormError::MissingFile {
-                path: image.clone(),
-            });
-        }
         let range_ok = (0.0..=1.0).contains(&self.start)
             && (0.0..=1.0).contains(&self.end)
             && self.start < self.end;
@@ -177,7 +181,7 @@ impl ControlRow {
         }
         Ok(ControlSpec {
             model: model.clone(),
-            image: image.clone(),
+            image,
             preprocessor: self.preprocessor,
             scale: self.scale,
             start: self.start,
@@ -442,6 +446,30 @@ mod tests {
         assert_eq!(
             restored.to_recipe(),
             Err(FormError::BadControlRange { row: 1 })
+        );
+    }
+
+    #[test]
+    fn an_inpaint_row_without_an_image_uses_the_init_image() {
+        let mut form = GenerateForm::with_prompt("a fox");
+        form.set_model(PathBuf::from("/m"), Some(Family::Sd1), None);
+        let id = form.add_control();
+        let row = form.control_mut(id).unwrap();
+        row.set_model(PathBuf::from("/cn/inpaint"), &[]);
+        row.preprocessor = Preprocessor::Inpaint;
+        assert!(PREPROCESSORS.contains(&Preprocessor::Inpaint));
+        let recipe = form.to_recipe().unwrap();
+        assert_eq!(recipe.controls[0].preprocessor, Preprocessor::Inpaint);
+        assert_eq!(recipe.controls[0].image, PathBuf::new());
+        // Restored, it stays without an image; other preprocessors still need one.
+        let mut restored = GenerateForm::default();
+        restored.apply_recipe(&recipe);
+        assert_eq!(restored.controls[0].image, None);
+        assert_eq!(restored.to_recipe().unwrap().controls, recipe.controls);
+        restored.controls[0].preprocessor = Preprocessor::Canny;
+        assert_eq!(
+            restored.to_recipe(),
+            Err(FormError::ControlNetWithoutImage { row: 1 })
         );
     }
 

@@ -27,6 +27,7 @@ pub fn preprocessor_key(preprocessor: Preprocessor) -> &'static str {
         Preprocessor::Scribble => "controlnet.pre_scribble",
         Preprocessor::Lineart => "controlnet.pre_lineart",
         Preprocessor::Depth => "controlnet.pre_depth",
+        Preprocessor::Inpaint => "controlnet.pre_inpaint",
     }
 }
 
@@ -369,6 +370,8 @@ fn preprocessor_ui(ui: &mut egui::Ui, row: &mut ControlRow, lang: Lang) {
                     Preprocessor::Depth | Preprocessor::Lineart | Preprocessor::Scribble
                 ) {
                     response.on_hover_text(tr(lang, "controlnet.pre_network"));
+                } else if preprocessor == Preprocessor::Inpaint {
+                    response.on_hover_text(tr(lang, "controlnet.pre_inpaint_hint"));
                 }
             }
         });
