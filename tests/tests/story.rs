@@ -236,3 +236,40 @@ fn drift_scores_match_transformers() {
         }
     }
 }
+
+#[test]
+fn a_bf16_token_bank_reads_nearly_the_same() {
+    let cases = reference_cases("refs/story/cases.json");
+    let case = cases.iter().find(|c| c["name"] == "sdxl_story").unwrap();
+    let sd = load("tiny-sdxl");
+    let refs: Vec<GenerateRequest> = case["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| request(case, p))
+        .collect();
+    let panel = request(case, &case["panels"][0]);
+    let mut read = Vec::new();
+    for storage in [None, Some(candle_core::DType::BF16)] {
+        let bank = TokenBank::with_storage(settings(case), storage).unwrap();
+        batch(&sd, &refs, Some(&StoryMode::Write(bank.clone()))).unwrap();
+        assert_eq!(
+            bank.stored_tokens() as u64,
+            case["bank_tokens"].as_u64().unwrap()
+        );
+        let read_mode = StoryMode::Read(bank);
+        read.push(
+            batch(&sd, std::slice::from_ref(&panel), Some(&read_mode))
+                .unwrap()
+                .remove(0),
+        );
+    }
+    let diff = image_diff(&read[0].0, &read[1].0).unwrap();
+    let dz = max_abs_diff(&read[0].1, &read[1].1);
+    eprintln!("bf16 bank vs f32: {diff:?}, latents {dz:.2e}");
+    assert!(diff.max <= 1, "{diff:?}");
+    let effect = case["panels"][0]["max_latent_diff_vs_plain"]
+        .as_f64()
+        .unwrap() as f32;
+    assert!(dz < effect / 4.0, "{dz} vs effect {effect}");
+}

@@ -141,7 +141,12 @@ pub fn generate_story(
     for job in plan(leads, references) {
         let (panels, mode) = match (&job, consistency) {
             (StoryJob::References { character, panels }, Some(settings)) => {
-                let bank = TokenBank::new(settings)?;
+                // Models run in bf16 keep their story's tokens in bf16 too (half the memory).
+                let storage = match sd.precision() {
+                    crate::kernels::Precision::Bf16 => Some(candle_core::DType::BF16),
+                    crate::kernels::Precision::F32 => None,
+                };
+                let bank = TokenBank::with_storage(settings, storage)?;
                 banks.push((*character, bank.clone()));
                 (panels.clone(), Some(StoryMode::Write(bank)))
             }

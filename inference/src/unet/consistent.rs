@@ -43,7 +43,7 @@
 
 use crate::unet::attention::{Attention, AttentionProcessor, AttnSite, UNetPart};
 use crate::{Error, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -143,6 +143,8 @@ type Stored = Vec<Option<Tensor>>;
 #[derive(Debug)]
 pub struct TokenBank {
     settings: ConsistencySettings,
+    /// Storage type of the tokens (`None`: as computed).
+    storage: Option<DType>,
     shape: Mutex<Option<BankShape>>,
     tokens: Mutex<HashMap<(usize, usize), Stored>>,
 }
@@ -150,9 +152,20 @@ pub struct TokenBank {
 impl TokenBank {
     /// An empty bank for a story with these settings.
     pub fn new(settings: ConsistencySettings) -> Result<Arc<Self>> {
+        Self::with_storage(settings, None)
+    }
+
+    /// An empty bank that stores its tokens as `storage` (e.g. bf16: half the memory of f32;
+    /// reads convert back, so later panels see the tokens rounded to bf16 while the reference
+    /// panels saw them exact).
+    pub fn with_storage(
+        settings: ConsistencySettings,
+        storage: Option<DType>,
+    ) -> Result<Arc<Self>> {
         settings.check()?;
         Ok(Arc::new(TokenBank {
             settings,
+            storage,
             shape: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
         }))
@@ -345,7 +358,11 @@ impl ConsistentAttention {
             stored.push(if all.is_empty() {
                 None
             } else {
-                Some(Tensor::cat(&all, 1)?)
+                let kept = Tensor::cat(&all, 1)?;
+                Some(match bank.storage {
+                    Some(dtype) => kept.to_dtype(dtype)?,
+                    None => kept,
+                })
             });
         }
         bank.tokens
