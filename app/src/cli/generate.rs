@@ -23,6 +23,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod face;
+mod face_fix;
 mod ip_adapter;
 mod region;
 
@@ -120,6 +121,9 @@ pub struct GenerateArgs {
     /// InstantID options.
     #[command(flatten)]
     face: face::FaceArgs,
+    /// Face fix options.
+    #[command(flatten)]
+    face_fix: face_fix::FaceFixArgs,
     /// Inpainting mask for --init (white = repaint).
     #[arg(long, value_name = "MASK.png")]
     mask: Option<PathBuf>,
@@ -535,6 +539,13 @@ fn build_recipe(args: &GenerateArgs, seed: u64) -> anyhow::Result<(Recipe, Vec<S
     if let Some(face) = face::face_spec(&args.face, &library_dirs(args))? {
         recipe.face = Some(face);
     }
+    let analysis = match &args.face.face_analysis {
+        Some(dir) => dir.clone(),
+        None => kiln_inference::vision::face::find_models(&library_dirs(args)).unwrap_or_default(),
+    };
+    if let Some(spec) = face_fix::face_fix_spec(&args.face_fix, &analysis)? {
+        recipe.face_fix = Some(spec);
+    }
     if !args.region.is_empty() {
         recipe.regions = args
             .region
@@ -669,19 +680,27 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     for (output, target) in outputs.iter().zip(plan.targets()) {
         let bytes = encode_output(output)?;
         let path = target.commit(&bytes)?;
-        written.push((path, output.recipe.seed));
+        if let Some(score) = output.recipe.identity {
+            eprintln!("{}: identity {score:.3}", path.display());
+        } else if recipe.face.is_some() {
+            eprintln!("{}: identity - (no face in the image)", path.display());
+        }
+        written.push((path, output.recipe.seed, output.recipe.identity));
     }
     if args.json {
         let items: Vec<serde_json::Value> = written
             .iter()
-            .map(|(path, seed)| serde_json::json!({ "path": path, "seed": seed }))
+            .map(|(path, seed, identity)| match identity {
+                Some(score) => serde_json::json!({ "path": path, "seed": seed, "identity": score }),
+                None => serde_json::json!({ "path": path, "seed": seed }),
+            })
             .collect();
         println!(
             "{}",
             serde_json::json!({ "outputs": items, "recipe": recipe, "warnings": warnings })
         );
     } else {
-        for (path, _) in &written {
+        for (path, _, _) in &written {
             println!("{}", path.display());
         }
     }

@@ -308,6 +308,11 @@ pub struct GenerateForm {
     pub overlay: Option<PathBuf>,
     /// Regional prompts (the canvas's region layers, as mask PNGs).
     pub regions: Vec<RegionSpec>,
+    /// Face fix after generation (each face redone at a higher resolution).
+    pub face_fix: bool,
+    /// The face-fix settings: the strength slider, and a prompt or size kept from a restored
+    /// recipe (the face models are looked up in the model folders).
+    pub face_fix_settings: kiln_inference::recipe::FaceFixSpec,
 }
 
 impl Default for GenerateForm {
@@ -341,6 +346,8 @@ impl Default for GenerateForm {
             outpaint: None,
             overlay: None,
             regions: Vec::new(),
+            face_fix: false,
+            face_fix_settings: Default::default(),
         }
     }
 }
@@ -440,6 +447,7 @@ impl GenerateForm {
             outpaint: self.init.as_ref().and(self.outpaint),
             overlay: self.overlay.clone(),
             regions: self.regions.clone(),
+            face_fix: self.face_fix.then(|| self.face_fix_settings.clone()),
             ..Recipe::default()
         })
     }
@@ -636,6 +644,14 @@ impl GenerateForm {
         self.outpaint = recipe.outpaint;
         self.overlay.clone_from(&recipe.overlay);
         self.regions.clone_from(&recipe.regions);
+        self.face_fix = recipe.face_fix.is_some();
+        if let Some(spec) = &recipe.face_fix {
+            // The face models come from this computer's model folders.
+            self.face_fix_settings = kiln_inference::recipe::FaceFixSpec {
+                analysis: PathBuf::new(),
+                ..spec.clone()
+            };
+        }
         self.restore_controls(&recipe.controls);
         self.guess_mode = recipe.guess_mode;
         self.clip_skip = recipe.clip_skip.max(1);
@@ -666,6 +682,35 @@ impl GenerateForm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn face_fix_goes_into_the_recipe_and_comes_back() {
+        let mut form = GenerateForm::with_prompt("a portrait");
+        form.model = Some(PathBuf::from("model.safetensors"));
+        assert_eq!(form.to_recipe_with(|| 1).unwrap().face_fix, None);
+        form.face_fix = true;
+        form.face_fix_settings.strength = 0.3;
+        let recipe = form.to_recipe_with(|| 1).unwrap();
+        let spec = recipe.face_fix.clone().unwrap();
+        assert_eq!(spec.strength, 0.3);
+        assert_eq!(spec.analysis, PathBuf::new());
+        let mut restored = GenerateForm::default();
+        let mut elsewhere = recipe.clone();
+        if let Some(spec) = &mut elsewhere.face_fix {
+            spec.prompt = Some("a detailed face".into());
+            spec.analysis = PathBuf::from("/other/computer/antelopev2");
+        }
+        restored.apply_recipe(&elsewhere);
+        assert!(restored.face_fix);
+        assert_eq!(restored.face_fix_settings.strength, 0.3);
+        assert_eq!(
+            restored.face_fix_settings.prompt.as_deref(),
+            Some("a detailed face")
+        );
+        assert_eq!(restored.face_fix_settings.analysis, PathBuf::new());
+        restored.apply_recipe(&Recipe::default());
+        assert!(!restored.face_fix);
+    }
 
     #[test]
     fn presets_fit_the_family_in_multiples_of_8() {

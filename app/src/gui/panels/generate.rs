@@ -129,8 +129,23 @@ fn form_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                 .color(Palette::of_ui(ui).muted),
         );
     });
+    face_fix_ui(ui, &mut state.form, lang);
     init_ui(ui, state, actions);
     controlnets::controlnets_ui(ui, state, actions);
+}
+
+/// Face fix: a checkbox and the strength of the redo.
+fn face_fix_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
+    row_ui(ui, tr(lang, "generate.face_fix"), |ui| {
+        ui.checkbox(&mut form.face_fix, "")
+            .on_hover_text(tr(lang, "generate.face_fix_hint"));
+        ui.add_enabled_ui(form.face_fix, |ui| {
+            ui.spacing_mut().slider_width = ui.available_width() - 50.0;
+            let strength = &mut form.face_fix_settings.strength;
+            ui.add(egui::Slider::new(strength, 0.05..=1.0).fixed_decimals(2))
+                .on_hover_text(tr(lang, "generate.face_fix_strength"));
+        });
+    });
 }
 
 fn model_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {

@@ -3,32 +3,12 @@
 //! most like the person. 1 = the same embedding; unrelated faces score near 0 with the real
 //! `glintr100` model (insightface's verification threshold is around 0.3–0.4).
 
-use super::{Face, FaceAnalyzer};
+use super::FaceAnalyzer;
+use crate::adapters::instantid::pick_face;
 use crate::recipe::FaceSpec;
 use crate::{Error, Result};
 use image::RgbImage;
 use std::sync::Arc;
-
-/// The face `index` of `image` (detections largest first; `None` = the largest), or a clear
-/// error when the photo has no face or fewer faces than asked for.
-pub fn pick_face(analyzer: &FaceAnalyzer, image: &RgbImage, index: Option<usize>) -> Result<Face> {
-    let Some(index) = index else {
-        return analyzer.largest(image);
-    };
-    let faces = analyzer.detect(image)?;
-    if faces.is_empty() {
-        // The analyser's own "no face found" wording.
-        return analyzer.largest(image);
-    }
-    let count = faces.len();
-    faces.into_iter().nth(index).ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "face {index} asked for, but the photo has {count} face{} (numbered from 0, \
-             largest first)",
-            if count == 1 { "" } else { "s" }
-        ))
-    })
-}
 
 /// The reference face of a job: its L2-normalised embedding, computed once, and the analyser
 /// that scores outputs against it.
@@ -44,14 +24,15 @@ impl std::fmt::Debug for IdentityReference {
 }
 
 impl IdentityReference {
-    /// The reference of face `index` (largest when `None`) in `photo`. Errors: no face found,
-    /// fewer faces than `index`, the face too small to embed.
+    /// The reference of face `index` (largest first, the largest when `None`) in `photo`.
+    /// Errors: no face found, no face `index`, the face too small to embed.
     pub fn new(
         analyzer: Arc<FaceAnalyzer>,
         photo: &RgbImage,
         index: Option<usize>,
     ) -> Result<Self> {
-        let face = pick_face(&analyzer, photo, index)?;
+        // InstantID's choice and wording (no face found, no such face).
+        let face = pick_face(&analyzer.detect(photo)?, index, "face photo")?;
         let embedding = analyzer.embed(photo, &face)?;
         Ok(IdentityReference {
             analyzer,
@@ -62,12 +43,7 @@ impl IdentityReference {
     /// The reference of a recipe's [`FaceSpec`] (`image`, `index`), its photo read from disk.
     pub fn from_spec(analyzer: Arc<FaceAnalyzer>, spec: &FaceSpec) -> Result<Self> {
         let photo = crate::engine::load_rgb(&spec.image)?;
-        Self::new(analyzer, &photo, spec.index).map_err(|e| match e {
-            Error::InvalidArgument(text) => {
-                Error::InvalidArgument(format!("face photo {:?}: {text}", spec.image))
-            }
-            other => other,
-        })
+        Self::new(analyzer, &photo, spec.index)
     }
 
     /// The reference embedding (unit length).
