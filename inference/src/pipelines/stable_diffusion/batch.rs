@@ -10,20 +10,23 @@
 //! fewer chunks than another's is conditioned on extra padding (short prompts: no difference).
 
 use super::{GenerateRequest, StableDiffusion, StepInfo, tensor_to_image};
+use crate::adapters::ip_adapter::{ImageTokens, IpAdapterRequest, attention_processor};
 use crate::sampling::rng::TorchRng;
 use crate::sampling::scheduler::Scheduler;
-use crate::unet::attention::AttentionProcessor;
+use crate::unet::attention::{Attention, AttentionProcessor, AttnSite};
 use crate::unet::consistent::{ConsistentAttention, StoryMode};
 use crate::unet::{TextTimeInputs, UNetHooks};
 use crate::vae::tiled::{needs_tiling, tiled_decode};
 use crate::{CancelToken, Error, Result};
 use candle_core::Tensor;
 use image::RgbImage;
+use std::sync::Arc;
 
 impl StableDiffusion {
     /// Generates one image per request in one UNet batch. Every request must share sampler,
-    /// steps, CFG and size, and be plain text-to-image (no init image, mask, ControlNet,
-    /// regions or IP-Adapter). `story` turns on consistent self-attention: `Write` for a
+    /// steps, CFG and size, and be text-to-image (no init image, mask, ControlNet or regions);
+    /// IP-Adapters work when every panel has the same adapters at the same scales (each with
+    /// its own image tokens). `story` turns on consistent self-attention: `Write` for a
     /// character's reference panels (generated together), `Read` for later panels.
     /// `on_step` gets the latents of every panel, `[N, 4, h, w]`.
     pub fn generate_batch(
@@ -55,10 +58,20 @@ impl StableDiffusion {
                 || r.mask.is_some()
                 || !r.controls.is_empty()
                 || !r.regions.is_empty()
-                || !r.ip_adapters.is_empty()
             {
                 return Err(Error::InvalidArgument(format!(
-                    "panel {}: init images, masks, ControlNets, regional prompts and IP-Adapters are not supported in a batch",
+                    "panel {}: init images, masks, ControlNets and regional prompts are not supported in a batch",
+                    i + 1
+                )));
+            }
+            let same_adapters = r.ip_adapters.len() == first.ip_adapters.len()
+                && r.ip_adapters
+                    .iter()
+                    .zip(&first.ip_adapters)
+                    .all(|(a, b)| Arc::ptr_eq(&a.adapter, &b.adapter) && a.scale == b.scale);
+            if !same_adapters {
+                return Err(Error::InvalidArgument(format!(
+                    "panel {}: every panel of a batch needs the same IP-Adapters at the same scales (their images may differ)",
                     i + 1
                 )));
             }
@@ -160,6 +173,36 @@ impl StableDiffusion {
             )?),
             None => None,
         };
+        // IP-Adapters: each slot's tokens stacked over the panels, so the processor's
+        // `[negative, positive]` rows are `[neg_1 … neg_N, pos_1 … pos_N]`, the batch's order.
+        let mut stacked = Vec::with_capacity(first.ip_adapters.len());
+        for (slot, a) in first.ip_adapters.iter().enumerate() {
+            let positive: Vec<&Tensor> = reqs
+                .iter()
+                .map(|r| &r.ip_adapters[slot].tokens.positive)
+                .collect();
+            let negative: Vec<&Tensor> = reqs
+                .iter()
+                .map(|r| &r.ip_adapters[slot].tokens.negative)
+                .collect();
+            stacked.push(IpAdapterRequest {
+                adapter: a.adapter.clone(),
+                tokens: ImageTokens {
+                    positive: Tensor::cat(&positive, 0)?,
+                    negative: Tensor::cat(&negative, 0)?,
+                },
+                scale: a.scale,
+            });
+        }
+        let ip_attention = attention_processor(&stacked, use_cfg, None)?;
+        let mut processors: Vec<&dyn AttentionProcessor> = Vec::new();
+        if let Some(a) = &attention {
+            processors.push(a);
+        }
+        if let Some(p) = &ip_attention {
+            processors.push(p.as_ref());
+        }
+        let chain = Chain(processors);
         for (i, t) in timesteps.iter().enumerate() {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -182,7 +225,7 @@ impl StableDiffusion {
                 a.set_step(i);
             }
             let hooks = UNetHooks {
-                attention: attention.as_ref().map(|a| a as &dyn AttentionProcessor),
+                attention: (!chain.0.is_empty()).then_some(&chain as &dyn AttentionProcessor),
                 ..UNetHooks::default()
             };
             let out =
@@ -224,6 +267,28 @@ impl StableDiffusion {
             images.push(tensor_to_image(&decoded)?);
         }
         Ok(images)
+    }
+}
+
+/// Processors tried in order; the first that replaces a layer wins (consistent self-attention
+/// takes the up-block attn1 layers, IP-Adapters every attn2).
+struct Chain<'a>(Vec<&'a dyn AttentionProcessor>);
+
+impl AttentionProcessor for Chain<'_> {
+    fn process(
+        &self,
+        site: &AttnSite,
+        attn: &Attention,
+        hidden: &Tensor,
+        context: Option<&Tensor>,
+        grid: (usize, usize),
+    ) -> Result<Option<Tensor>> {
+        for p in &self.0 {
+            if let Some(out) = p.process(site, attn, hidden, context, grid)? {
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
     }
 }
 
