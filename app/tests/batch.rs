@@ -591,3 +591,91 @@ fn a_preset_batch_resolves_each_photo() {
     let usage = kiln(home.path(), &["batch", "--input", input.to_str().unwrap()]);
     assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
 }
+
+/// A tiny SDXL image-to-image recipe file (160×120, 2 steps).
+fn sdxl_recipe_file(home: &Path) -> PathBuf {
+    let recipe = serde_json::json!({
+        "model": {"path": fixtures().join("tiny-sdxl")},
+        "prompt": "a clay figure of a person",
+        "negative": "blurry",
+        "seed": 1,
+        "sampler": "euler",
+        "steps": 2,
+        "cfg": 5.0,
+        "width": 160,
+        "height": 120,
+        "init": {"path": fixtures().join("faces-640x480.png"), "strength": 0.9}
+    });
+    let path = home.join("sdxl-recipe.json");
+    std::fs::write(&path, recipe.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn keep_faces_gives_each_output_its_inputs_face() {
+    let home = tempfile::tempdir().unwrap();
+    let models = home.path().join("models");
+    copy_dir(
+        &fixtures().join("tiny-antelopev2"),
+        &models.join("antelopev2"),
+    );
+    let instantid = models.join("instantid/InstantID");
+    copy_dir(&fixtures().join("tiny-instantid"), &instantid);
+    kiln_inference::io::convert::torch_to_safetensors(
+        &instantid.join("ip-adapter.bin"),
+        &instantid.join("ip-adapter.safetensors"),
+    )
+    .unwrap();
+    let input = home.path().join("people");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(
+        fixtures().join("faces-640x480.png"),
+        input.join("group.png"),
+    )
+    .unwrap();
+    let recipe = sdxl_recipe_file(home.path());
+    let out = home.path().join("out");
+    let run = |recipe: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "batch",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--models-dir",
+            models.to_str().unwrap(),
+            "--keep-faces",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        kiln(home.path(), &args)
+    };
+    let first = run(&recipe, &["--face-strength", "0.6"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let json = summary(&first);
+    assert_eq!(done_inputs(&json), vec!["group.png"]);
+    let output = json["done"][0]["output"].as_str().unwrap().to_owned();
+    let info = kiln(home.path(), &["info", "--json", &output]);
+    let stored: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let face = &stored["recipe"]["face"];
+    assert!(
+        face["image"]
+            .as_str()
+            .unwrap()
+            .ends_with("people/group.png"),
+        "{face}"
+    );
+    assert!((face["strength"].as_f64().unwrap() - 0.6).abs() < 1e-6);
+    assert!(face["model"].as_str().unwrap().ends_with("InstantID"));
+    // SD1.5 models have no InstantID: the batch stops before any input with a clear reason.
+    let sd15 = recipe_file(home.path(), 2);
+    let refused = run(&sd15, &[]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("needs an SDXL model"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -556,3 +556,47 @@ path = "ghost.safetensors"
         "{stderr}"
     );
 }
+
+#[test]
+fn a_pickle_marked_convert_is_converted_to_safetensors_after_the_download() {
+    let pickle = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/tiny-instantid/ip-adapter.bin"),
+    )
+    .unwrap();
+    let served = Served::new("kiln/instantid", "ip-adapter.bin", pickle);
+    let server = HubServer::start(vec![served.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = model_of(&served, Some(served.sha256()));
+    model.kind = "instantid".into();
+    model.files[0].convert = true;
+    download_model(
+        &model,
+        dir.path(),
+        &options(&server),
+        &CancelToken::default(),
+        &mut no_progress(),
+    )
+    .unwrap();
+    let dest = dest_of(&model, dir.path());
+    let converted = dest.with_extension("safetensors");
+    let tensors = candle_core::safetensors::load(&converted, &candle_core::Device::Cpu).unwrap();
+    assert!(tensors.contains_key("image_proj.latents"));
+    // A file that is not a torch checkpoint fails with a clear error, nothing half-written.
+    let bogus = Served::new("kiln/bogus", "ip-adapter.bin", bytes(1000, 3));
+    let server = HubServer::start(vec![bogus.clone()]);
+    let mut model = model_of(&bogus, Some(bogus.sha256()));
+    model.files[0].convert = true;
+    let err = download_model(
+        &model,
+        dir.path(),
+        &options(&server),
+        &CancelToken::default(),
+        &mut no_progress(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("converting ip-adapter.bin"), "{err}");
+    let dest = dest_of(&model, dir.path());
+    assert!(!dest.with_extension("safetensors").exists());
+}

@@ -28,7 +28,7 @@ pub mod write;
 pub use load::{FailReason, LoadLimits};
 pub use run::run_batch;
 pub use scan::{InputFile, ScanResult, Shard};
-pub use source::{Overrides, RecipeSource, SeedMode, read_recipe_file};
+pub use source::{KeepFaces, Overrides, RecipeSource, SeedMode, read_recipe_file};
 
 use crate::output::encode_output;
 use anyhow::{Context, bail};
@@ -549,6 +549,11 @@ impl Batch {
             if control.image == job.init.0 {
                 control.image = job.input_path.clone();
             }
+        }
+        if let Some(face) = &mut output.recipe.face
+            && face.image == job.init.0
+        {
+            face.image = job.input_path.clone();
         }
         let bytes = encode_output(output).map_err(|e| FailReason::Write {
             detail: format!("{e:#}"),

@@ -8,7 +8,7 @@ use crate::library::presets::{
 };
 use anyhow::{Context, bail};
 use kiln_inference::io::png_meta;
-use kiln_inference::recipe::InitImage;
+use kiln_inference::recipe::{FaceSpec, InitImage};
 use kiln_inference::{LoraSpec, Recipe};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,38 @@ pub struct Overrides {
     pub seed: SeedMode,
     /// LoRAs added to every recipe (e.g. from `<lora:…>` tags in the prompt override).
     pub extra_loras: Vec<LoraSpec>,
+    /// Face preservation: every output keeps the identity of the face in its own input
+    /// (InstantID, SDXL models).
+    pub keep_faces: Option<KeepFaces>,
+}
+
+/// Face preservation settings of a batch: each input is its own face photo (its largest face
+/// gives the identity and the head position).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KeepFaces {
+    /// Identity strength (the face tokens' attention weight).
+    pub strength: f32,
+    /// Keypoint strength (IdentityNet's scale).
+    pub keypoints: f32,
+    /// InstantID folder.
+    pub model: PathBuf,
+    /// Face analysis folder (antelopev2); empty = found in the model folders.
+    pub analysis: PathBuf,
+}
+
+impl KeepFaces {
+    /// The recipe's face entry for the input at `image` (empty in the batch's template).
+    fn spec(&self, image: &Path) -> FaceSpec {
+        FaceSpec {
+            image: image.to_path_buf(),
+            index: None,
+            strength: self.strength,
+            keypoints: self.keypoints,
+            pose: None,
+            model: self.model.clone(),
+            analysis: self.analysis.clone(),
+        }
+    }
 }
 
 impl Overrides {
@@ -58,6 +90,9 @@ impl Overrides {
             init.strength = strength;
         }
         merge_loras(&mut recipe.loras, self.extra_loras.iter().cloned());
+        if let Some(keep) = &self.keep_faces {
+            recipe.face = Some(keep.spec(Path::new("")));
+        }
         recipe.batch = 1;
     }
 }
@@ -154,6 +189,17 @@ impl RecipeSource {
             }
         };
         overrides.apply(&mut recipe);
+        if let Some(keep) = &overrides.keep_faces {
+            let files = kiln_inference::io::model::ModelFiles::open(&recipe.model.path)?;
+            if !files.kind.family.is_sdxl() {
+                bail!(
+                    "face preservation uses InstantID, which needs an SDXL model; this batch's \
+                     model is {}",
+                    files.kind.label()
+                );
+            }
+            kiln_inference::adapters::instantid::resolve(&keep.model)?;
+        }
         Ok((recipe, warnings))
     }
 
@@ -221,6 +267,9 @@ impl RecipeSource {
             }
         };
         overrides.apply(&mut recipe);
+        if let Some(keep) = &overrides.keep_faces {
+            recipe.face = Some(keep.spec(init));
+        }
         recipe.width = size.0;
         recipe.height = size.1;
         recipe.seed = seed;

@@ -3,14 +3,15 @@
 
 use super::generate::{load_preset, model_dirs};
 use crate::batch::{
-    Batch, BatchControl, BatchEvent, BatchOptions, LoadLimits, Overrides, RecipeSource, SeedMode,
-    Shard, SkipReason, Summary, read_recipe_file, run_batch,
+    Batch, BatchControl, BatchEvent, BatchOptions, KeepFaces, LoadLimits, Overrides, RecipeSource,
+    SeedMode, Shard, SkipReason, Summary, read_recipe_file, run_batch,
 };
 use crate::library::presets::{ModelLibrary, resolve_prompt_loras};
 use anyhow::{Context, bail};
 use clap::Args;
 use kiln_inference::Engine;
 use kiln_inference::engine::Stage;
+use kiln_inference::recipe::DEFAULT_FACE_STRENGTH;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -79,6 +80,17 @@ pub struct BatchArgs {
     /// Use this model instead of the recipe's or preset's.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Face preservation: every output keeps the identity of the largest face in its input
+    /// (InstantID; needs an SDXL model, the InstantID files and antelopev2 in the model folders).
+    #[arg(long)]
+    keep_faces: bool,
+    /// With --keep-faces: identity strength (0.8), also the keypoint strength unless
+    /// --face-keypoints is given.
+    #[arg(long, value_name = "F", requires = "keep_faces")]
+    face_strength: Option<f32>,
+    /// With --keep-faces: keypoint strength (IdentityNet's scale).
+    #[arg(long, value_name = "F", requires = "keep_faces")]
+    face_keypoints: Option<f32>,
     /// A model folder to find preset models and <lora:…> names in (repeatable; replaces the
     /// folders in Kiln's settings).
     #[arg(long, value_name = "DIR")]
@@ -100,6 +112,36 @@ pub struct BatchArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// The face preservation settings of `--keep-faces`, with the InstantID and face analysis
+/// folders found in the model folders.
+fn keep_faces(args: &BatchArgs) -> anyhow::Result<Option<KeepFaces>> {
+    if !args.keep_faces {
+        return Ok(None);
+    }
+    let check = |v: f32, flag: &str| -> anyhow::Result<f32> {
+        if !(0.0..=2.0).contains(&v) {
+            bail!("{flag} must be between 0 and 2, got {v}");
+        }
+        Ok(v)
+    };
+    let strength = check(
+        args.face_strength.unwrap_or(DEFAULT_FACE_STRENGTH),
+        "--face-strength",
+    )?;
+    let keypoints = check(args.face_keypoints.unwrap_or(strength), "--face-keypoints")?;
+    let dirs = model_dirs(&args.models_dir);
+    let model = crate::library::instantid::find_instantid(&dirs).with_context(|| {
+        "--keep-faces: the InstantID files are not in the model folders (download `instantid` \
+         in the model manager, or `kiln models download instantid`)"
+    })?;
+    Ok(Some(KeepFaces {
+        strength,
+        keypoints,
+        model,
+        analysis: kiln_inference::vision::face::find_models(&dirs).unwrap_or_default(),
+    }))
 }
 
 fn secs(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -158,6 +200,7 @@ fn options(args: &BatchArgs) -> anyhow::Result<BatchOptions> {
         strength: args.strength,
         seed: args.seed.map_or(SeedMode::PerFile, SeedMode::Fixed),
         extra_loras,
+        keep_faces: keep_faces(args)?,
     };
     options.keep_aspect = !args.exact_size;
     options.shard = args.shard;

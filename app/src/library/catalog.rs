@@ -90,6 +90,10 @@ pub struct CatalogFile {
     /// Path inside the model's library folder when it differs from `path` (e.g. a repository
     /// sub-folder dropped).
     pub local: Option<String>,
+    /// A PyTorch pickle published in no other form: after the download it is converted once to
+    /// `.safetensors` beside it (`kiln models convert`, a data-only reader), which is what
+    /// Kiln loads.
+    pub convert: bool,
 }
 
 static BUILTIN: LazyLock<Result<Catalog, String>> =
@@ -237,7 +241,8 @@ mod tests {
                     "face",
                     "video",
                     "taesd",
-                    "preprocessor"
+                    "preprocessor",
+                    "instantid"
                 ]
                 .contains(&model.kind.as_str()),
                 "{}: unknown kind {}",
@@ -246,10 +251,12 @@ mod tests {
             );
             for file in &model.files {
                 let lower = file.path.to_ascii_lowercase();
+                // A pickle only where it is converted to safetensors right after the download.
                 assert!(
                     [".safetensors", ".onnx", ".json", ".csv", ".txt"]
                         .iter()
-                        .any(|ext| lower.ends_with(ext)),
+                        .any(|ext| lower.ends_with(ext))
+                        || (file.convert && lower.ends_with(".bin")),
                     "{}: only safetensors, ONNX and small text files, never pickles: {}",
                     model.id,
                     file.path
@@ -279,7 +286,7 @@ mod tests {
             "controlnet-depth-sdxl-1.0",
             "ip-adapter-sd15",
             "ip-adapter-sdxl-vit-h",
-            "instantid-identitynet",
+            "instantid",
             "antelopev2",
             "svd-xt",
             "taesd",

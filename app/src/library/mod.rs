@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod download;
 pub mod gallery;
+pub mod instantid;
 pub mod models;
 pub mod presets;
 pub mod record;

@@ -1,11 +1,11 @@
 //! `--face FILE [--face-strength F] [--face-keypoints F] [--pose FILE] [--face-index N]
 //! [--face-model DIR] [--face-analysis DIR]`: InstantID on SDXL.
 
+use crate::library::instantid::find_instantid;
 use anyhow::{Context, bail};
-use kiln_inference::adapters::instantid::{ADAPTER_FILE, ADAPTER_PICKLE, CONTROLNET_DIR};
 use kiln_inference::recipe::{DEFAULT_FACE_STRENGTH, FaceSpec};
 use kiln_inference::vision::face::find_models;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The InstantID options of `kiln generate`.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -42,40 +42,6 @@ fn strength(value: Option<f32>, flag: &str, default: f32) -> anyhow::Result<f32>
         bail!("{flag} must be between 0 and 2, got {v}");
     }
     Ok(v)
-}
-
-/// Whether `dir` is an InstantID folder (converted or not).
-fn is_instantid_dir(dir: &Path) -> bool {
-    dir.join(CONTROLNET_DIR).is_dir()
-        && (dir.join(ADAPTER_FILE).is_file() || dir.join(ADAPTER_PICKLE).is_file())
-}
-
-/// An InstantID folder in the model folders: `<dir>/InstantID`, `<dir>/instantid`, or a
-/// sub-folder one level down that holds the files.
-fn find_instantid(model_dirs: &[PathBuf]) -> Option<PathBuf> {
-    for dir in model_dirs {
-        for name in ["InstantID", "instantid"] {
-            if is_instantid_dir(&dir.join(name)) {
-                return Some(dir.join(name));
-            }
-        }
-        if is_instantid_dir(dir) {
-            return Some(dir.clone());
-        }
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| is_instantid_dir(p))
-            .collect();
-        found.sort();
-        if let Some(first) = found.into_iter().next() {
-            return Some(first);
-        }
-    }
-    None
 }
 
 /// The recipe's [`FaceSpec`] from the options, or `None` without `--face`.

@@ -2,7 +2,7 @@
 //! batch to the worker, pause/resume/cancel, drops of folders and files, and draining events.
 
 use super::KilnApp;
-use crate::batch::{BatchOptions, Overrides, RecipeSource, SeedMode};
+use crate::batch::{BatchOptions, KeepFaces, Overrides, RecipeSource, SeedMode};
 use crate::gui::action::BatchAction;
 use crate::gui::panels::file_name;
 use crate::gui::services::batch::start_batch;
@@ -71,6 +71,20 @@ impl KilnApp {
             },
             ..Overrides::default()
         };
+        if batch.keep_faces {
+            let dirs = &self.state.settings.model_dirs;
+            let Some(model) = crate::library::instantid::find_instantid(dirs) else {
+                self.state
+                    .notify(NoticeKind::Error, tr(lang, "batch.no_instantid"));
+                return;
+            };
+            overrides.keep_faces = Some(KeepFaces {
+                strength: batch.face_strength,
+                keypoints: batch.face_strength,
+                model,
+                analysis: kiln_inference::vision::face::find_models(dirs).unwrap_or_default(),
+            });
+        }
         let (source, style_name) = match &batch.style {
             BatchStyle::Form => match self.state.form.to_recipe() {
                 Ok(recipe) => (

@@ -146,6 +146,14 @@ fn setup_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut V
         });
         ui.checkbox(&mut batch.watch, tr(lang, "batch.watch"))
             .on_hover_text(tr(lang, "batch.watch_hint"));
+        ui.checkbox(&mut batch.keep_faces, tr(lang, "batch.keep_faces"))
+            .on_hover_text(tr(lang, "batch.keep_faces_hint"));
+        if batch.keep_faces {
+            ui.add(
+                egui::Slider::new(&mut batch.face_strength, 0.0..=1.5)
+                    .text(tr(lang, "batch.face_strength")),
+            );
+        }
         ui.add_space(4.0);
         row(ui, tr(lang, "batch.output"), |ui| {
             let text = match (&batch.output, &batch.input) {

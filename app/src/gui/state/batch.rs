@@ -259,6 +259,10 @@ pub struct BatchState {
     pub seed: u64,
     /// Keep watching the folder for new photos.
     pub watch: bool,
+    /// Face preservation: each output keeps the face of its photo (InstantID, SDXL).
+    pub keep_faces: bool,
+    /// Identity strength of face preservation.
+    pub face_strength: f32,
     /// The running or last batch.
     pub run: Option<BatchRun>,
 }
@@ -270,6 +274,7 @@ impl BatchState {
             auto_caption: true,
             keep_aspect: true,
             seed: 1,
+            face_strength: kiln_inference::recipe::DEFAULT_FACE_STRENGTH,
             ..BatchState::default()
         }
     }

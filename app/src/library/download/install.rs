@@ -32,6 +32,7 @@ pub fn kind_folder(kind: &str) -> &'static str {
         "ip-adapter" => "ipadapter",
         "tagger" => "taggers",
         "face" => "insightface/models",
+        "instantid" => "instantid",
         "video" => "video",
         "taesd" => "vae_approx",
         "preprocessor" => "preprocessors",
@@ -323,6 +324,14 @@ pub fn download_model(
             checked: Some(done.checked),
             resumed_from: done.resumed_from,
         });
+    }
+    for planned in plan.iter().filter(|p| p.file.convert) {
+        let converted = kiln_inference::io::convert::converted_path(&planned.dest);
+        if !converted.is_file() {
+            kiln_inference::io::convert::torch_to_safetensors(&planned.dest, &converted).map_err(
+                |e| DownloadError::Catalog(format!("converting {}: {e}", planned.file.path)),
+            )?;
+        }
     }
     let total: u64 = sizes.iter().sum();
     on_progress(&ModelProgress {

@@ -230,10 +230,17 @@ fn run_plan(
         .collect()
 }
 
-/// Where a face model is looked for: `<dir>/antelopev2/<file>` or `<dir>/<file>` in each folder.
+/// Where a face model is looked for, in each folder: `<dir>/antelopev2/`, `<dir>/`, and
+/// where the model manager installs it, `<dir>/insightface/models/antelopev2/`.
 pub fn find_models(dirs: &[PathBuf]) -> Option<PathBuf> {
     dirs.iter()
-        .flat_map(|d| [d.join(CATALOG_ID), d.clone()])
+        .flat_map(|d| {
+            [
+                d.join(CATALOG_ID),
+                d.clone(),
+                d.join("insightface").join("models").join(CATALOG_ID),
+            ]
+        })
         .find(|d| d.join(DETECTOR_FILE).is_file() && d.join(RECOGNIZER_FILE).is_file())
 }
 
