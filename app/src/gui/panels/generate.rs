@@ -137,8 +137,19 @@ fn form_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
 /// Face fix: a checkbox and the strength of the redo.
 fn face_fix_ui(ui: &mut egui::Ui, form: &mut GenerateForm, lang: Lang) {
     row_ui(ui, tr(lang, "generate.face_fix"), |ui| {
-        ui.checkbox(&mut form.face_fix, "")
+        let checkbox = ui
+            .checkbox(&mut form.face_fix, "")
             .on_hover_text(tr(lang, "generate.face_fix_hint"));
+        // Screen readers (and tests) hear the row's name, not the hover text.
+        let on = form.face_fix;
+        checkbox.widget_info(|| {
+            egui::WidgetInfo::selected(
+                egui::Role::CheckBox,
+                true,
+                on,
+                tr(lang, "generate.face_fix"),
+            )
+        });
         ui.add_enabled_ui(form.face_fix, |ui| {
             ui.spacing_mut().slider_width = ui.available_width() - 50.0;
             let strength = &mut form.face_fix_settings.strength;
