@@ -157,3 +157,77 @@ fn bad_scripts_and_arguments_fail_cleanly() {
     files::clean_error(&run(&["--pdf", "page.png"]), ".pdf");
     assert!(!out.exists());
 }
+
+#[test]
+fn a_character_photo_reaches_its_panels_through_the_face_adapter() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("photo-96x64.png"),
+        home.path().join("mia.png"),
+    )
+    .unwrap();
+    let script = home.path().join("story.txt");
+    std::fs::write(
+        &script,
+        "size: 64x64\ncharacter Mia: a girl with a red scarf | photo: mia.png\n---\n\
+         [Mia] reads # One.\n[Mia] runs\n[NC] a street\n[Mia] sleeps # \"Zzz\"\n",
+    )
+    .unwrap();
+    let model = fixtures().join("tiny-sdxl");
+    let adapter_dir = fixtures().join("tiny-ip-adapter");
+    let run = |name: &str, adapter: Option<&str>| {
+        let out = home.path().join(name);
+        let mut args = vec![
+            "comic".to_string(),
+            "--script".into(),
+            script.display().to_string(),
+            "--model".into(),
+            model.display().to_string(),
+            "--steps".into(),
+            "4".into(),
+            "--seed".into(),
+            "21".into(),
+            "--page-width".into(),
+            "320".into(),
+            "--output".into(),
+            out.display().to_string(),
+        ];
+        if let Some(file) = adapter {
+            args.push("--face-adapter".into());
+            args.push(format!(
+                "model={},encoder={},scale=0.8",
+                adapter_dir.join(file).display(),
+                adapter_dir.join("image_encoder").display()
+            ));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (kiln(home.path(), &args), out)
+    };
+    let (plain, plain_out) = run("plain.png", None);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(stderr(&plain).contains("--face-adapter only"));
+    let (faced, faced_out) = run("faced.png", Some("ip-adapter_sdxl.safetensors"));
+    assert!(faced.status.success(), "{}", stderr(&faced));
+    let panel = |page: &Path, k: usize| {
+        let stem = page.file_stem().unwrap().to_str().unwrap();
+        image::open(page.with_file_name(format!("{stem}-panel-{k}.png")))
+            .unwrap()
+            .to_rgb8()
+    };
+    let differs = |k: usize| {
+        let (a, b) = (panel(&plain_out, k), panel(&faced_out, k));
+        a.as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap()
+    };
+    // Mia's panels see her photo; the [NC] panel is the same plain generation.
+    for k in [1, 2, 4] {
+        assert!(differs(k) >= 3, "panel {k}: {}", differs(k));
+    }
+    assert_eq!(differs(3), 0);
+    let (wrong, _) = run("wrong.png", Some("ip-adapter_sd15.safetensors"));
+    files::clean_error(&wrong, "another model family");
+}

@@ -86,6 +86,12 @@ pub struct ComicArgs {
     /// Fraction of the other reference panels' tokens each panel sees (0–1; default 0.5).
     #[arg(long, default_value_t = 0.5)]
     consistency_rate: f32,
+    /// Draw characters that have a `| photo:` with this IP-Adapter:
+    /// `model=FILE,encoder=DIR[,scale=F]` (FILE in the original IP-Adapter layout, DIR its CLIP
+    /// image encoder folder; scale 0.6 by default). Each panel led by such a character sees
+    /// the photo.
+    #[arg(long, value_name = "model=FILE,encoder=DIR[,scale=F]")]
+    face_adapter: Option<String>,
     /// A CLIP image encoder folder (CLIPVisionModelWithProjection): print each panel's
     /// consistency score against its character's first reference panel.
     #[arg(long, value_name = "DIR")]
@@ -148,6 +154,47 @@ fn check_size(width: u32, height: u32) -> anyhow::Result<()> {
         bail!("panel size must be a positive multiple of 8, got {width}x{height}");
     }
     Ok(())
+}
+
+/// A `--face-adapter` value: adapter file, encoder folder, scale.
+fn parse_face_adapter(text: &str) -> anyhow::Result<(PathBuf, PathBuf, f32)> {
+    let (mut model, mut encoder, mut scale) = (None, None, 0.6f32);
+    for part in text.split(',') {
+        let Some((key, value)) = part.split_once('=') else {
+            bail!("--face-adapter: expected key=value, got {part:?} in {text:?}");
+        };
+        match key.trim() {
+            "model" => model = Some(PathBuf::from(value.trim())),
+            "encoder" => encoder = Some(PathBuf::from(value.trim())),
+            "scale" => {
+                scale = value
+                    .trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .with_context(|| {
+                        format!("--face-adapter: scale must be a number, got {value:?}")
+                    })?
+            }
+            other => bail!("--face-adapter: unknown key {other:?} (model, encoder, scale)"),
+        }
+    }
+    let model = model.with_context(|| format!("--face-adapter needs model=FILE (in {text:?})"))?;
+    let encoder =
+        encoder.with_context(|| format!("--face-adapter needs encoder=DIR (in {text:?})"))?;
+    if !model.is_file() {
+        bail!(
+            "--face-adapter: IP-Adapter file not found: {}",
+            model.display()
+        );
+    }
+    if !encoder.is_dir() {
+        bail!(
+            "--face-adapter: image encoder folder not found: {}",
+            encoder.display()
+        );
+    }
+    Ok((model, encoder, scale))
 }
 
 /// `dir/name.png` → `dir/name-panel-{k}.png`.
@@ -278,6 +325,56 @@ fn request_of(recipe: &Recipe) -> GenerateRequest {
     }
 }
 
+/// Gives every panel led by a character with a photo that photo through the IP-Adapter (in
+/// its request, and in its recipe for the panel's PNG).
+fn add_face_adapter(
+    sd: &kiln_inference::pipelines::stable_diffusion::StableDiffusion,
+    story: &Story,
+    leads: &[Option<usize>],
+    (model, encoder_dir, scale): (&Path, &Path, f32),
+    recipes: &mut [Recipe],
+    requests: &mut [GenerateRequest],
+) -> anyhow::Result<()> {
+    use kiln_inference::adapters::ip_adapter::clip_vision::ClipVisionModel;
+    use kiln_inference::adapters::ip_adapter::{IpAdapter, IpAdapterRequest};
+    use kiln_inference::recipe::IpAdapterSpec;
+    let device = candle_core::Device::Cpu;
+    let adapter = std::sync::Arc::new(IpAdapter::load(model, &device)?);
+    let cross = sd.unet().config().cross_attention_dim;
+    if adapter.context_dim() != cross {
+        bail!(
+            "--face-adapter {} was made for another model family (token width {}, the model has {cross})",
+            model.display(),
+            adapter.context_dim()
+        );
+    }
+    let encoder = ClipVisionModel::load(encoder_dir, &device)?;
+    let mut tokens = vec![None; story.characters.len()];
+    for (k, lead) in leads.iter().enumerate() {
+        let Some(c) = *lead else { continue };
+        let Some(photo) = &story.characters[c].photo else {
+            continue;
+        };
+        if tokens[c].is_none() {
+            let image = kiln_inference::engine::load_rgb(photo)?;
+            tokens[c] = Some(adapter.image_tokens(&encoder, &image)?);
+        }
+        let Some(t) = &tokens[c] else { continue };
+        requests[k].ip_adapters = vec![IpAdapterRequest {
+            adapter: adapter.clone(),
+            tokens: t.clone(),
+            scale,
+        }];
+        recipes[k].ip_adapters = vec![IpAdapterSpec {
+            model: model.to_path_buf(),
+            encoder: encoder_dir.to_path_buf(),
+            image: photo.clone(),
+            scale,
+        }];
+    }
+    Ok(())
+}
+
 fn progress_line(p: &StoryProgress) -> String {
     let names: Vec<String> = p.panels.iter().map(|k| (k + 1).to_string()).collect();
     format!(
@@ -298,9 +395,20 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.script.parent() {
         story.resolve_photos(dir);
     }
-    if story.characters.iter().any(|c| c.photo.is_some()) {
+    let face_adapter = match &args.face_adapter {
+        Some(text) => Some(parse_face_adapter(text)?),
+        None => None,
+    };
+    for c in &story.characters {
+        if let (Some(photo), Some(_)) = (&c.photo, &face_adapter)
+            && !photo.is_file()
+        {
+            bail!("{}: photo not found: {}", c.name, photo.display());
+        }
+    }
+    if face_adapter.is_none() && story.characters.iter().any(|c| c.photo.is_some()) {
         eprintln!(
-            "warning: character photos (face references) are not used by `kiln comic` yet; \
+            "warning: character photos are used with --face-adapter only; \
              the characters are drawn from their descriptions"
         );
     }
@@ -338,7 +446,7 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
     let seed = args
         .seed
         .unwrap_or_else(kiln_inference::recipe::random_seed);
-    let (recipes, mut warnings) = panel_recipes(&args, &story, seed)?;
+    let (mut recipes, mut warnings) = panel_recipes(&args, &story, seed)?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -379,7 +487,7 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let requests: Vec<GenerateRequest> = recipes.iter().map(request_of).collect();
+    let mut requests: Vec<GenerateRequest> = recipes.iter().map(request_of).collect();
 
     let mut engine = Engine::new();
     engine.precision = args.precision;
@@ -390,12 +498,24 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
             let _ignored = write!(err, "\r\x1b[2Kloading {part}…").and_then(|_| err.flush());
         }
     };
-    let (sd, lora_warnings) = engine.prepare_model(first, &mut on_load)?;
+    let prepared = engine.prepare_model(first, &mut on_load);
+    eprintln!();
+    let (sd, lora_warnings) = prepared?;
     for w in lora_warnings {
         if !warnings.contains(&w) {
-            eprintln!("\nwarning: {w}");
+            eprintln!("warning: {w}");
             warnings.push(w);
         }
+    }
+    if let Some((model, encoder_dir, scale)) = &face_adapter {
+        add_face_adapter(
+            sd,
+            &story,
+            &leads,
+            (model, encoder_dir, *scale),
+            &mut recipes,
+            &mut requests,
+        )?;
     }
     let mut on_step = |p: StoryProgress| {
         let mut err = stderr.lock();
