@@ -335,3 +335,43 @@ fn ip_adapters_in_a_batch_equal_single_generations() {
     let err = batch(&sd, &mixed, None).unwrap_err();
     assert!(err.to_string().contains("same IP-Adapters"), "{err}");
 }
+
+#[test]
+fn a_story_batch_reports_every_step_and_stops_when_cancelled() {
+    let cases = reference_cases("refs/story/cases.json");
+    let case = cases.iter().find(|c| c["name"] == "sd15_story").unwrap();
+    let sd = load("tiny-sd15");
+    let refs: Vec<GenerateRequest> = case["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| request(case, p))
+        .collect();
+    let bank = TokenBank::new(settings(case)).unwrap();
+    let mut steps = Vec::new();
+    sd.generate_batch(
+        &refs,
+        Some(&StoryMode::Write(bank.clone())),
+        &mut |info| steps.push((info.step, info.total, info.latents.dims().to_vec())),
+        &CancelToken::default(),
+    )
+    .unwrap();
+    let total = refs[0].steps;
+    assert_eq!(steps.len(), total);
+    assert_eq!(steps[0], (1, total, vec![2, 4, 8, 8]));
+    let cancel = CancelToken::default();
+    let mut seen = 0;
+    let err = sd
+        .generate_batch(
+            &refs,
+            Some(&StoryMode::Write(bank)),
+            &mut |_| {
+                seen += 1;
+                cancel.cancel();
+            },
+            &cancel,
+        )
+        .unwrap_err();
+    assert!(matches!(err, kiln_inference::Error::Cancelled), "{err}");
+    assert_eq!(seen, 1);
+}
