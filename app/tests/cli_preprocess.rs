@@ -183,3 +183,41 @@ fn generate_with_pre_depth_equals_preprocessing_first() {
     let c = render("c.png", format!("model={net},image={}", fx("init-64.png")));
     assert_ne!(a, c);
 }
+
+#[test]
+fn preprocess_inpaint_blanks_the_mask_area() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("inpaint.png");
+    let (init, mask) = (fx("init-64.png"), fx("mask-64.png"));
+    let result = kiln(&args(&[
+        "preprocess",
+        "inpaint",
+        &init,
+        &out.display().to_string(),
+        "--mask",
+        &mask,
+    ]));
+    ok(&result);
+    let guide = image::open(&out).unwrap().to_rgb8();
+    let photo = image::open(&init).unwrap().to_rgb8();
+    let mask = image::open(&mask).unwrap().to_luma8();
+    let mut masked = 0;
+    for ((g, p), m) in guide.pixels().zip(photo.pixels()).zip(mask.pixels()) {
+        if m.0[0] >= 128 {
+            masked += 1;
+            assert_eq!(g.0, [0, 0, 0]);
+        } else {
+            assert_eq!(g, p);
+        }
+    }
+    assert!(masked > 0);
+    clean_error(
+        &kiln(&args(&[
+            "preprocess",
+            "inpaint",
+            &init,
+            &dir.path().join("x.png").display().to_string(),
+        ])),
+        "needs --mask",
+    );
+}

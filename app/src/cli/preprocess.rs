@@ -1,19 +1,20 @@
 //! `kiln preprocess KIND IN OUT`: makes a ControlNet guide image from a picture, the same way
 //! `--control …,pre=KIND` does before generating. depth, lineart and scribble from a photo run
-//! a network found with `--model` or in the model folders.
+//! a network found with `--model` or in the model folders; inpaint needs `--mask` (the guide's
+//! masked pixels, −1 for the ControlNet, are shown black).
 
 use anyhow::{Context, bail};
 use clap::Args;
 use kiln_inference::recipe::Preprocessor;
 use kiln_inference::vision::annotators::Preprocessors;
-use kiln_inference::vision::preprocess::{PreprocessOptions, guide_with};
+use kiln_inference::vision::preprocess::{PreprocessOptions, guide_with, inpaint_preview};
 use kiln_inference::vision::scribble::ScribbleSource;
 use std::path::PathBuf;
 
 /// Arguments of `kiln preprocess`.
 #[derive(Debug, Args)]
 pub struct PreprocessArgs {
-    /// Preprocessor: canny, depth, lineart or scribble (none copies the image).
+    /// Preprocessor: canny, depth, lineart, scribble or inpaint (none copies the image).
     kind: String,
     /// Input image.
     input: PathBuf,
@@ -40,6 +41,9 @@ pub struct PreprocessArgs {
     /// Canny high threshold.
     #[arg(long, default_value_t = kiln_inference::vision::preprocess::CANNY_HIGH)]
     high: f32,
+    /// Inpaint: the mask (white = repaint), resized to the input's size.
+    #[arg(long, value_name = "MASK.png")]
+    mask: Option<PathBuf>,
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     force: bool,
@@ -49,7 +53,8 @@ pub struct PreprocessArgs {
 pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
     let Some(kind) = Preprocessor::from_name(&args.kind) else {
         bail!(
-            "unknown preprocessor {:?}; expected one of none, canny, scribble, lineart, depth",
+            "unknown preprocessor {:?}; expected one of none, canny, scribble, lineart, depth, \
+             inpaint",
             args.kind
         );
     };
@@ -72,14 +77,25 @@ pub fn run(args: PreprocessArgs) -> anyhow::Result<()> {
     };
     let image = kiln_inference::engine::load_rgb(&args.input)?;
     let mut networks = Preprocessors::new(super::generate::model_dirs(&args.models_dir));
-    let out = guide_with(
-        &mut networks,
-        kind,
-        &image,
-        args.model.as_deref(),
-        &options,
-        &candle_core::Device::Cpu,
-    )?;
+    let out = if kind == Preprocessor::Inpaint {
+        let Some(mask) = &args.mask else {
+            bail!("the inpaint preprocessor needs --mask MASK.png (white = repaint)");
+        };
+        let mask = kiln_inference::engine::load_mask(mask, image.width(), image.height())?;
+        inpaint_preview(&image, &mask).context("mask and image sizes differ")?
+    } else {
+        if args.mask.is_some() {
+            bail!("--mask is for the inpaint preprocessor");
+        }
+        guide_with(
+            &mut networks,
+            kind,
+            &image,
+            args.model.as_deref(),
+            &options,
+            &candle_core::Device::Cpu,
+        )?
+    };
     let mut png = Vec::new();
     out.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .context("encoding the guide as PNG")?;

@@ -128,6 +128,15 @@ fn make_guide(
     use kiln_inference::vision::preprocess::{PreprocessOptions, guide_with};
     let image = kiln_inference::engine::load_init_image(&source.image, width, height)
         .map_err(|e| format!("{e:#}"))?;
+    if source.preprocessor == Preprocessor::Inpaint {
+        let Some(mask) = &source.mask else {
+            return Err("an inpainting guide needs the inpainting mask (Mask in Generate)".into());
+        };
+        let mask =
+            kiln_inference::engine::load_mask(mask, width, height).map_err(|e| format!("{e:#}"))?;
+        return kiln_inference::vision::preprocess::inpaint_preview(&image, &mask)
+            .ok_or_else(|| "the mask's size differs from the canvas".to_string());
+    }
     let mut networks = Preprocessors::new(model_dirs);
     let options = PreprocessOptions::default();
     let device = candle_core::Device::Cpu;
@@ -474,6 +483,7 @@ impl KilnApp {
                     target.guide_source = Some(GuideSource {
                         image: path,
                         preprocessor: Preprocessor::None,
+                        mask: None,
                     });
                     target.guide_error = None;
                 }
@@ -533,20 +543,27 @@ impl KilnApp {
     /// Keeps one guide layer per ControlNet row and loads each row's guide into its layer
     /// when the row's image or preprocessor changed (in the background).
     pub(super) fn sync_canvas_guides(&mut self) {
-        let rows: Vec<(u64, Option<GuideSource>)> = self
-            .state
-            .form
+        let form = &self.state.form;
+        let rows: Vec<(u64, Option<GuideSource>)> = form
             .controls
             .iter()
             .map(|row| {
-                let source = row
-                    .image
-                    .clone()
-                    .filter(|_| !row.image_missing)
-                    .map(|image| GuideSource {
-                        image,
-                        preprocessor: row.preprocessor,
-                    });
+                let inpaint = row.preprocessor == Preprocessor::Inpaint;
+                // An inpainting row without an image of its own uses the init image.
+                let image = match &row.image {
+                    Some(image) if !row.image_missing => Some(image.clone()),
+                    None if inpaint => form.init.clone(),
+                    _ => None,
+                };
+                let source = image.map(|image| GuideSource {
+                    image,
+                    preprocessor: row.preprocessor,
+                    mask: if inpaint {
+                        form.mask.path.clone()
+                    } else {
+                        None
+                    },
+                });
                 (row.id, source)
             })
             .collect();
@@ -739,6 +756,7 @@ mod guide_tests {
         let source = GuideSource {
             image: fixtures.join("init-64.png"),
             preprocessor: Preprocessor::Depth,
+            mask: None,
         };
         // No network anywhere: the error names what to get.
         let empty = tempfile::tempdir().unwrap();
@@ -753,5 +771,30 @@ mod guide_tests {
             .pixels()
             .fold((255, 0), |(lo, hi), p| (lo.min(p.0[0]), hi.max(p.0[0])));
         assert_eq!((min, max), (0, 255), "min-max normalised depth");
+    }
+
+    #[test]
+    fn inpaint_guides_show_the_mask_area_black() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let mut source = GuideSource {
+            image: fixtures.join("init-64.png"),
+            preprocessor: Preprocessor::Inpaint,
+            mask: None,
+        };
+        let error = make_guide(&source, 64, 64, Vec::new()).unwrap_err();
+        assert!(error.contains("mask"), "{error}");
+        source.mask = Some(fixtures.join("mask-64.png"));
+        let guide = make_guide(&source, 64, 64, Vec::new()).unwrap();
+        let mask = image::open(fixtures.join("mask-64.png"))
+            .unwrap()
+            .to_luma8();
+        let photo = image::open(fixtures.join("init-64.png")).unwrap().to_rgb8();
+        for ((g, p), m) in guide.pixels().zip(photo.pixels()).zip(mask.pixels()) {
+            if m.0[0] >= 128 {
+                assert_eq!(g.0, [0, 0, 0]);
+            } else {
+                assert_eq!(g, p);
+            }
+        }
     }
 }

@@ -904,6 +904,7 @@ mod tests {
         let source = GuideSource {
             image: "/g.png".into(),
             preprocessor: kiln_inference::recipe::Preprocessor::None,
+            mask: None,
         };
         assert!(document.set_guide(b, &guide, source));
         assert_eq!(document.layer(b).unwrap().pixel(3, 3), [255, 255, 255, 255]);

@@ -51,6 +51,8 @@ pub struct GuideSource {
     pub image: PathBuf,
     /// The row's preprocessor.
     pub preprocessor: Preprocessor,
+    /// Inpaint guides: the form's mask (its area is shown black, as the ControlNet sees −1).
+    pub mask: Option<PathBuf>,
 }
 
 /// The saved pixels of one tile (for undo).
