@@ -1,6 +1,7 @@
 //! `kiln video` on the tiny random SVD (`tests/fixtures/tiny-svd`, `make_svd.py`): PNG frames in
 //! a new folder (count, size, the settings beside them, identical to the parity frames of
-//! `refs/svd/photo_5f` within 1/255), an animated GIF with every frame, and clear errors.
+//! `refs/svd/photo_5f` within 1/255), an animated GIF and an animated WebP with every frame, and
+//! clear errors.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
@@ -93,4 +94,57 @@ fn bad_requests_are_clear_errors() {
         &kiln(&args(&dir.path().join("b"), &[("--model", &sd15)])),
         "Stable Video Diffusion",
     );
+}
+
+/// The canvas, frame count and first frame of an animated WebP (its `ANMF` frames re-wrapped
+/// as stills for the `image` decoder).
+fn read_webp(bytes: &[u8]) -> ((u32, u32), usize, image::RgbImage) {
+    let le24 = |b: &[u8]| u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(&bytes[8..12], b"WEBP");
+    let (mut at, mut canvas, mut count, mut first) = (12, (0, 0), 0, None);
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let payload = &bytes[at + 8..at + 8 + len];
+        match &bytes[at..at + 4] {
+            b"VP8X" => {
+                assert_ne!(payload[0] & 0b10, 0, "animation flag");
+                canvas = (le24(&payload[4..7]) + 1, le24(&payload[7..10]) + 1);
+            }
+            b"ANMF" => {
+                count += 1;
+                if first.is_none() {
+                    let frame = &payload[16..];
+                    let mut still = b"RIFF".to_vec();
+                    still.extend_from_slice(&(frame.len() as u32 + 4).to_le_bytes());
+                    still.extend_from_slice(b"WEBP");
+                    still.extend_from_slice(frame);
+                    first = Some(image::load_from_memory(&still).unwrap().to_rgb8());
+                }
+            }
+            _ => {}
+        }
+        at += 8 + len + len % 2;
+    }
+    (canvas, count, first.unwrap())
+}
+
+#[test]
+fn webp_has_every_frame_losslessly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clip.webp");
+    ok(&kiln(&args(&out, &[])));
+    let (canvas, count, first) = read_webp(&std::fs::read(&out).unwrap());
+    assert_eq!((canvas, count), ((64, 64), 5));
+    let reference = image::open(fixtures().join("refs/svd/photo_5f/frame-0001.png"))
+        .unwrap()
+        .to_rgb8();
+    let diff = first
+        .as_raw()
+        .iter()
+        .zip(reference.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(diff <= 1, "first frame differs by {diff}");
 }

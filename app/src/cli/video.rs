@@ -1,6 +1,8 @@
 //! `kiln video`: image to video with a Stable Video Diffusion folder (SVD / SVD-XT). The clip
-//! goes to a folder of `frame-0001.png`, … or to an animated GIF; its settings are written
-//! beside it as JSON (`video.json` in the folder, `NAME.gif.json` next to a GIF).
+//! goes to a folder of `frame-0001.png`, … or to an animated GIF or WebP; its settings are
+//! written beside it as JSON (`video.json` in the folder, `NAME.gif.json` next to a file).
+
+mod webp;
 
 use crate::library::fsutil::atomic_write;
 use anyhow::{Context, bail};
@@ -14,9 +16,9 @@ use std::path::{Path, PathBuf};
 /// Arguments of `kiln video` (the contract in the issue; keep names stable).
 #[derive(Debug, Args)]
 #[command(after_help = "\
-OUT ending in .gif writes an animated GIF (looping, at --fps); any other OUT is a folder \
-(created when missing) that receives frame-0001.png, frame-0002.png, … MP4 and WebP output \
-are not supported yet. Existing frames or files are never replaced.")]
+OUT ending in .gif or .webp writes a looping animation at --fps (WebP lossless); any other \
+OUT is a folder (created when missing) that receives frame-0001.png, frame-0002.png, … MP4 \
+output is not supported yet. Existing frames or files are never replaced.")]
 pub struct VideoArgs {
     /// Stable Video Diffusion folder in the diffusers layout (unet/, vae/, image_encoder/,
     /// feature_extractor/, scheduler/).
@@ -56,10 +58,10 @@ pub struct VideoArgs {
     #[arg(long, default_value_t = 576)]
     height: usize,
     /// Frames decoded together: more give smoother motion, fewer use less memory (default:
-    /// every frame at small sizes, 4 at 1024×576).
+    /// every frame at small sizes, 2 at 1024×576).
     #[arg(long)]
     decode_chunk: Option<usize>,
-    /// A folder for PNG frames, or a `.gif` file.
+    /// A folder for PNG frames, or a `.gif` or `.webp` file.
     #[arg(long, value_name = "OUT")]
     output: PathBuf,
 }
@@ -71,6 +73,8 @@ enum Target {
     Frames(PathBuf),
     /// An animated GIF.
     Gif(PathBuf),
+    /// An animated lossless WebP.
+    Webp(PathBuf),
 }
 
 fn extension(path: &Path) -> Option<String> {
@@ -80,20 +84,24 @@ fn extension(path: &Path) -> Option<String> {
 /// Picks the output kind from OUT and checks nothing would be replaced.
 fn target_of(output: &Path) -> anyhow::Result<Target> {
     match extension(output).as_deref() {
-        Some("gif") => {
+        Some(ext @ ("gif" | "webp")) => {
             if output.exists() {
                 bail!("{} already exists; choose another name", output.display());
             }
-            Ok(Target::Gif(output.to_path_buf()))
+            Ok(if ext == "gif" {
+                Target::Gif(output.to_path_buf())
+            } else {
+                Target::Webp(output.to_path_buf())
+            })
         }
-        Some(ext @ ("mp4" | "webp" | "webm" | "mov" | "apng")) => bail!(
-            "{ext} output is not supported yet; write a .gif or a folder of PNG frames: {}",
+        Some(ext @ ("mp4" | "webm" | "mov" | "mkv" | "avi" | "apng")) => bail!(
+            "{ext} output is not supported yet; write a .gif, a .webp or a folder of PNG frames: {}",
             output.display()
         ),
         _ => {
             if output.is_file() {
                 bail!(
-                    "{} is a file; give a folder for PNG frames or a name ending in .gif",
+                    "{} is a file; give a folder for PNG frames or a name ending in .gif or .webp",
                     output.display()
                 );
             }
@@ -228,8 +236,13 @@ pub fn run(args: VideoArgs) -> anyhow::Result<()> {
             atomic_write(&dir.join("video.json"), settings.as_bytes())?;
             println!("{}", dir.display());
         }
-        Target::Gif(path) => {
-            atomic_write(&path, &gif_bytes(&frames, params.fps)?)?;
+        Target::Gif(path) | Target::Webp(path) => {
+            let bytes = if extension(&path).as_deref() == Some("gif") {
+                gif_bytes(&frames, params.fps)?
+            } else {
+                webp::animated_webp(&frames, params.fps)?
+            };
+            atomic_write(&path, &bytes)?;
             let mut sidecar = path.clone().into_os_string();
             sidecar.push(".json");
             atomic_write(Path::new(&sidecar), settings.as_bytes())?;
@@ -249,6 +262,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gif = dir.path().join("clip.GIF");
         assert_eq!(target_of(&gif).unwrap(), Target::Gif(gif.clone()));
+        let webp = dir.path().join("clip.webp");
+        assert_eq!(target_of(&webp).unwrap(), Target::Webp(webp.clone()));
         let frames = dir.path().join("frames");
         assert_eq!(target_of(&frames).unwrap(), Target::Frames(frames.clone()));
         let e = target_of(&dir.path().join("clip.mp4"))
