@@ -1,6 +1,7 @@
 //! Story panels (consistent self-attention, `docs/COMIC.md`): Kiln's batched reference panels
 //! (write mode) and later panels read one by one match diffusers with the reference processor of
-//! `tests/fixtures/make_story.py` (tiny SDXL and SD1.5), images within 3/255 and final latents
+//! `tests/fixtures/make_story.py` (tiny SDXL and SD1.5, and tiny SDXL with an IP-Adapter face
+//! reference), images within 3/255 and final latents
 //! within a tolerance far below the effect of the shared tokens; the sampled token count equals
 //! the reference's. Independently of Python: a batch without consistency equals single
 //! generations, and reading an empty bank is a clear error.
@@ -39,6 +40,22 @@ fn request(case: &Value, panel: &Value) -> GenerateRequest {
     }
 }
 
+/// The case's IP-Adapter with its photo's tokens (`face`), if any.
+fn face_of(case: &Value) -> Option<kiln_inference::adapters::ip_adapter::IpAdapterRequest> {
+    use kiln_inference::adapters::ip_adapter::clip_vision::ClipVisionModel;
+    use kiln_inference::adapters::ip_adapter::{IpAdapter, IpAdapterRequest};
+    let face = case.get("face")?;
+    let path = |k: &str| fixtures().join(face[k].as_str().unwrap());
+    let adapter = std::sync::Arc::new(IpAdapter::load(&path("adapter"), &Device::Cpu).unwrap());
+    let encoder = ClipVisionModel::load(&path("encoder"), &Device::Cpu).unwrap();
+    let photo = image::open(path("photo")).unwrap().to_rgb8();
+    Some(IpAdapterRequest {
+        tokens: adapter.image_tokens(&encoder, &photo).unwrap(),
+        adapter,
+        scale: face["scale"].as_f64().unwrap() as f32,
+    })
+}
+
 fn settings(case: &Value) -> ConsistencySettings {
     let c = &case["consistency"];
     ConsistencySettings {
@@ -73,7 +90,7 @@ fn batch(
 #[test]
 fn story_panels_match_diffusers() {
     let cases = reference_cases("refs/story/cases.json");
-    assert!(cases.len() >= 2);
+    assert!(cases.len() >= 3);
     let latents: HashMap<String, Tensor> = candle_core::safetensors::load(
         fixtures().join("refs/story/latents.safetensors"),
         &Device::Cpu,
@@ -83,12 +100,17 @@ fn story_panels_match_diffusers() {
     for case in &cases {
         let name = case["name"].as_str().unwrap();
         let sd = load(case["model"].as_str().unwrap());
+        let face = face_of(case);
+        let with_face = |mut r: GenerateRequest| {
+            r.ip_adapters = face.iter().cloned().collect();
+            r
+        };
         let bank = TokenBank::new(settings(case)).unwrap();
         let refs: Vec<GenerateRequest> = case["references"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| request(case, p))
+            .map(|p| with_face(request(case, p)))
             .collect();
         let mut rendered = batch(&sd, &refs, Some(&StoryMode::Write(bank.clone()))).unwrap();
         assert_eq!(
@@ -99,7 +121,7 @@ fn story_panels_match_diffusers() {
         let stored = bank.stored_values();
         for panel in case["panels"].as_array().unwrap() {
             let read = StoryMode::Read(bank.clone());
-            rendered.extend(batch(&sd, &[request(case, panel)], Some(&read)).unwrap());
+            rendered.extend(batch(&sd, &[with_face(request(case, panel))], Some(&read)).unwrap());
         }
         assert_eq!(bank.stored_values(), stored, "reads must not grow the bank");
         let expected_panels: Vec<&Value> = case["references"]
