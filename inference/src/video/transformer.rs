@@ -19,9 +19,9 @@ use candle_nn::{LayerNorm, VarBuilder};
 /// Feed-forward activations allowed per chunk (f32 values, 8 per token and channel).
 const CHUNK_VALUES: usize = 48 << 20;
 
-/// Rows per chunk for rows of `row_values` activations each.
-fn rows_per_chunk(row_values: usize) -> usize {
-    (CHUNK_VALUES / row_values.max(1)).max(1)
+/// Rows per chunk of at most `budget` activations, for rows of `row_values` each.
+fn rows_per_chunk(budget: usize, row_values: usize) -> usize {
+    (budget / row_values.max(1)).max(1)
 }
 
 /// Runs `f` on slices of at most `chunk` rows of `x` along dimension 0 and concatenates.
@@ -215,6 +215,17 @@ impl TransformerSpatioTemporal {
     /// `x [B·F, C, H, W]`; `context [B, M, Cc]` (one context per clip, used by every frame;
     /// diffusers repeats it per frame and the temporal blocks read the first frame's copy).
     pub fn forward(&self, x: &Tensor, context: &Tensor, frames: usize) -> Result<Tensor> {
+        self.forward_chunked(x, context, frames, CHUNK_VALUES)
+    }
+
+    /// [`Self::forward`] with feed-forward chunks of about `chunk_values` activations.
+    fn forward_chunked(
+        &self,
+        x: &Tensor,
+        context: &Tensor,
+        frames: usize,
+        chunk_values: usize,
+    ) -> Result<Tensor> {
         let (bf, c, h, w) = x.dims4()?;
         let b = bf / frames.max(1);
         let s = h * w;
@@ -243,8 +254,8 @@ impl TransformerSpatioTemporal {
                 .unsqueeze(1)?
                 .repeat((1, frames, 1, 1))?
                 .reshape((bf, m, context.dim(2)?))?;
-        let spatial_chunk = rows_per_chunk(s * c * 8);
-        let temporal_chunk = rows_per_chunk(frames * c * 8);
+        let spatial_chunk = rows_per_chunk(chunk_values, s * c * 8);
+        let temporal_chunk = rows_per_chunk(chunk_values, frames * c * 8);
 
         for (block, temporal) in self.blocks.iter().zip(&self.temporal_blocks) {
             hidden = by_rows(&hidden, spatial_chunk, |rows, start| {
@@ -277,5 +288,53 @@ impl TransformerSpatioTemporal {
         let out = self.proj_out.forward(&hidden)?;
         let out = out.transpose(1, 2)?.contiguous()?.reshape((bf, c, h, w))?;
         Ok((out + x)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::io::weights::{Weights, open_safetensors};
+    use candle_core::{DType, Device};
+
+    /// Row chunks (several frames' and several pixels' rows, crossing clip boundaries) give
+    /// the unchunked result. Weights: `down_blocks.0.attentions.0` of the tiny SVD fixture.
+    #[test]
+    fn chunked_rows_match_one_pass() {
+        let path = std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/tiny-svd/unet/diffusion_pytorch_model.safetensors"
+        ));
+        let st = std::sync::Arc::new(open_safetensors(&[path]).unwrap());
+        let device = Device::Cpu;
+        let vb = Weights::identity(st, "unet").var_builder(DType::F32, &device);
+        let model = TransformerSpatioTemporal::new(
+            vb.pp("down_blocks").pp(0).pp("attentions").pp(0),
+            32,
+            2,
+            1,
+            32,
+        )
+        .unwrap();
+        let (b, frames) = (2, 3);
+        let x = Tensor::randn(0f32, 1.0, (b * frames, 32, 4, 5), &device).unwrap();
+        let context = Tensor::randn(0f32, 1.0, (b, 1, 32), &device).unwrap();
+        let whole = model.forward(&x, &context, frames).unwrap();
+        // 20 pixels × 32 channels × 8 per frame row; 3 frames × 32 × 8 per pixel row.
+        for budget in [1, 2 * 32 * 8 * 3 + 5, 7 * 3 * 32 * 8] {
+            let chunked = model.forward_chunked(&x, &context, frames, budget).unwrap();
+            let diff: f32 = (&chunked - &whole)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(diff < 1e-5, "budget {budget}: {diff}");
+        }
     }
 }
