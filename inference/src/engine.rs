@@ -228,6 +228,9 @@ impl Engine {
             .is_some_and(|l| l.path == path && l.model.precision() == precision);
         if !reuse {
             self.loaded = None;
+            // ControlNets follow the model's precision: built again after a change.
+            self.controlnets.clear();
+            self.instantid = None;
             let files = ModelFiles::open(&path)?;
             let mut report = |part: &str| {
                 on_progress(&Progress::loading(part, recipe, started));
@@ -269,7 +272,11 @@ impl Engine {
                 Some(net) => net.clone(),
                 None => {
                     on_progress(&Progress::loading("ControlNet", recipe, started));
-                    let net = Arc::new(ControlNet::load(&spec.model, &self.device)?);
+                    // ControlNets are built in the model's precision (packed bf16 weights in
+                    // bf16 mode: half the memory of an SDXL ControlNet).
+                    let net = Arc::new(crate::kernels::with_precision(self.precision, || {
+                        ControlNet::load(&spec.model, &self.device)
+                    })?);
                     self.controlnets.insert(spec.model.clone(), net.clone());
                     net
                 }
@@ -419,7 +426,9 @@ impl Engine {
             Some((path, loaded)) if *path == face.model => loaded.clone(),
             _ => {
                 on_progress(&Progress::loading("InstantID", recipe, started));
-                let loaded = Arc::new(InstantId::load(&face.model, &self.device)?);
+                let loaded = Arc::new(crate::kernels::with_precision(self.precision, || {
+                    InstantId::load(&face.model, &self.device)
+                })?);
                 self.instantid = Some((face.model.clone(), loaded.clone()));
                 loaded
             }
