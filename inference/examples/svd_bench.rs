@@ -2,12 +2,13 @@
 //! CPU with constant weights (the cost of dense layers does not depend on the values), and
 //! reports peak memory:
 //!
-//! `cargo run --release -p kiln-inference --example svd_bench [WIDTH HEIGHT FRAMES CHUNK]`
-//! (default 1024 576 14 4). The UNet step is classifier-free guided (batch 2 × FRAMES), as
+//! `cargo run --release -p kiln-inference --example svd_bench [WIDTH HEIGHT FRAMES CHUNK] [bf16]`
+//! (default 1024 576 14 2, f32 weights). The UNet step is classifier-free guided (batch 2 × FRAMES), as
 //! every SVD step with max guidance > 1; a clip costs `steps × step + ceil(FRAMES / CHUNK) ×
 //! chunk`. Configs are the released SVD ones (`unet/config.json`, `vae/config.json`).
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use kiln_inference::kernels::{Precision, with_precision};
 use kiln_inference::vae::VaeConfig;
 use kiln_inference::video::{SvdUNet, SvdUNetConfig, TemporalVae};
 use std::collections::HashMap;
@@ -36,7 +37,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let width = args.first().copied().unwrap_or(1024);
     let height = args.get(1).copied().unwrap_or(576);
     let frames = args.get(2).copied().unwrap_or(14);
-    let chunk = args.get(3).copied().unwrap_or(4).min(frames);
+    let chunk = args.get(3).copied().unwrap_or(2).min(frames);
+    let precision = if std::env::args().any(|a| a == "bf16") {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    };
     let device = Device::Cpu;
     let unet_config = SvdUNetConfig::from_json(&serde_json::json!({
         "addition_time_embed_dim": 256,
@@ -88,16 +94,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let (vae_weights, vae_params) = constant_weights(&vars)?;
     drop(vars);
-    let unet = SvdUNet::new(
-        VarBuilder::from_tensors(unet_weights, DType::F32, &device),
-        &unet_config,
-    )?;
-    let vae = TemporalVae::new(
-        VarBuilder::from_tensors(vae_weights, DType::F32, &device),
-        &vae_config,
-    )?;
+    let unet = with_precision(precision, || {
+        SvdUNet::new(
+            VarBuilder::from_tensors(unet_weights, DType::F32, &device),
+            &unet_config,
+        )
+    })?;
+    let vae = with_precision(precision, || {
+        TemporalVae::new(
+            VarBuilder::from_tensors(vae_weights, DType::F32, &device),
+            &vae_config,
+        )
+    })?;
     println!(
-        "build: {:.1} s, UNet {:.2} B params, VAE {:.0} M params (f32), peak RSS {:.2} GiB",
+        "build: {:.1} s, UNet {:.2} B params, VAE {:.0} M params ({precision:?}), peak RSS {:.2} GiB",
         start.elapsed().as_secs_f64(),
         unet_params as f64 / 1e9,
         vae_params as f64 / 1e6,

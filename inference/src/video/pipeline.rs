@@ -17,6 +17,7 @@ use super::vae::TemporalVae;
 use crate::adapters::ip_adapter::clip_vision::{CLIP_MEAN, CLIP_STD, ClipVisionModel};
 use crate::io::model::component_weight_files;
 use crate::io::weights::{Weights, open_safetensors};
+use crate::kernels::{Precision, with_precision};
 use crate::sampling::rng::TorchRng;
 use crate::sampling::scheduler::{Scheduler, SchedulerConfig};
 use crate::vae::VaeConfig;
@@ -160,8 +161,15 @@ fn normalisation(root: &Path) -> Result<([f32; 3], [f32; 3])> {
 
 impl SvdPipeline {
     /// Loads a diffusers SVD folder (`unet/`, `vae/`, `image_encoder/`, `feature_extractor/`,
-    /// `scheduler/`) in float32.
+    /// `scheduler/`) in float32 (the parity path).
     pub fn load(root: &Path, device: &Device) -> Result<Self> {
+        Self::load_with_precision(root, device, Precision::F32)
+    }
+
+    /// [`Self::load`] with the UNet's and VAE decoder's weights stored and multiplied in
+    /// `precision` (bf16 halves the UNet's 6 GiB and runs faster on CPUs with AVX512-BF16;
+    /// activations, the VAE encoder and the image encoder stay float32).
+    pub fn load_with_precision(root: &Path, device: &Device, precision: Precision) -> Result<Self> {
         let (unet_json, unet_weights) = component(root, "unet")?;
         let class = unet_json.get("_class_name").and_then(|v| v.as_str());
         if let Some(class) = class.filter(|c| *c != "UNetSpatioTemporalConditionModel") {
@@ -171,10 +179,14 @@ impl SvdPipeline {
             });
         }
         let unet_config = SvdUNetConfig::from_json(&unet_json)?;
-        let unet = SvdUNet::new(unet_weights.var_builder(DType::F32, device), &unet_config)?;
+        let unet = with_precision(precision, || {
+            SvdUNet::new(unet_weights.var_builder(DType::F32, device), &unet_config)
+        })?;
         let (vae_json, vae_weights) = component(root, "vae")?;
         let vae_config = VaeConfig::from_json(&vae_json)?;
-        let vae = TemporalVae::new(vae_weights.var_builder(DType::F32, device), &vae_config)?;
+        let vae = with_precision(precision, || {
+            TemporalVae::new(vae_weights.var_builder(DType::F32, device), &vae_config)
+        })?;
         let image_encoder = ClipVisionModel::load(&root.join("image_encoder"), device)?;
         let scheduler_path = root.join("scheduler").join("scheduler_config.json");
         let text =
