@@ -72,6 +72,33 @@ pub enum Action {
     Download(crate::gui::state::downloads::DownloadAction),
     /// Something for the Batch section.
     Batch(BatchAction),
+    /// Something for the Portrait section.
+    Portrait(PortraitAction),
+}
+
+/// Requests of the Portrait section.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PortraitAction {
+    /// Pick the face photo (file dialog).
+    OpenPhoto,
+    /// Pick the pose photo (file dialog).
+    OpenPose,
+    /// Use this file as the face photo (its faces are looked for).
+    SetPhoto(PathBuf),
+    /// Use this file as the pose photo.
+    SetPose(PathBuf),
+    /// Forget the pose photo.
+    ClearPose,
+    /// Look at the InstantID files again.
+    Recheck,
+    /// Convert InstantID's adapter from its published pickle.
+    Convert,
+    /// Queue the portrait job.
+    Generate,
+    /// Show result `index` in the Generate section's viewer.
+    ShowResult(usize),
+    /// Offer the download of a catalog model (the model manager's banner in the section).
+    Offer(String),
 }
 
 /// Requests of the Batch section.

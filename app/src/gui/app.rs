@@ -31,6 +31,7 @@ mod batch;
 mod canvas;
 mod downloads;
 mod presets;
+mod portrait;
 
 pub use canvas::{CanvasPurpose, CanvasTarget, RegionsWritten, write_content_named_png};
 
@@ -261,6 +262,7 @@ impl KilnApp {
         self.state.jobs.queue = self.worker.queue();
         self.drain_batch(ctx);
         if self.state.jobs.running().is_some() {
+        self.drain_portrait();
             // Elapsed time keeps moving between progress events.
             ctx.request_repaint_after(std::time::Duration::from_millis(500));
         }
@@ -309,6 +311,7 @@ impl KilnApp {
             }
             TaskDone::FilesChecked(missing) => self.state.form.mark_missing(&missing),
             TaskDone::CanvasWritten { purpose, result } => self.canvas_written(purpose, result),
+            TaskDone::Portrait(done) => self.portrait_done(*done, ctx),
             TaskDone::CanvasRegionsWritten(result) => self.canvas_regions_written(result),
             TaskDone::CanvasImageLoaded {
                 target,
@@ -613,6 +616,7 @@ impl KilnApp {
             && !self.canvas_drop(&path, pointer)
         {
             self.services
+            && !self.portrait_drop(&path, pointer)
                 .tasks
                 .spawn("drop", move || TaskDone::Dropped(read_dropped(&path)));
         }
@@ -736,6 +740,7 @@ impl KilnApp {
     }
 
     /// Where creation records and comparisons are exported: `records/` in the output folder.
+            Action::Portrait(action) => self.route_portrait(action, ctx),
     fn records_dir(&self) -> PathBuf {
         self.state.settings.output_dir.join("records")
     }

@@ -16,7 +16,7 @@ pub mod theme;
 pub mod timing;
 pub mod widgets;
 
-pub use action::{Action, BatchAction};
+pub use action::{Action, BatchAction, PortraitAction};
 pub use app::{AppPaths, KilnApp};
 
 use crate::i18n::Lang;

@@ -10,6 +10,7 @@ pub mod loras;
 pub mod model_catalog;
 pub mod models;
 pub mod presets;
+pub mod portrait;
 pub mod queue;
 pub mod settings;
 pub mod sidebar;
@@ -38,6 +39,7 @@ pub fn app_ui(ui: &mut egui::Ui, state: &mut AppState, busy: bool, actions: &mut
             Section::Presets => presets::presets_panel_ui(ui, state, actions),
             Section::Batch => batch::batch_panel_ui(ui, state, actions),
             Section::Gallery => gallery::gallery_panel_ui(ui, state, actions),
+            Section::Portrait => portrait::portrait_panel_ui(ui, state, actions),
             Section::Models => models::models_panel_ui(ui, state, actions),
             Section::Settings => settings::settings_panel_ui(ui, state, actions),
         }
@@ -120,6 +122,7 @@ fn drop_overlay_ui(ui: &mut egui::Ui, state: &AppState) {
                 Section::Batch => "drop.hint_batch",
                 _ => "drop.hint",
             },
+                Section::Portrait => "drop.hint_portrait",
         ),
         FontId::proportional(22.0),
         text_color,

@@ -8,6 +8,7 @@ pub mod downloads;
 pub mod gallery;
 pub mod job_runner;
 pub mod presets;
+pub mod portrait;
 pub mod saver;
 pub mod tasks;
 pub mod thumbnails;

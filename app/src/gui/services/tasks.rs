@@ -130,6 +130,8 @@ pub enum TaskDone {
         /// The guide at the canvas size, or why not.
         result: Result<image::RgbImage, String>,
     },
+    /// Work of the Portrait section.
+    Portrait(Box<crate::gui::services::portrait::PortraitDone>),
     /// Something failed that has no better place to report.
     Failed(String),
 }

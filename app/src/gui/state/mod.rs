@@ -9,6 +9,7 @@ pub mod gallery;
 pub mod jobs;
 pub mod models;
 pub mod presets;
+pub mod portrait;
 
 use crate::gui::form::GenerateForm;
 use crate::gui::widgets::image_viewer::ImageViewer;
@@ -21,6 +22,7 @@ pub use gallery::GalleryState;
 pub use jobs::JobsState;
 pub use models::ModelsState;
 pub use presets::PresetsState;
+pub use portrait::PortraitState;
 
 /// A section of the app (an entry in the sidebar).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -33,6 +35,8 @@ pub enum Section {
     /// Style presets: a gallery of cards to apply or run on a photo.
     Presets,
     /// A folder of photos through one style.
+    /// Face-preserving portraits (InstantID) from a face photo.
+    Portrait,
     Batch,
     /// Outputs and history.
     Gallery,
@@ -44,13 +48,14 @@ pub enum Section {
 
 impl Section {
     /// Every section, in sidebar order.
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 8] = [
         Section::Generate,
         Section::Canvas,
         Section::Presets,
         Section::Batch,
         Section::Gallery,
         Section::Models,
+        Section::Portrait,
         Section::Settings,
     ];
 
@@ -64,6 +69,7 @@ impl Section {
             Section::Gallery => "nav.gallery",
             Section::Models => "nav.models",
             Section::Settings => "nav.settings",
+            Section::Portrait => "nav.portrait",
         }
     }
 
@@ -79,6 +85,7 @@ impl Section {
             "models" => Some(Section::Models),
             "settings" => Some(Section::Settings),
             _ => None,
+            "portrait" => Some(Section::Portrait),
         }
     }
 }
@@ -153,6 +160,8 @@ pub struct AppState {
     /// Where the mask controls were drawn: a file dropped there becomes the mask.
     pub mask_drop_target: Option<egui::Rect>,
     /// Messages at the top of the window.
+    /// The Portrait section.
+    pub portrait: PortraitState,
     pub notices: Vec<Notice>,
     next_notice: u64,
     /// Files are being dragged over the window.
@@ -191,6 +200,7 @@ impl AppState {
             frame: 0,
         }
     }
+            portrait: PortraitState::default(),
 
     /// The UI language.
     pub fn lang(&self) -> Lang {
