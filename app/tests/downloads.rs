@@ -51,6 +51,21 @@ fn no_progress() -> impl FnMut(&ModelProgress) {
     |_| {}
 }
 
+/// Downloads `model` from `server` into `dir` with the test options, no progress, no cancel.
+fn fetch(
+    model: &CatalogModel,
+    dir: &Path,
+    server: &HubServer,
+) -> Result<Vec<kiln::library::download::FileReport>, DownloadError> {
+    download_model(
+        model,
+        dir,
+        &options(server),
+        &CancelToken::default(),
+        &mut no_progress(),
+    )
+}
+
 fn dest_of(model: &CatalogModel, models: &Path) -> std::path::PathBuf {
     file_dest(model, model.files.first().unwrap(), models).unwrap()
 }
@@ -111,14 +126,7 @@ fn part_file_from_an_earlier_run_is_resumed() {
         install_state(&model, dir.path()),
         InstallState::Partial { bytes: 150_000 }
     );
-    let files = download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    let files = fetch(&model, dir.path(), &server).unwrap();
     let report = files.first().unwrap();
     assert_eq!(report.resumed_from, 150_000);
     // No SHA-256 in the catalog: the Hub's X-Linked-Etag was checked.
@@ -136,14 +144,7 @@ fn wrong_checksum_removes_the_file_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = "0".repeat(64);
     let model = model_of(&served, Some(wrong.clone()));
-    let error = download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap_err();
+    let error = fetch(&model, dir.path(), &server).unwrap_err();
     let dest = dest_of(&model, dir.path());
     assert!(
         matches!(&error, DownloadError::Checksum { expected, actual, .. }
@@ -164,14 +165,7 @@ fn wrong_checksum_removes_the_file_with_a_clear_error() {
     served.faults.wrong_etag = true;
     let server = HubServer::start(vec![served.clone()]);
     let model = model_of(&served, None);
-    let error = download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap_err();
+    let error = fetch(&model, dir.path(), &server).unwrap_err();
     assert!(matches!(error, DownloadError::Checksum { .. }), "{error}");
     assert!(!dest_of(&model, dir.path()).exists());
 }
@@ -183,14 +177,7 @@ fn not_found_is_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = model_of(&served, None);
     model.files[0].path = "missing.safetensors".into();
-    let error = download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap_err();
+    let error = fetch(&model, dir.path(), &server).unwrap_err();
     assert!(matches!(error, DownloadError::NotFound { .. }), "{error}");
     assert!(error.to_string().contains("404"), "{error}");
     assert_eq!(server.seen().len(), 1, "404 must not be retried");
@@ -212,14 +199,7 @@ fn gated_file_needs_the_token_which_never_reaches_the_cdn() {
     let server = HubServer::start(vec![served.clone()]);
     let dir = tempfile::tempdir().unwrap();
     let model = model_of(&served, None);
-    let error = download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap_err();
+    let error = fetch(&model, dir.path(), &server).unwrap_err();
     assert!(
         matches!(
             error,
@@ -290,14 +270,7 @@ fn transient_errors_are_retried_with_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let model = model_of(&served, Some(served.sha256()));
     let started = Instant::now();
-    download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    fetch(&model, dir.path(), &server).unwrap();
     // Backoff: 10 ms, then 20 ms.
     assert!(started.elapsed() >= Duration::from_millis(30));
     let statuses: Vec<u16> = server
@@ -312,14 +285,7 @@ fn transient_errors_are_retried_with_backoff() {
     served.faults.unavailable = 100;
     let server = HubServer::start(vec![served.clone()]);
     let model = model_of(&served, None);
-    let error = download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap_err();
+    let error = fetch(&model, dir.path(), &server).unwrap_err();
     assert!(
         matches!(error, DownloadError::Status { status: 503, .. }),
         "{error}"
@@ -359,14 +325,7 @@ fn slow_download_is_cancelled_leaving_nothing_under_the_final_name() {
 
     // The next download resumes from the kept part and completes.
     server.set_faults(0, Faults::default());
-    download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    fetch(&model, dir.path(), &server).unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), served.content);
     let last = server.seen_for("/cdn/").last().cloned().unwrap();
     assert_eq!(last.range, Some(format!("bytes={kept}-")));
@@ -570,14 +529,7 @@ fn a_pickle_marked_convert_is_converted_to_safetensors_after_the_download() {
     let mut model = model_of(&served, Some(served.sha256()));
     model.kind = "instantid".into();
     model.files[0].convert = true;
-    download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    fetch(&model, dir.path(), &server).unwrap();
     let dest = dest_of(&model, dir.path());
     let converted = dest.with_extension("safetensors");
     let tensors = candle_core::safetensors::load(&converted, &candle_core::Device::Cpu).unwrap();
@@ -587,15 +539,7 @@ fn a_pickle_marked_convert_is_converted_to_safetensors_after_the_download() {
     let server = HubServer::start(vec![bogus.clone()]);
     let mut model = model_of(&bogus, Some(bogus.sha256()));
     model.files[0].convert = true;
-    let err = download_model(
-        &model,
-        dir.path(),
-        &options(&server),
-        &CancelToken::default(),
-        &mut no_progress(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = fetch(&model, dir.path(), &server).unwrap_err().to_string();
     assert!(err.contains("converting ip-adapter.bin"), "{err}");
     let dest = dest_of(&model, dir.path());
     assert!(!dest.with_extension("safetensors").exists());
