@@ -72,6 +72,8 @@ pub enum Action {
     Download(crate::gui::state::downloads::DownloadAction),
     /// Something for the Batch section.
     Batch(BatchAction),
+    /// Something for the Comic section.
+    Comic(crate::gui::state::comic::ComicAction),
     /// Something for the Portrait section.
     Portrait(PortraitAction),
 }

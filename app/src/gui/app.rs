@@ -29,9 +29,10 @@ use std::sync::Arc;
 
 mod batch;
 mod canvas;
+mod comic;
 mod downloads;
-mod presets;
 mod portrait;
+mod presets;
 
 pub use canvas::{CanvasPurpose, CanvasTarget, RegionsWritten, write_content_named_png};
 
@@ -261,8 +262,9 @@ impl KilnApp {
         }
         self.state.jobs.queue = self.worker.queue();
         self.drain_batch(ctx);
-        if self.state.jobs.running().is_some() {
+        self.drain_comic(ctx);
         self.drain_portrait();
+        if self.state.jobs.running().is_some() {
             // Elapsed time keeps moving between progress events.
             ctx.request_repaint_after(std::time::Duration::from_millis(500));
         }
@@ -309,9 +311,10 @@ impl KilnApp {
             TaskDone::Picked(PickPurpose::CanvasImport(layer), Some(path)) => {
                 self.load_into_canvas(path, CanvasTarget::Layer(layer));
             }
+            TaskDone::Portrait(done) => self.portrait_done(*done, ctx),
+            TaskDone::Comic(done) => self.comic_done(*done, ctx),
             TaskDone::FilesChecked(missing) => self.state.form.mark_missing(&missing),
             TaskDone::CanvasWritten { purpose, result } => self.canvas_written(purpose, result),
-            TaskDone::Portrait(done) => self.portrait_done(*done, ctx),
             TaskDone::CanvasRegionsWritten(result) => self.canvas_regions_written(result),
             TaskDone::CanvasImageLoaded {
                 target,
@@ -613,10 +616,11 @@ impl KilnApp {
         }
         if let Some(path) = paths.into_iter().next()
             && !self.preset_drop(&path, pointer)
+            && !self.comic_drop(&path, pointer)
+            && !self.portrait_drop(&path, pointer)
             && !self.canvas_drop(&path, pointer)
         {
             self.services
-            && !self.portrait_drop(&path, pointer)
                 .tasks
                 .spawn("drop", move || TaskDone::Dropped(read_dropped(&path)));
         }
@@ -736,11 +740,12 @@ impl KilnApp {
             Action::Canvas(action) => self.route_canvas(action),
             Action::Download(action) => self.route_download(action),
             Action::Batch(action) => self.route_batch(action, ctx),
+            Action::Comic(action) => self.route_comic(action),
+            Action::Portrait(action) => self.route_portrait(action, ctx),
         }
     }
 
     /// Where creation records and comparisons are exported: `records/` in the output folder.
-            Action::Portrait(action) => self.route_portrait(action, ctx),
     fn records_dir(&self) -> PathBuf {
         self.state.settings.output_dir.join("records")
     }

@@ -23,6 +23,12 @@ pub trait Runner: Send + 'static {
         on_progress: &mut dyn FnMut(&Progress),
         cancel: &CancelToken,
     ) -> kiln_inference::Result<Vec<Output>>;
+
+    /// The engine itself, for tasks that drive a pipeline panel by panel (comic stories);
+    /// `None` for runners without one (test fakes).
+    fn engine(&mut self) -> Option<&mut Engine> {
+        None
+    }
 }
 
 impl Runner for Engine {
@@ -33,6 +39,10 @@ impl Runner for Engine {
         cancel: &CancelToken,
     ) -> kiln_inference::Result<Vec<Output>> {
         Engine::run(self, recipe, on_progress, cancel)
+    }
+
+    fn engine(&mut self) -> Option<&mut Engine> {
+        Some(self)
     }
 }
 

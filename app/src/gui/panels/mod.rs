@@ -3,14 +3,15 @@
 
 pub mod batch;
 pub mod canvas;
+pub mod comic;
 pub mod controlnets;
 pub mod gallery;
 pub mod generate;
 pub mod loras;
 pub mod model_catalog;
 pub mod models;
-pub mod presets;
 pub mod portrait;
+pub mod presets;
 pub mod queue;
 pub mod settings;
 pub mod sidebar;
@@ -38,8 +39,9 @@ pub fn app_ui(ui: &mut egui::Ui, state: &mut AppState, busy: bool, actions: &mut
             Section::Canvas => canvas::canvas_panel_ui(ui, state, actions),
             Section::Presets => presets::presets_panel_ui(ui, state, actions),
             Section::Batch => batch::batch_panel_ui(ui, state, actions),
-            Section::Gallery => gallery::gallery_panel_ui(ui, state, actions),
+            Section::Comic => comic::comic_panel_ui(ui, state, actions),
             Section::Portrait => portrait::portrait_panel_ui(ui, state, actions),
+            Section::Gallery => gallery::gallery_panel_ui(ui, state, actions),
             Section::Models => models::models_panel_ui(ui, state, actions),
             Section::Settings => settings::settings_panel_ui(ui, state, actions),
         }
@@ -120,9 +122,9 @@ fn drop_overlay_ui(ui: &mut egui::Ui, state: &AppState) {
             match state.section {
                 Section::Presets => "drop.hint_presets",
                 Section::Batch => "drop.hint_batch",
+                Section::Portrait => "drop.hint_portrait",
                 _ => "drop.hint",
             },
-                Section::Portrait => "drop.hint_portrait",
         ),
         FontId::proportional(22.0),
         text_color,

@@ -150,4 +150,8 @@ impl<R: Runner> Runner for JobRunner<R> {
         }
         Ok(outputs)
     }
+
+    fn engine(&mut self) -> Option<&mut kiln_inference::Engine> {
+        self.inner.engine()
+    }
 }

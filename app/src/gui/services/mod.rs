@@ -4,11 +4,12 @@
 
 pub mod batch;
 pub mod clipboard;
+pub mod comic;
 pub mod downloads;
 pub mod gallery;
 pub mod job_runner;
-pub mod presets;
 pub mod portrait;
+pub mod presets;
 pub mod saver;
 pub mod tasks;
 pub mod thumbnails;
@@ -62,6 +63,16 @@ impl EngineRunner {
         engine.taesd_dirs = taesd_dirs;
         EngineRunner { engine, switches }
     }
+
+    /// Previews and precision as the settings say now.
+    fn follow_switches(&mut self) {
+        self.engine.previews = self.switches.previews.load(Ordering::Relaxed);
+        self.engine.precision = if self.switches.bf16.load(Ordering::Relaxed) {
+            kiln_inference::engine::Precision::Bf16
+        } else {
+            kiln_inference::engine::Precision::F32
+        };
+    }
 }
 
 impl Runner for EngineRunner {
@@ -71,13 +82,13 @@ impl Runner for EngineRunner {
         on_progress: &mut dyn FnMut(&Progress),
         cancel: &CancelToken,
     ) -> kiln_inference::Result<Vec<Output>> {
-        self.engine.previews = self.switches.previews.load(Ordering::Relaxed);
-        self.engine.precision = if self.switches.bf16.load(Ordering::Relaxed) {
-            kiln_inference::engine::Precision::Bf16
-        } else {
-            kiln_inference::engine::Precision::F32
-        };
+        self.follow_switches();
         self.engine.run(recipe, on_progress, cancel)
+    }
+
+    fn engine(&mut self) -> Option<&mut Engine> {
+        self.follow_switches();
+        Some(&mut self.engine)
     }
 }
 

@@ -132,6 +132,8 @@ pub enum TaskDone {
     },
     /// Work of the Portrait section.
     Portrait(Box<crate::gui::services::portrait::PortraitDone>),
+    /// Work of the Comic section.
+    Comic(Box<crate::gui::services::comic::ComicDone>),
     /// Something failed that has no better place to report.
     Failed(String),
 }

@@ -4,12 +4,13 @@
 
 pub mod batch;
 pub mod canvas;
+pub mod comic;
 pub mod downloads;
 pub mod gallery;
 pub mod jobs;
 pub mod models;
-pub mod presets;
 pub mod portrait;
+pub mod presets;
 
 use crate::gui::form::GenerateForm;
 use crate::gui::widgets::image_viewer::ImageViewer;
@@ -21,8 +22,8 @@ pub use canvas::CanvasState;
 pub use gallery::GalleryState;
 pub use jobs::JobsState;
 pub use models::ModelsState;
-pub use presets::PresetsState;
 pub use portrait::PortraitState;
+pub use presets::PresetsState;
 
 /// A section of the app (an entry in the sidebar).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -34,10 +35,12 @@ pub enum Section {
     Canvas,
     /// Style presets: a gallery of cards to apply or run on a photo.
     Presets,
-    /// A folder of photos through one style.
     /// Face-preserving portraits (InstantID) from a face photo.
     Portrait,
+    /// A folder of photos through one style.
     Batch,
+    /// Story scripts to comic pages.
+    Comic,
     /// Outputs and history.
     Gallery,
     /// The model library.
@@ -48,14 +51,15 @@ pub enum Section {
 
 impl Section {
     /// Every section, in sidebar order.
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Section::Generate,
         Section::Canvas,
         Section::Presets,
+        Section::Portrait,
         Section::Batch,
+        Section::Comic,
         Section::Gallery,
         Section::Models,
-        Section::Portrait,
         Section::Settings,
     ];
 
@@ -65,11 +69,12 @@ impl Section {
             Section::Generate => "nav.generate",
             Section::Canvas => "nav.canvas",
             Section::Presets => "nav.presets",
+            Section::Portrait => "nav.portrait",
             Section::Batch => "nav.batch",
+            Section::Comic => "nav.comic",
             Section::Gallery => "nav.gallery",
             Section::Models => "nav.models",
             Section::Settings => "nav.settings",
-            Section::Portrait => "nav.portrait",
         }
     }
 
@@ -80,12 +85,13 @@ impl Section {
             "generate" => Some(Section::Generate),
             "canvas" => Some(Section::Canvas),
             "presets" => Some(Section::Presets),
+            "portrait" => Some(Section::Portrait),
             "batch" => Some(Section::Batch),
+            "comic" => Some(Section::Comic),
             "gallery" => Some(Section::Gallery),
             "models" => Some(Section::Models),
             "settings" => Some(Section::Settings),
             _ => None,
-            "portrait" => Some(Section::Portrait),
         }
     }
 }
@@ -154,14 +160,16 @@ pub struct AppState {
     pub canvas: CanvasState,
     /// The Batch section.
     pub batch: BatchState,
+    /// The Comic section.
+    pub comic: comic::ComicState,
+    /// The Portrait section.
+    pub portrait: PortraitState,
     /// Where the ControlNet cards were drawn (row id, rect): a file dropped on one becomes its
     /// guide.
     pub controlnet_drop_targets: Vec<(u64, egui::Rect)>,
     /// Where the mask controls were drawn: a file dropped there becomes the mask.
     pub mask_drop_target: Option<egui::Rect>,
     /// Messages at the top of the window.
-    /// The Portrait section.
-    pub portrait: PortraitState,
     pub notices: Vec<Notice>,
     next_notice: u64,
     /// Files are being dragged over the window.
@@ -192,6 +200,8 @@ impl AppState {
             presets: PresetsState::default(),
             canvas: CanvasState::default(),
             batch: BatchState::new(),
+            comic: comic::ComicState::default(),
+            portrait: PortraitState::default(),
             controlnet_drop_targets: Vec::new(),
             mask_drop_target: None,
             notices: Vec::new(),
@@ -200,7 +210,6 @@ impl AppState {
             frame: 0,
         }
     }
-            portrait: PortraitState::default(),
 
     /// The UI language.
     pub fn lang(&self) -> Lang {

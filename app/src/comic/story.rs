@@ -1,0 +1,135 @@
+//! Running a story script: each panel's lead character, its generation request, the drift
+//! scores of a finished story, and the outliers among them. Shared by `kiln comic` and the
+//! app's Comic section (`gui::services::comic`).
+
+use super::script::Story;
+use kiln_inference::Recipe;
+use kiln_inference::adapters::ip_adapter::clip_vision::ClipVisionModel;
+use kiln_inference::pipelines::stable_diffusion::GenerateRequest;
+use kiln_inference::pipelines::story::consistency_score;
+
+/// A panel whose score is this far below the median of its story's scores is flagged.
+pub const OUTLIER_MARGIN: f32 = 0.1;
+
+/// Each panel's lead character (the first it names, as an index into the cards); `None` for
+/// panels without characters.
+pub fn leads(story: &Story) -> Vec<Option<usize>> {
+    story
+        .panels
+        .iter()
+        .map(|panel| {
+            let name = panel.characters.first()?.to_lowercase();
+            story
+                .characters
+                .iter()
+                .position(|c| c.name.to_lowercase() == name)
+        })
+        .collect()
+}
+
+/// The text-to-image request of a panel's recipe.
+pub fn request_of(recipe: &Recipe) -> GenerateRequest {
+    GenerateRequest {
+        prompt: recipe.prompt.clone(),
+        negative: recipe.negative.clone(),
+        sampler: recipe.sampler,
+        steps: recipe.steps,
+        cfg: recipe.cfg,
+        width: recipe.width,
+        height: recipe.height,
+        clip_skip: recipe.clip_skip,
+        seed: recipe.seed,
+        ..GenerateRequest::default()
+    }
+}
+
+/// Each panel's consistency score against its lead character's first panel (`None` for that
+/// first panel, panels without a lead, and panels not drawn yet).
+pub fn drift_scores(
+    encoder: &ClipVisionModel,
+    leads: &[Option<usize>],
+    images: &[Option<&image::RgbImage>],
+) -> kiln_inference::Result<Vec<Option<f32>>> {
+    let mut scores = vec![None; leads.len()];
+    for (k, lead) in leads.iter().enumerate() {
+        let Some(character) = lead else { continue };
+        let Some(first) = leads.iter().position(|l| l == &Some(*character)) else {
+            continue;
+        };
+        if first == k {
+            continue;
+        }
+        let (Some(Some(reference)), Some(Some(image))) = (images.get(first), images.get(k)) else {
+            continue;
+        };
+        scores[k] = Some(consistency_score(encoder, reference, image)?);
+    }
+    Ok(scores)
+}
+
+/// Which scores are outliers: more than [`OUTLIER_MARGIN`] below the median of the scores
+/// given (a story needs two scores or more for one to stand out).
+pub fn outliers(scores: &[Option<f32>]) -> Vec<bool> {
+    let mut known: Vec<f32> = scores.iter().flatten().copied().collect();
+    if known.len() < 2 {
+        return vec![false; scores.len()];
+    }
+    known.sort_by(f32::total_cmp);
+    let middle = known.len() / 2;
+    let median = if known.len().is_multiple_of(2) {
+        (known[middle - 1] + known[middle]) / 2.0
+    } else {
+        known[middle]
+    };
+    scores
+        .iter()
+        .map(|s| s.is_some_and(|s| s < median - OUTLIER_MARGIN))
+        .collect()
+}
+
+/// A CLIP image encoder (`CLIPVisionModelWithProjection` folder, e.g. an IP-Adapter's
+/// `image_encoder`) under one of `dirs` (searched three folders deep), for drift scores.
+pub fn find_image_encoder(dirs: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
+    fn is_encoder(dir: &std::path::Path) -> bool {
+        std::fs::read_to_string(dir.join("config.json"))
+            .is_ok_and(|text| text.contains("CLIPVisionModelWithProjection"))
+    }
+    fn search(dir: &std::path::Path, depth: usize) -> Option<std::path::PathBuf> {
+        if is_encoder(dir) {
+            return Some(dir.to_path_buf());
+        }
+        if depth == 0 {
+            return None;
+        }
+        let mut children: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        children.sort();
+        children.iter().find_map(|child| search(child, depth - 1))
+    }
+    dirs.iter().find_map(|dir| search(dir, 3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leads_follow_the_first_named_character() {
+        let story = super::super::script::parse(
+            "character Mia: a girl\ncharacter Pip: a cat\n---\n[Pip] and [Mia] sit\n[NC] a street\nboth\n",
+        )
+        .unwrap();
+        assert_eq!(leads(&story), [Some(1), None, Some(0)]);
+    }
+
+    #[test]
+    fn outliers_sit_well_below_the_median() {
+        let scores = [None, Some(0.9), Some(0.88), Some(0.6), Some(0.91)];
+        assert_eq!(outliers(&scores), [false, false, false, true, false]);
+        assert_eq!(outliers(&[None, Some(0.2)]), [false, false]);
+    }
+}
