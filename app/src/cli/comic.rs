@@ -7,6 +7,7 @@
 use crate::cli::generate::{load_preset, model_dirs};
 use crate::comic::layout::{PageStyle, PanelArt, Template, compose};
 use crate::comic::script::{Story, parse};
+use crate::comic::story::request_of;
 use crate::library::presets::{ModelLibrary, ResolveRequest, resolve};
 use crate::output::{OutputPlan, encode_output};
 use anyhow::{Context, bail};
@@ -14,9 +15,7 @@ use clap::Args;
 use kiln_inference::engine::{Output, Progress, Stage};
 use kiln_inference::io::model::ModelFiles;
 use kiln_inference::pipelines::stable_diffusion::GenerateRequest;
-use kiln_inference::pipelines::story::{
-    StoryProgress, StoryRequest, consistency_score, generate_story,
-};
+use kiln_inference::pipelines::story::{StoryProgress, StoryRequest, generate_story};
 use kiln_inference::recipe::ModelRef;
 use kiln_inference::unet::consistent::ConsistencySettings;
 use kiln_inference::{CancelToken, Engine, Recipe, SamplerKind};
@@ -310,21 +309,6 @@ fn panel_recipes(
     Ok((recipes, warnings))
 }
 
-fn request_of(recipe: &Recipe) -> GenerateRequest {
-    GenerateRequest {
-        prompt: recipe.prompt.clone(),
-        negative: recipe.negative.clone(),
-        sampler: recipe.sampler,
-        steps: recipe.steps,
-        cfg: recipe.cfg,
-        width: recipe.width,
-        height: recipe.height,
-        clip_skip: recipe.clip_skip,
-        seed: recipe.seed,
-        ..GenerateRequest::default()
-    }
-}
-
 /// Gives every panel led by a character with a photo that photo through the IP-Adapter (in
 /// its request, and in its recipe for the panel's PNG).
 fn add_face_adapter(
@@ -474,19 +458,7 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let leads: Vec<Option<usize>> = story
-        .panels
-        .iter()
-        .map(|p| {
-            p.characters.first().and_then(|name| {
-                let lower = name.to_lowercase();
-                story
-                    .characters
-                    .iter()
-                    .position(|c| c.name.to_lowercase() == lower)
-            })
-        })
-        .collect();
+    let leads = crate::comic::story::leads(&story);
     let mut requests: Vec<GenerateRequest> = recipes.iter().map(request_of).collect();
 
     let mut engine = Engine::new();
@@ -538,19 +510,18 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
 
     let mut scores = vec![None; images.len()];
     if let Some(encoder) = &encoder {
-        for (k, lead) in leads.iter().enumerate() {
-            let Some(c) = lead else { continue };
-            let Some(reference) = leads.iter().position(|l| l == &Some(*c)) else {
-                continue;
-            };
-            if reference != k {
-                let score = consistency_score(encoder, &images[reference], &images[k])?;
+        let drawn: Vec<Option<&image::RgbImage>> = images.iter().map(Some).collect();
+        scores = crate::comic::story::drift_scores(encoder, &leads, &drawn)?;
+        for (k, score) in scores.iter().enumerate() {
+            let reference = leads
+                .get(k)
+                .and_then(|lead| leads.iter().position(|l| l == lead));
+            if let (Some(score), Some(reference)) = (score, reference) {
                 eprintln!(
                     "panel {}: consistency {score:.3} against panel {}",
                     k + 1,
                     reference + 1
                 );
-                scores[k] = Some(score);
             }
         }
     }
