@@ -100,8 +100,24 @@ pub fn header_of(st: &MmapedSafetensors) -> BTreeMap<String, crate::io::ldm::Ten
         .collect()
 }
 
-/// Additive weight patches (LoRA deltas), by diffusers name, in f32, already scaled.
-pub type Patches = HashMap<String, Tensor>;
+/// A delta computed when its weight is read (e.g. `Σ m·scale·up·down` of LoRA factors), so a
+/// model is patched one tensor at a time and no full-size delta outlives its weight.
+pub trait DeferredPatch: Send + Sync {
+    /// The delta (f32, already scaled), shaped like the stored weight.
+    fn delta(&self) -> candle_core::Result<Tensor>;
+}
+
+/// One additive weight patch.
+#[derive(Clone)]
+pub enum Patch {
+    /// A delta held in memory (f32, already scaled).
+    Tensor(Tensor),
+    /// A delta computed on demand and dropped once added.
+    Deferred(Arc<dyn DeferredPatch>),
+}
+
+/// Additive weight patches (LoRA deltas), by diffusers name.
+pub type Patches = HashMap<String, Patch>;
 
 /// One model component's weights: files plus a name map.
 ///
@@ -307,7 +323,7 @@ impl Weights {
         &self,
         shape: &Shape,
         name: &str,
-        patch: &Tensor,
+        patch: &Patch,
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
@@ -315,6 +331,10 @@ impl Weights {
             lock(cache).remove(&format!("{name}\u{0}{dtype:?}"));
         }
         let base = self.read(shape, name, DType::F32, dev)?;
+        let patch = match patch {
+            Patch::Tensor(t) => t.clone(),
+            Patch::Deferred(d) => d.delta()?,
+        };
         let patch = patch.to_device(dev)?.to_dtype(DType::F32)?;
         let patch = if patch.shape() == shape {
             patch
