@@ -135,14 +135,20 @@ fn load_clip(
     device: &Device,
     pad: u32,
     sources: &mut Sources,
+    precision: Precision,
 ) -> Result<Option<(ClipTextModel, u32)>> {
     let Some(component) = files.components.get(name) else {
         return Ok(None);
     };
     let cfg = ClipTextConfig::from_json(&component.config)?;
-    let weights = component.weights.clone().with_cache();
+    // In bf16 the Linear weights are packed as bf16 (half the memory); a cache of the f32
+    // tensors would then be a second copy, so LoRA changes read the mapped file again.
+    let weights = match precision {
+        Precision::F32 => component.weights.clone().with_cache(),
+        Precision::Bf16 => component.weights.clone(),
+    };
     let vb = weights.var_builder(DType::F32, device);
-    let model = ClipTextModel::new(vb, &cfg, with_projection)?;
+    let model = with_precision(precision, || ClipTextModel::new(vb, &cfg, with_projection))?;
     sources.add_text(name, weights, cfg, with_projection);
     Ok(Some((model, pad)))
 }
@@ -157,8 +163,8 @@ impl StableDiffusion {
         Self::load_with(files, device, Precision::F32, on_stage)
     }
 
-    /// Loads the model with the UNet's and VAE's weights in `precision` (text encoders stay
-    /// f32: they run once per prompt).
+    /// Loads the model with the weights of the UNet, the VAE and the text encoders' Linear
+    /// layers in `precision` (embeddings and norms stay f32).
     pub fn load_with(
         files: &ModelFiles,
         device: &Device,
@@ -189,6 +195,7 @@ impl StableDiffusion {
             device,
             files.tokenizer.pad_id,
             &mut sources,
+            precision,
         )?;
         let text_encoder_2 = load_clip(
             files,
@@ -197,6 +204,7 @@ impl StableDiffusion {
             device,
             files.tokenizer_2.pad_id,
             &mut sources,
+            precision,
         )?;
         if text_encoder.is_none() && text_encoder_2.is_none() {
             return Err(Error::UnknownCheckpoint {

@@ -4,9 +4,10 @@
 //! gelu). The model returns every hidden state so callers can pick SD1's last layer with final
 //! LayerNorm, SDXL's penultimate layer without it, or a clip-skipped layer.
 
+use crate::kernels::linear::Linear;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, Module, VarBuilder};
 use serde::Deserialize;
 
 /// transformers `CLIPTextConfig` fields Kiln uses (`config.json` of a text encoder folder).
@@ -88,10 +89,10 @@ impl ClipAttention {
     fn new(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
         let d = config.hidden_size;
         Ok(ClipAttention {
-            q_proj: candle_nn::linear(d, d, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear(d, d, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear(d, d, vb.pp("v_proj"))?,
-            out_proj: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            q_proj: crate::kernels::linear::linear(d, d, vb.pp("q_proj"))?,
+            k_proj: crate::kernels::linear::linear(d, d, vb.pp("k_proj"))?,
+            v_proj: crate::kernels::linear::linear(d, d, vb.pp("v_proj"))?,
+            out_proj: crate::kernels::linear::linear(d, d, vb.pp("out_proj"))?,
             heads: config.num_attention_heads,
         })
     }
@@ -133,8 +134,16 @@ impl ClipLayer {
             layer_norm1: candle_nn::layer_norm(d, eps, vb.pp("layer_norm1"))?,
             self_attn: ClipAttention::new(vb.pp("self_attn"), config)?,
             layer_norm2: candle_nn::layer_norm(d, eps, vb.pp("layer_norm2"))?,
-            fc1: candle_nn::linear(d, config.intermediate_size, vb.pp("mlp").pp("fc1"))?,
-            fc2: candle_nn::linear(config.intermediate_size, d, vb.pp("mlp").pp("fc2"))?,
+            fc1: crate::kernels::linear::linear(
+                d,
+                config.intermediate_size,
+                vb.pp("mlp").pp("fc1"),
+            )?,
+            fc2: crate::kernels::linear::linear(
+                config.intermediate_size,
+                d,
+                vb.pp("mlp").pp("fc2"),
+            )?,
             quick_gelu: config.hidden_act == "quick_gelu",
         })
     }
@@ -202,7 +211,11 @@ impl ClipTextModel {
         let final_layer_norm =
             candle_nn::layer_norm(d, config.layer_norm_eps, tm.pp("final_layer_norm"))?;
         let text_projection = match (with_projection, config.projection_dim) {
-            (true, Some(p)) => Some(candle_nn::linear_no_bias(d, p, vb.pp("text_projection"))?),
+            (true, Some(p)) => Some(crate::kernels::linear::linear_no_bias(
+                d,
+                p,
+                vb.pp("text_projection"),
+            )?),
             (true, None) => {
                 return Err(Error::InvalidArgument(
                     "text encoder 2 config lacks projection_dim".into(),
