@@ -121,6 +121,15 @@ for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
 done
 printf 'not a picture' > "$demo/album/notes.jpg"
 
+# The Comic section: the example story with 256x256 panels, drawn with the clay preset on the tiny
+# SDXL (found as sd_xl_base_1.0) while the shot waits; an image encoder gives the drift scores.
+mkdir -p "$demo/models-comic/Stable-diffusion" "$demo/models-comic/ip-adapter" "$demo/config-comic"
+ln -s "$fixtures/tiny-sdxl" "$demo/models-comic/Stable-diffusion/sd_xl_base_1.0"
+ln -s "$fixtures/tiny-ip-adapter/image_encoder" "$demo/models-comic/ip-adapter/image_encoder"
+sed -e 's/^size: 512x512/size: 256x256/' "$repo/docs/examples/story.txt" > "$demo/story.txt"
+sed -e "s|^model_dirs = .*|model_dirs = [\"$demo/models\", \"$demo/models-comic\"]|" \
+    "$demo/config/settings.toml" > "$demo/config-comic/settings.toml"
+
 mkdir -p "$out_dir"
 
 # shoot SECTION LANG FILE [extra env…]: one window, one screenshot.
@@ -168,6 +177,9 @@ for lang in en zh-CN; do
     shoot models "$lang" "$out_dir/models-$lang.png" SETTLE=3
     shoot settings "$lang" "$out_dir/settings-$lang.png" SETTLE=2
     shoot presets "$lang" "$out_dir/presets-$lang.png" SETTLE=2
+    # Comic: the story drawn (about a minute on two cores), its panels, scores and page.
+    shoot comic "$lang" "$out_dir/comic-$lang.png" KILN_CONFIG_DIR="$demo/config-comic" \
+        KILN_COMIC_SCRIPT="$demo/story.txt" KILN_COMIC_GENERATE=1 SETTLE=75
     rm -rf "$demo/album-kiln"
     shoot batch "$lang" "$out_dir/batch-$lang.png" KILN_BATCH_INPUT="$demo/album" SETTLE=8
     shoot canvas "$lang" "$out_dir/canvas-$lang.png" KILN_CONFIG_DIR="$demo/config-canvas" \

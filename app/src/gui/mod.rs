@@ -33,6 +33,8 @@ pub const MIN_WINDOW_SIZE: [f32; 2] = [980.0, 640.0];
 /// queues the restored form, `KILN_SELECT_FIRST=1` selects the newest gallery image,
 /// `KILN_CANVAS_BACKGROUND` / `KILN_CANVAS_SKETCH` load images into the canvas's background and
 /// sketch layers (and select the first guide layer), `KILN_CANVAS_TEXT` adds a text layer,
+/// `KILN_COMIC_SCRIPT` loads a story script into the Comic section and `KILN_COMIC_GENERATE=1`
+/// generates its story once the presets are listed,
 /// `KILN_BATCH_INPUT` runs that folder as a batch with the restored form.
 #[derive(Clone, Debug, Default)]
 struct ScreenshotMode {
@@ -44,6 +46,8 @@ struct ScreenshotMode {
     canvas_sketch: Option<std::path::PathBuf>,
     canvas_text: Option<String>,
     batch_input: Option<std::path::PathBuf>,
+    comic_script: Option<std::path::PathBuf>,
+    comic_generate: bool,
 }
 
 impl ScreenshotMode {
@@ -61,6 +65,8 @@ impl ScreenshotMode {
             canvas_sketch: var("KILN_CANVAS_SKETCH").map(Into::into),
             canvas_text: var("KILN_CANVAS_TEXT"),
             batch_input: var("KILN_BATCH_INPUT").map(Into::into),
+            comic_script: var("KILN_COMIC_SCRIPT").map(Into::into),
+            comic_generate: var("KILN_COMIC_GENERATE").is_some_and(|v| v == "1"),
         })
     }
 }
@@ -178,6 +184,13 @@ fn run_with(
                 {
                     app.route(Action::Submit(Box::new(recipe)), &cc.egui_ctx);
                 }
+                if let Some(text) = screenshot
+                    .comic_script
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                {
+                    app.state.comic.set_script(text);
+                }
+                app.state.comic.generate_when_ready = screenshot.comic_generate;
                 if let Some(input) = screenshot.batch_input {
                     let dropped = BatchAction::Dropped {
                         paths: vec![input],

@@ -203,6 +203,13 @@ impl KilnApp {
             let text = tr_args(lang, "comic.failed", &[("error", &error)]);
             self.state.notify(NoticeKind::Error, text);
         }
+        if self.state.comic.generate_when_ready
+            && self.state.presets.loaded
+            && self.state.models.scanned
+        {
+            self.state.comic.generate_when_ready = false;
+            self.comic_start(RunKind::Story);
+        }
         let comic = &mut self.state.comic;
         if self.state.section != Section::Comic
             || comic.page_drawing

@@ -18,7 +18,9 @@ use crate::library::settings::Language;
 use egui::RichText;
 
 /// Side of a panel thumbnail in the list.
-const THUMB: f32 = 96.0;
+const THUMB: f32 = 88.0;
+/// Width of the page preview column.
+const PAGE_COLUMN: f32 = 330.0;
 
 /// The Comic section.
 pub fn comic_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
@@ -29,7 +31,7 @@ pub fn comic_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec
         Some(tr(lang, "comic.subtitle")),
     );
     egui::Panel::left("comic-script")
-        .exact_size(theme::FORM_WIDTH + 100.0)
+        .exact_size(theme::FORM_WIDTH + 40.0)
         .resizable(false)
         .frame(egui::Frame::new())
         .show(ui, |ui| {
@@ -48,6 +50,19 @@ pub fn comic_panel_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec
             ..Default::default()
         }))
         .show(ui, |ui| {
+            egui::Panel::right("comic-page")
+                .exact_size(PAGE_COLUMN)
+                .resizable(false)
+                .frame(egui::Frame::new().inner_margin(egui::Margin {
+                    left: 12,
+                    ..Default::default()
+                }))
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical()
+                        .id_salt("comic-page-scroll")
+                        .auto_shrink([false, false])
+                        .show(ui, |ui| page_ui(ui, &state.comic, lang, actions));
+                });
             egui::ScrollArea::vertical()
                 .id_salt("comic-panels-scroll")
                 .auto_shrink([false, false])
@@ -417,14 +432,18 @@ fn panels_ui(ui: &mut egui::Ui, comic: &mut ComicState, lang: Lang, actions: &mu
         }
         ui.add_space(4.0);
     }
-    ui.add_space(theme::SECTION_GAP);
+}
+
+fn page_ui(ui: &mut egui::Ui, comic: &ComicState, lang: Lang, actions: &mut Vec<Action>) {
     ui.label(RichText::new(tr(lang, "comic.page")).strong().size(15.0));
+    ui.add_space(4.0);
     if let Some(page) = &comic.page {
         let size = page.size_vec2();
-        let width = ui.available_width().min(size.x.max(1.0)).min(520.0);
+        let width = ui.available_width().min(size.x.max(1.0));
         let height = width * size.y / size.x.max(1.0);
         ui.add(egui::Image::new((page.id(), egui::vec2(width, height))));
     }
+    ui.add_space(6.0);
     ui.horizontal(|ui| {
         let enabled = !comic.exporting && comic.page.is_some();
         if ui

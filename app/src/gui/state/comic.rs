@@ -220,6 +220,8 @@ pub struct ComicState {
     pub exporting: bool,
     /// A page preview is being drawn.
     pub page_drawing: bool,
+    /// Generate the story once the presets and models are listed (screenshots).
+    pub generate_when_ready: bool,
 }
 
 impl Default for ComicState {
@@ -239,6 +241,7 @@ impl Default for ComicState {
             card_rects: Vec::new(),
             exporting: false,
             page_drawing: false,
+            generate_when_ready: false,
         };
         state.set_script(EXAMPLE_SCRIPT.to_owned());
         state
