@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Screenshots of the real `kiln` window, every section in English and Simplified Chinese
-# (Generate, Canvas, Presets, Batch, Gallery, Models, Settings):
+# (Generate, Canvas, Presets, Portrait, Batch, Gallery, Models, Settings):
 # docs/screenshots/<section>-<lang>.png (1280×800).
 #
 # Builds the release binary, prepares a throw-away library (settings, a few outputs made with
@@ -121,6 +121,19 @@ for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
 done
 printf 'not a picture' > "$demo/album/notes.jpg"
 
+# The Portrait section: the tiny face models and InstantID (its adapter converted the way the
+# section's Convert button does) in the model folder, the tiny SDXL as the form's model.
+ln -s "$fixtures/tiny-antelopev2" "$demo/models/antelopev2"
+mkdir -p "$demo/models/InstantID"
+ln -s "$fixtures/tiny-instantid/ControlNetModel" "$demo/models/InstantID/ControlNetModel"
+"$kiln" models convert "$fixtures/tiny-instantid/ip-adapter.bin" \
+    "$demo/models/InstantID/ip-adapter.safetensors" > /dev/null
+mkdir -p "$demo/config-portrait"
+sed -e '/^last_recipe/d' "$demo/config/settings.toml" > "$demo/config-portrait/settings.toml"
+cat >> "$demo/config-portrait/settings.toml" <<EOF
+last_recipe = '{"model":{"path":"$demo/models/tiny-sdxl","family":"sdxl"},"prompt":"","negative":"blurry","seed":1,"sampler":"euler","steps":4,"cfg":5.0,"width":128,"height":128,"batch":1}'
+EOF
+
 # The Comic section: the example story with 256x256 panels, drawn with the clay preset on the tiny
 # SDXL (found as sd_xl_base_1.0) while the shot waits; an image encoder gives the drift scores.
 mkdir -p "$demo/models-comic/Stable-diffusion" "$demo/models-comic/ip-adapter" "$demo/config-comic"
@@ -180,6 +193,11 @@ for lang in en zh-CN; do
     # Comic: the story drawn (about a minute on two cores), its panels, scores and page.
     shoot comic "$lang" "$out_dir/comic-$lang.png" KILN_CONFIG_DIR="$demo/config-comic" \
         KILN_COMIC_SCRIPT="$demo/story.txt" KILN_COMIC_GENERATE=1 SETTLE=75
+    # Portrait: the face photo with its faces found, four portraits with their identity scores.
+    count=$(ls "$demo/out" | wc -l)
+    shoot portrait "$lang" "$out_dir/portrait-$lang.png" KILN_CONFIG_DIR="$demo/config-portrait" \
+        KILN_PORTRAIT_PHOTO="$fixtures/faces-640x480.png" KILN_PORTRAIT_GENERATE=1 \
+        WAIT_FOR_OUTPUTS=$((count + 4)) SETTLE=3
     rm -rf "$demo/album-kiln"
     shoot batch "$lang" "$out_dir/batch-$lang.png" KILN_BATCH_INPUT="$demo/album" SETTLE=8
     shoot canvas "$lang" "$out_dir/canvas-$lang.png" KILN_CONFIG_DIR="$demo/config-canvas" \

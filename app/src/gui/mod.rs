@@ -35,7 +35,9 @@ pub const MIN_WINDOW_SIZE: [f32; 2] = [980.0, 640.0];
 /// sketch layers (and select the first guide layer), `KILN_CANVAS_TEXT` adds a text layer,
 /// `KILN_COMIC_SCRIPT` loads a story script into the Comic section and `KILN_COMIC_GENERATE=1`
 /// generates its story once the presets are listed,
-/// `KILN_BATCH_INPUT` runs that folder as a batch with the restored form.
+/// `KILN_BATCH_INPUT` runs that folder as a batch with the restored form,
+/// `KILN_PORTRAIT_PHOTO` opens that face photo in the Portrait section (and with
+/// `KILN_PORTRAIT_GENERATE=1` generates once its faces are found).
 #[derive(Clone, Debug, Default)]
 struct ScreenshotMode {
     section: Option<Section>,
@@ -48,6 +50,8 @@ struct ScreenshotMode {
     batch_input: Option<std::path::PathBuf>,
     comic_script: Option<std::path::PathBuf>,
     comic_generate: bool,
+    portrait_photo: Option<std::path::PathBuf>,
+    portrait_generate: bool,
 }
 
 impl ScreenshotMode {
@@ -67,6 +71,8 @@ impl ScreenshotMode {
             batch_input: var("KILN_BATCH_INPUT").map(Into::into),
             comic_script: var("KILN_COMIC_SCRIPT").map(Into::into),
             comic_generate: var("KILN_COMIC_GENERATE").is_some_and(|v| v == "1"),
+            portrait_photo: var("KILN_PORTRAIT_PHOTO").map(Into::into),
+            portrait_generate: var("KILN_PORTRAIT_GENERATE").is_some_and(|v| v == "1"),
         })
     }
 }
@@ -183,6 +189,11 @@ fn run_with(
                     && let Ok(recipe) = app.state.form.to_recipe()
                 {
                     app.route(Action::Submit(Box::new(recipe)), &cc.egui_ctx);
+                }
+                if let Some(photo) = screenshot.portrait_photo {
+                    app.state.portrait.generate_when_found = screenshot.portrait_generate;
+                    let open = PortraitAction::SetPhoto(photo);
+                    app.route(Action::Portrait(open), &cc.egui_ctx);
                 }
                 if let Some(text) = screenshot
                     .comic_script

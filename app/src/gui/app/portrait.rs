@@ -120,6 +120,9 @@ impl KilnApp {
             PortraitDone::Detected(detected, instantid) => {
                 portrait.instantid = instantid;
                 portrait.detected(ctx, detected);
+                if std::mem::take(&mut portrait.generate_when_found) {
+                    self.portrait_generate();
+                }
             }
             PortraitDone::Picked { path: None, .. } => {}
             PortraitDone::Picked {

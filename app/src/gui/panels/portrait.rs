@@ -524,51 +524,75 @@ fn results_ui(ui: &mut egui::Ui, state: &AppState, lang: Lang, actions: &mut Vec
         .id_salt("portrait-results")
         .auto_shrink([false, false])
         .show(ui, |ui| {
-            ui.horizontal_wrapped(|ui| {
-                ui.spacing_mut().item_spacing = egui::vec2(theme::GRID_GAP * 2.0, theme::GRID_GAP);
-                for (index, result) in portrait.results.iter().enumerate() {
-                    ui.vertical(|ui| {
-                        ui.set_width(RESULT_CELL);
-                        let size = result.texture.size_vec2();
-                        let scale = RESULT_CELL / size.x.max(size.y).max(1.0);
-                        let response = ui
-                            .add(
-                                egui::Image::new(&result.texture)
-                                    .fit_to_exact_size(size * scale)
-                                    .corner_radius(theme::RADIUS)
-                                    .sense(Sense::click()),
-                            )
-                            .on_hover_text(tr_args(
-                                lang,
-                                "portrait.seed",
-                                &[("seed", &result.recipe.seed)],
-                            ));
-                        if best == Some(index) {
-                            ui.painter().rect_stroke(
-                                response.rect,
-                                theme::RADIUS,
-                                Stroke::new(3.0, palette.success),
-                                StrokeKind::Outside,
-                            );
-                        }
-                        if response.clicked() {
-                            actions.push(Action::Portrait(PortraitAction::ShowResult(index)));
-                        }
-                        ui.horizontal(|ui| {
-                            let (text, color) = identity_text(result.identity(), lang, &palette);
-                            ui.label(RichText::new(text).strong().color(color));
-                            if best == Some(index) {
-                                ui.label(
-                                    RichText::new(tr(lang, "portrait.best"))
-                                        .small()
-                                        .color(palette.success),
-                                );
-                            }
+            // As many whole cells as fit side by side, then the next row.
+            let gap = theme::GRID_GAP * 2.0;
+            let width = ui.available_width();
+            let columns = (((width + gap) / (RESULT_CELL + gap)).floor() as usize).max(1);
+            let cell = RESULT_CELL.min(width);
+            let indexed: Vec<_> = portrait.results.iter().enumerate().collect();
+            for row in indexed.chunks(columns) {
+                ui.horizontal(|ui| {
+                    ui.spacing_mut().item_spacing.x = gap;
+                    for (index, result) in row {
+                        let is_best = best == Some(*index);
+                        ui.vertical(|ui| {
+                            ui.set_width(cell);
+                            result_ui(ui, result, *index, is_best, cell, lang, actions);
                         });
-                    });
-                }
-            });
+                    }
+                });
+                ui.add_space(theme::GRID_GAP);
+            }
         });
+}
+
+/// One result: the picture (click: open it), its identity score, "Best" on the best one.
+fn result_ui(
+    ui: &mut egui::Ui,
+    result: &crate::gui::state::portrait::PortraitResult,
+    index: usize,
+    is_best: bool,
+    cell: f32,
+    lang: Lang,
+    actions: &mut Vec<Action>,
+) {
+    let palette = Palette::of_ui(ui);
+    let size = result.texture.size_vec2();
+    let scale = cell / size.x.max(size.y).max(1.0);
+    let response = ui
+        .add(
+            egui::Image::new(&result.texture)
+                .fit_to_exact_size(size * scale)
+                .corner_radius(theme::RADIUS)
+                .sense(Sense::click()),
+        )
+        .on_hover_text(tr_args(
+            lang,
+            "portrait.seed",
+            &[("seed", &result.recipe.seed)],
+        ));
+    if is_best {
+        ui.painter().rect_stroke(
+            response.rect,
+            theme::RADIUS,
+            Stroke::new(3.0, palette.success),
+            StrokeKind::Outside,
+        );
+    }
+    if response.clicked() {
+        actions.push(Action::Portrait(PortraitAction::ShowResult(index)));
+    }
+    ui.horizontal(|ui| {
+        let (text, color) = identity_text(result.identity(), lang, &palette);
+        ui.label(RichText::new(text).strong().color(color));
+        if is_best {
+            ui.label(
+                RichText::new(tr(lang, "portrait.best"))
+                    .small()
+                    .color(palette.success),
+            );
+        }
+    });
 }
 
 /// "Identity 0.82" in green, amber or red; "No face" when the output has none.

@@ -143,6 +143,8 @@ pub struct PortraitState {
     pub preparing: bool,
     /// The queued or running portrait job.
     pub job: Option<JobId>,
+    /// Generate as soon as the photo's faces are found (screenshots).
+    pub generate_when_found: bool,
     /// Why the last Generate did not start or the job failed.
     pub error: Option<String>,
     /// Results of the last portrait job.
@@ -176,6 +178,7 @@ impl Default for PortraitState {
             converting: false,
             preparing: false,
             job: None,
+            generate_when_found: false,
             error: None,
             results: Vec::new(),
             pose_drop_target: None,
@@ -330,6 +333,31 @@ mod tests {
         assert_eq!(state.selected, 1);
         state.select(0);
         assert_eq!(state.problem, None);
+    }
+
+    #[test]
+    fn best_is_the_highest_score_and_faceless_results_never_win() {
+        let ctx = egui::Context::default();
+        let mut state = PortraitState::default();
+        assert_eq!(state.best(), None);
+        for (seed, identity) in [(1, Some(0.31)), (2, None), (3, Some(0.72)), (4, Some(0.5))] {
+            state.results.push(PortraitResult {
+                path: PathBuf::from(format!("{seed}.png")),
+                texture: ctx.load_texture(
+                    "r",
+                    egui::ColorImage::filled([1, 1], egui::Color32::BLACK),
+                    TextureOptions::LINEAR,
+                ),
+                recipe: kiln_inference::Recipe {
+                    seed,
+                    identity,
+                    ..kiln_inference::Recipe::default()
+                },
+            });
+        }
+        assert_eq!(state.best(), Some(2));
+        state.results.retain(|r| r.identity().is_none());
+        assert_eq!(state.best(), None);
     }
 
     #[test]
