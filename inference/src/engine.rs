@@ -680,6 +680,12 @@ impl Engine {
             let mut warnings = loaded.lora_warnings.clone();
             warnings.extend(region_warnings.iter().cloned());
             warnings.extend(face_warnings);
+            if recipe.uses_face_models() {
+                warnings.push(format!(
+                    "licence: {}; not for commercial use",
+                    crate::recipe::FACE_MODELS_LICENCE
+                ));
+            }
             outputs.push(Output {
                 image,
                 recipe: image_recipe,

@@ -370,6 +370,23 @@ pub struct FaceFixSpec {
     pub analysis: PathBuf,
 }
 
+impl Recipe {
+    /// Whether the picture is made with the face models (InstantID's embedding and keypoints,
+    /// or face fix's detections), whose licence (InsightFace antelopev2) is non-commercial; a
+    /// face that is only the identity score's reference does not count.
+    pub fn uses_face_models(&self) -> bool {
+        self.face_fix.is_some()
+            || self
+                .face
+                .as_ref()
+                .is_some_and(|f| f.strength != 0.0 || f.keypoints != 0.0)
+    }
+}
+
+/// What outputs made with the face models carry (A1111 `Licence` entry and a warning).
+pub const FACE_MODELS_LICENCE: &str =
+    "non-commercial (made with InsightFace's antelopev2 face models)";
+
 impl Default for FaceFixSpec {
     fn default() -> Self {
         FaceFixSpec {

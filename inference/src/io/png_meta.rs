@@ -145,6 +145,13 @@ pub fn a1111_parameters(recipe: &Recipe, extras: &[(String, String)]) -> String 
         // The identity score of the output (a result, kept for the gallery and other apps).
         params.push(("Identity".into(), format!("{identity:.3}")));
     }
+    if recipe.uses_face_models() {
+        // The face models' licence travels with the picture.
+        params.push((
+            "Licence".into(),
+            crate::recipe::FACE_MODELS_LICENCE.to_owned(),
+        ));
+    }
     params.extend(
         extras
             .iter()
@@ -759,7 +766,8 @@ mod tests {
         assert!(
             text.contains(
                 "Face fix: strength 0.35, Face fix prompt: \"a smiling face, detailed eyes\", \
-                 Identity: 0.812, Version"
+                 Identity: 0.812, Licence: non-commercial (made with InsightFace's antelopev2 face \
+                 models), Version"
             ),
             "{text}"
         );
@@ -781,11 +789,24 @@ mod tests {
         r.face_fix = Some(Default::default());
         r.identity = None;
         let text = a1111_parameters(&r, &[]);
-        assert!(text.contains("Face fix: strength 0.4, Version"), "{text}");
+        assert!(
+            text.contains("Face fix: strength 0.4, Licence: non-commercial"),
+            "{text}"
+        );
         assert!(!text.contains("Identity"));
         let mut back = Recipe::default();
         parse_a1111_parameters(&text).apply_to(&mut back);
         assert_eq!(back.face_fix, Some(Default::default()));
+        // A face that is only the identity reference does not make the picture.
+        r.face_fix = None;
+        r.face = Some(crate::recipe::FaceSpec {
+            strength: 0.0,
+            keypoints: 0.0,
+            ..Default::default()
+        });
+        assert!(!a1111_parameters(&r, &[]).contains("Licence"));
+        r.face.as_mut().map(|f| f.strength = 0.8);
+        assert!(a1111_parameters(&r, &[]).contains("Licence: non-commercial"));
     }
 
     #[test]
