@@ -398,3 +398,74 @@ fn presets_list_show_export_import_delete() {
         &["built-in"],
     );
 }
+
+/// A clay portrait that keeps the face: the clay preset (tiny SDXL + its LoRA) with InstantID.
+#[test]
+fn clay_preset_with_a_face_keeps_it_through_instantid() {
+    let home = tempfile::tempdir().unwrap();
+    let models = clay_models(home.path());
+    copy_dir(
+        &fixtures().join("tiny-antelopev2"),
+        &models.join("antelopev2"),
+    );
+    let instantid = models.join("InstantID");
+    copy_dir(&fixtures().join("tiny-instantid"), &instantid);
+    let convert = kiln(
+        home.path(),
+        &[
+            "models",
+            "convert",
+            instantid.join("ip-adapter.bin").to_str().unwrap(),
+        ],
+    );
+    assert!(convert.status.success(), "{}", stderr(&convert));
+    let photo = fixtures().join("faces-640x480.png");
+    let run = |out: &Path, face: bool| {
+        let mut args = vec![
+            "generate",
+            "--preset",
+            "clay",
+            "--init",
+            photo.to_str().unwrap(),
+            "--width",
+            "96",
+            "--height",
+            "72",
+            "--steps",
+            "3",
+            "--seed",
+            "5",
+            "--models-dir",
+            models.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        if face {
+            args.extend(["--face", photo.to_str().unwrap()]);
+        }
+        let result = kiln(home.path(), &args);
+        assert!(result.status.success(), "{}", stderr(&result));
+    };
+    let (with_face, without) = (home.path().join("face.png"), home.path().join("plain.png"));
+    run(&with_face, true);
+    run(&without, false);
+    let recipe = embedded_recipe(home.path(), &with_face);
+    assert!(!recipe["loras"].as_array().unwrap().is_empty(), "{recipe}");
+    assert!(
+        recipe["init"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("faces-640x480.png")
+    );
+    assert!(
+        recipe["face"]["model"]
+            .as_str()
+            .unwrap()
+            .ends_with("InstantID"),
+        "{recipe}"
+    );
+    assert!(
+        files::max_diff(&with_face, &without) > 3,
+        "the face changed nothing"
+    );
+}
