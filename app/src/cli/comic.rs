@@ -62,7 +62,7 @@ pub struct ComicArgs {
     #[arg(long, allow_negative_numbers = true)]
     cfg: Option<f32>,
     /// Sampler (default dpm++2m-karras, or the preset's).
-    #[arg(long, value_parser = parse_sampler)]
+    #[arg(long, value_parser = super::generate::parse_sampler)]
     sampler: Option<SamplerKind>,
     /// Panel size `WxH` in pixels, multiples of 8 (replaces the script's `size:`).
     #[arg(long, value_name = "WxH")]
@@ -102,32 +102,11 @@ pub struct ComicArgs {
     #[arg(long)]
     overwrite: bool,
     /// Weight precision of the UNet and VAE: fp32 or bf16.
-    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+    #[arg(long, default_value = "fp32", value_parser = super::generate::parse_precision)]
     precision: kiln_inference::engine::Precision,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_precision(name: &str) -> Result<kiln_inference::engine::Precision, String> {
-    use kiln_inference::engine::Precision;
-    match name {
-        "fp32" => Ok(Precision::F32),
-        "bf16" => Ok(Precision::Bf16),
-        other => Err(format!(
-            "unknown precision {other:?} (expected fp32 or bf16)"
-        )),
-    }
-}
-
-fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
-    SamplerKind::from_cli_name(name).ok_or_else(|| {
-        let names: Vec<&str> = SamplerKind::ALL.iter().map(|s| s.cli_name()).collect();
-        format!(
-            "unknown sampler {name:?} (expected one of {})",
-            names.join(", ")
-        )
-    })
 }
 
 /// `WxH` (or `W×H`) with positive multiples of 8.

@@ -165,7 +165,7 @@ pub struct GenerateArgs {
     json: bool,
 }
 
-fn parse_precision(name: &str) -> Result<kiln_inference::engine::Precision, String> {
+pub(crate) fn parse_precision(name: &str) -> Result<kiln_inference::engine::Precision, String> {
     use kiln_inference::engine::Precision;
     match name {
         "fp32" => Ok(Precision::F32),
@@ -176,7 +176,7 @@ fn parse_precision(name: &str) -> Result<kiln_inference::engine::Precision, Stri
     }
 }
 
-fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
+pub(crate) fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
     SamplerKind::from_cli_name(name).ok_or_else(|| {
         let names: Vec<&str> = SamplerKind::ALL.iter().map(|s| s.cli_name()).collect();
         format!(
