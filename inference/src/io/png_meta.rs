@@ -805,7 +805,9 @@ mod tests {
             ..Default::default()
         });
         assert!(!a1111_parameters(&r, &[]).contains("Licence"));
-        r.face.as_mut().map(|f| f.strength = 0.8);
+        if let Some(face) = r.face.as_mut() {
+            face.strength = 0.8;
+        }
         assert!(a1111_parameters(&r, &[]).contains("Licence: non-commercial"));
     }
 
