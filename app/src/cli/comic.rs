@@ -505,6 +505,34 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
         }
     }
 
+    // Characters with a photo: how much each of their panels looks like it (needs the face
+    // models in the model folders; skipped without them).
+    let mut identities = vec![None; images.len()];
+    let photos: Vec<Option<image::RgbImage>> = story
+        .characters
+        .iter()
+        .map(|c| {
+            c.photo
+                .as_ref()
+                .and_then(|p| kiln_inference::engine::load_rgb(p).ok())
+        })
+        .collect();
+    if photos.iter().any(Option::is_some)
+        && let Some(dir) = kiln_inference::vision::face::find_models(&model_dirs(&args.models_dir))
+    {
+        let analyzer = kiln_inference::vision::face::FaceAnalyzer::load_dir(&dir)?;
+        let drawn: Vec<Option<&image::RgbImage>> = images.iter().map(Some).collect();
+        identities = crate::comic::story::identity_scores(&analyzer, &photos, &leads, &drawn);
+        for (k, identity) in identities.iter().enumerate() {
+            if let Some(identity) = identity {
+                eprintln!(
+                    "panel {}: identity {identity:.3} against its character's photo",
+                    k + 1
+                );
+            }
+        }
+    }
+
     let arts: Vec<PanelArt> = story
         .panels
         .iter()
@@ -542,12 +570,14 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
             .iter()
             .zip(&recipes)
             .zip(&scores)
-            .map(|((path, recipe), score)| {
+            .zip(&identities)
+            .map(|(((path, recipe), score), identity)| {
                 serde_json::json!({
                     "path": path,
                     "seed": recipe.seed,
                     "prompt": recipe.prompt,
                     "consistency": score,
+                    "identity": identity,
                 })
             })
             .collect();

@@ -67,6 +67,31 @@ pub fn drift_scores(
     Ok(scores)
 }
 
+/// Each panel's identity score against its lead character's photo: the ArcFace cosine of the
+/// photo's largest face and the panel's largest face (`None` for panels whose lead has no
+/// photo, panels not drawn, and panels or photos without a face of a usable size).
+pub fn identity_scores(
+    analyzer: &kiln_inference::vision::face::FaceAnalyzer,
+    photos: &[Option<image::RgbImage>],
+    leads: &[Option<usize>],
+    images: &[Option<&image::RgbImage>],
+) -> Vec<Option<f32>> {
+    let embed = |image: &image::RgbImage| {
+        let face = analyzer.detect(image).ok()?.into_iter().next()?;
+        analyzer.embed(image, &face).ok()
+    };
+    let references: Vec<_> = photos.iter().map(|p| p.as_ref().and_then(embed)).collect();
+    leads
+        .iter()
+        .zip(images)
+        .map(|(lead, image)| {
+            let reference = references.get((*lead)?)?.as_ref()?;
+            let face = embed(image.as_ref()?)?;
+            Some(kiln_inference::vision::face::cosine(reference, &face))
+        })
+        .collect()
+}
+
 /// Which scores are outliers: more than [`OUTLIER_MARGIN`] below the median of the scores
 /// given (a story needs two scores or more for one to stand out).
 pub fn outliers(scores: &[Option<f32>]) -> Vec<bool> {
@@ -116,6 +141,25 @@ pub fn find_image_encoder(dirs: &[std::path::PathBuf]) -> Option<std::path::Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_scores_compare_each_panel_with_its_characters_photo() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let analyzer =
+            kiln_inference::vision::face::FaceAnalyzer::load_dir(&fixtures.join("tiny-antelopev2"))
+                .unwrap();
+        let photo = image::open(fixtures.join("faces-640x480.png"))
+            .unwrap()
+            .to_rgb8();
+        let blank = image::RgbImage::from_pixel(96, 96, image::Rgb([40, 40, 40]));
+        let photos = vec![Some(photo.clone()), None];
+        let leads = [Some(0), Some(1), None, Some(0)];
+        let images = [Some(&photo), Some(&photo), Some(&photo), Some(&blank)];
+        let scores = identity_scores(&analyzer, &photos, &leads, &images);
+        assert!(scores[0].unwrap() > 0.999, "{scores:?}");
+        // No photo, no lead, no face in the panel: no score.
+        assert_eq!(scores[1..], [None, None, None]);
+    }
 
     #[test]
     fn leads_follow_the_first_named_character() {
