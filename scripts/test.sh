@@ -11,7 +11,12 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --release --workspace "$@" 2>&1 | tee "$log" || status=$?
+# Tests never read or write the user's keyring (a Hub token there, or a keyring service that
+# is slow to answer, must not change what they see): tokens go to the file in the test's
+# config folder.
+export KILN_TOKEN_STORE=file
+# Every test binary runs even after a failure, so one run shows all failures.
+cargo test --release --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # A real one-node Slurm runs the cluster batch script on the binary just built (root only;
 # exit 77 = this machine cannot run Slurm, reported as skipped).
 if [ "$status" -eq 0 ] && [ -z "${KILN_SKIP_SLURM:-}" ] && [ "$#" -eq 0 ]; then
