@@ -82,7 +82,7 @@ fn gif_has_every_frame() {
 fn bad_requests_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     clean_error(
-        &kiln(&args(&dir.path().join("clip.mp4"), &[])),
+        &kiln(&args(&dir.path().join("clip.webm"), &[])),
         "not supported yet",
     );
     clean_error(
@@ -147,4 +147,61 @@ fn webp_has_every_frame_losslessly() {
         .max()
         .unwrap();
     assert!(diff <= 1, "first frame differs by {diff}");
+}
+
+#[test]
+fn mp4_is_h264_with_every_frame() {
+    use openh264::formats::YUVSource;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clip.mp4");
+    ok(&kiln(&args(&out, &[("--fps", "8")])));
+    assert!(dir.path().join("clip.mp4.json").is_file());
+    let bytes = std::fs::read(&out).unwrap();
+    let size = bytes.len() as u64;
+    let mut mp4 = mp4::Mp4Reader::read_header(std::io::Cursor::new(bytes), size).unwrap();
+    let (&id, track) = mp4.tracks().iter().next().unwrap();
+    assert_eq!((track.width(), track.height()), (64, 64));
+    assert_eq!(track.sample_count(), 5);
+    assert_eq!(
+        track.duration(),
+        std::time::Duration::from_millis(5 * 1000 / 8)
+    );
+    let annex_b = |nal: &[u8]| [&[0, 0, 0, 1][..], nal].concat();
+    let mut stream = annex_b(track.sequence_parameter_set().unwrap());
+    stream.extend(annex_b(track.picture_parameter_set().unwrap()));
+    let mut decoder = openh264::decoder::Decoder::new().unwrap();
+    let (mut decoded, mut first) = (0, None);
+    for sample_id in 1..=5 {
+        let sample = mp4.read_sample(id, sample_id).unwrap().unwrap();
+        let mut at = 0;
+        while at + 4 <= sample.bytes.len() {
+            let len = u32::from_be_bytes(sample.bytes[at..at + 4].try_into().unwrap()) as usize;
+            stream.extend(annex_b(&sample.bytes[at + 4..at + 4 + len]));
+            at += 4 + len;
+        }
+        if let Some(yuv) = decoder.decode(&stream).unwrap() {
+            assert_eq!(yuv.dimensions(), (64, 64));
+            if first.is_none() {
+                let mut rgb = vec![0; 64 * 64 * 3];
+                yuv.write_rgb8(&mut rgb);
+                first = Some(rgb);
+            }
+            decoded += 1;
+        }
+        stream.clear();
+    }
+    decoded += decoder.flush_remaining().unwrap().len();
+    assert_eq!(decoded, 5);
+    let reference = image::open(fixtures().join("refs/svd/photo_5f/frame-0001.png"))
+        .unwrap()
+        .to_rgb8();
+    let first = first.unwrap();
+    let mean = first
+        .iter()
+        .zip(reference.as_raw())
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / first.len() as f64;
+    eprintln!("mp4 first frame: mean abs diff {mean:.2}/255");
+    assert!(mean < 12.0, "first frame mean abs diff {mean}");
 }

@@ -2,6 +2,7 @@
 //! goes to a folder of `frame-0001.png`, … or to an animated GIF or WebP; its settings are
 //! written beside it as JSON (`video.json` in the folder, `NAME.gif.json` next to a file).
 
+mod mp4;
 mod webp;
 
 use crate::library::fsutil::atomic_write;
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// Arguments of `kiln video` (the contract in the issue; keep names stable).
 #[derive(Debug, Args)]
 #[command(after_help = "\
-OUT ending in .gif or .webp writes a looping animation at --fps (WebP lossless); any other \
+OUT ending in .gif or .webp writes a looping animation at --fps (WebP lossless), .mp4 an H.264 video; any other \
 OUT is a folder (created when missing) that receives frame-0001.png, frame-0002.png, … MP4 \
 output is not supported yet. Existing frames or files are never replaced.")]
 pub struct VideoArgs {
@@ -61,7 +62,7 @@ pub struct VideoArgs {
     /// every frame at small sizes, 2 at 1024×576).
     #[arg(long)]
     decode_chunk: Option<usize>,
-    /// A folder for PNG frames, or a `.gif` or `.webp` file.
+    /// A folder for PNG frames, or a `.gif`, `.webp` or `.mp4` file.
     #[arg(long, value_name = "OUT")]
     output: PathBuf,
 }
@@ -75,6 +76,8 @@ enum Target {
     Gif(PathBuf),
     /// An animated lossless WebP.
     Webp(PathBuf),
+    /// An H.264 MP4.
+    Mp4(PathBuf),
 }
 
 fn extension(path: &Path) -> Option<String> {
@@ -84,18 +87,18 @@ fn extension(path: &Path) -> Option<String> {
 /// Picks the output kind from OUT and checks nothing would be replaced.
 fn target_of(output: &Path) -> anyhow::Result<Target> {
     match extension(output).as_deref() {
-        Some(ext @ ("gif" | "webp")) => {
+        Some(ext @ ("gif" | "webp" | "mp4")) => {
             if output.exists() {
                 bail!("{} already exists; choose another name", output.display());
             }
-            Ok(if ext == "gif" {
-                Target::Gif(output.to_path_buf())
-            } else {
-                Target::Webp(output.to_path_buf())
+            Ok(match ext {
+                "gif" => Target::Gif(output.to_path_buf()),
+                "mp4" => Target::Mp4(output.to_path_buf()),
+                _ => Target::Webp(output.to_path_buf()),
             })
         }
-        Some(ext @ ("mp4" | "webm" | "mov" | "mkv" | "avi" | "apng")) => bail!(
-            "{ext} output is not supported yet; write a .gif, a .webp or a folder of PNG frames: {}",
+        Some(ext @ ("webm" | "mov" | "mkv" | "avi" | "apng")) => bail!(
+            "{ext} output is not supported yet; write a .mp4, a .gif, a .webp or a folder of PNG frames: {}",
             output.display()
         ),
         _ => {
@@ -236,11 +239,11 @@ pub fn run(args: VideoArgs) -> anyhow::Result<()> {
             atomic_write(&dir.join("video.json"), settings.as_bytes())?;
             println!("{}", dir.display());
         }
-        Target::Gif(path) | Target::Webp(path) => {
-            let bytes = if extension(&path).as_deref() == Some("gif") {
-                gif_bytes(&frames, params.fps)?
-            } else {
-                webp::animated_webp(&frames, params.fps)?
+        Target::Gif(path) | Target::Webp(path) | Target::Mp4(path) => {
+            let bytes = match extension(&path).as_deref() {
+                Some("gif") => gif_bytes(&frames, params.fps)?,
+                Some("mp4") => mp4::mp4_bytes(&frames, params.fps)?,
+                _ => webp::animated_webp(&frames, params.fps)?,
             };
             atomic_write(&path, &bytes)?;
             let mut sidecar = path.clone().into_os_string();
@@ -266,7 +269,9 @@ mod tests {
         assert_eq!(target_of(&webp).unwrap(), Target::Webp(webp.clone()));
         let frames = dir.path().join("frames");
         assert_eq!(target_of(&frames).unwrap(), Target::Frames(frames.clone()));
-        let e = target_of(&dir.path().join("clip.mp4"))
+        let mp4 = dir.path().join("clip.mp4");
+        assert_eq!(target_of(&mp4).unwrap(), Target::Mp4(mp4.clone()));
+        let e = target_of(&dir.path().join("clip.webm"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("not supported yet"), "{e}");
