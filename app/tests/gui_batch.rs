@@ -212,17 +212,27 @@ fn pause_holds_the_batch_and_cancel_stops_it_without_partial_files() {
             .is_some_and(|run| run.current.is_some())
     });
     assert!(app(&harness).state.jobs.running().is_some());
-    click(&mut harness, "Pause");
-    assert!(
-        app(&harness)
+    // The progress lines above the buttons can grow between the frame that placed the button
+    // and the click: click again while it still says Pause (a missed click changes nothing).
+    let paused = |harness: &AppHarness| {
+        app(harness)
             .state
             .batch
             .run
             .as_ref()
-            .unwrap()
-            .control
-            .is_paused()
-    );
+            .is_some_and(|run| run.control.is_paused())
+    };
+    for _ in 0..20 {
+        if paused(&harness) {
+            break;
+        }
+        if let Some(button) = harness.query_by_role_and_label(Role::Button, "Pause") {
+            button.click();
+        }
+        harness.step();
+        harness.step();
+    }
+    assert!(paused(&harness));
     // Paused: the step counter stops.
     std::thread::sleep(Duration::from_millis(300));
     harness.step();
