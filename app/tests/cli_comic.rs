@@ -205,7 +205,11 @@ fn a_character_photo_reaches_its_panels_through_the_face_adapter() {
     };
     let (plain, plain_out) = run("plain.png", None);
     assert!(plain.status.success(), "{}", stderr(&plain));
-    assert!(stderr(&plain).contains("--face-adapter only"));
+    assert!(
+        stderr(&plain).contains("character photos need an IP-Adapter"),
+        "{}",
+        stderr(&plain)
+    );
     let (faced, faced_out) = run("faced.png", Some("ip-adapter_sdxl.safetensors"));
     assert!(faced.status.success(), "{}", stderr(&faced));
     let panel = |page: &Path, k: usize| {
@@ -230,4 +234,87 @@ fn a_character_photo_reaches_its_panels_through_the_face_adapter() {
     assert_eq!(differs(3), 0);
     let (wrong, _) = run("wrong.png", Some("ip-adapter_sd15.safetensors"));
     files::clean_error(&wrong, "another model family");
+}
+
+#[test]
+fn character_photos_find_an_ip_adapter_of_the_model_family_in_the_model_folders() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("photo-96x64.png"),
+        home.path().join("mia.png"),
+    )
+    .unwrap();
+    // The model folder holds the SD1.5 and SDXL adapters (plain and Plus) and their encoder.
+    let models = home.path().join("models").join("ip-adapter");
+    std::fs::create_dir_all(models.join("image_encoder")).unwrap();
+    for entry in std::fs::read_dir(fixtures().join("tiny-ip-adapter")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, models.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    for entry in std::fs::read_dir(fixtures().join("tiny-ip-adapter/image_encoder")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            models.join("image_encoder").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let script = home.path().join("story.txt");
+    std::fs::write(
+        &script,
+        "size: 64x64\ncharacter Mia: a girl | photo: mia.png\n---\n[Mia] reads\n[NC] a street\n",
+    )
+    .unwrap();
+    let run = |name: &str, models_dir: &Path| {
+        let out = home.path().join(name);
+        let args = [
+            "comic",
+            "--script",
+            script.to_str().unwrap(),
+            "--model",
+            fixtures().join("tiny-sdxl").to_str().unwrap(),
+            "--models-dir",
+            models_dir.to_str().unwrap(),
+            "--steps",
+            "3",
+            "--seed",
+            "5",
+            "--output",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (kiln(home.path(), &args), out)
+    };
+    let empty = home.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (plain, plain_out) = run("plain.png", &empty);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let (found, found_out) = run("found.png", &home.path().join("models"));
+    assert!(found.status.success(), "{}", stderr(&found));
+    // The SDXL Plus adapter is chosen (the SD1.5 ones have another token width).
+    assert!(
+        stderr(&found).contains("ip-adapter-plus_sdxl.safetensors"),
+        "{}",
+        stderr(&found)
+    );
+    let panel = |page: &Path, k: usize| {
+        let stem = page.file_stem().unwrap().to_str().unwrap();
+        image::open(page.with_file_name(format!("{stem}-panel-{k}.png")))
+            .unwrap()
+            .to_rgb8()
+    };
+    let max_diff = |k: usize| {
+        let (a, b) = (panel(&plain_out, k), panel(&found_out, k));
+        a.as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap()
+    };
+    assert!(max_diff(1) >= 3, "Mia's panel: {}", max_diff(1));
+    assert_eq!(max_diff(2), 0, "the [NC] panel reads no photo");
 }

@@ -2,7 +2,9 @@
 //! example story, a bad line shows its error with the line number as it is typed, and a story
 //! on the tiny SD1.5 fixture (2 steps, 64 px panels, the Generate form's model) fills the panel
 //! list, the drift scores and the page preview; moving a panel moves its script line and its
-//! picture; regenerating one panel changes that panel only.
+//! picture; regenerating one panel changes that panel only; a character's photo reaches her
+//! panels through an IP-Adapter found in the model folders (a notice when there is none); a
+//! cancelled story returns to idle without an error or files and the next one runs.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
@@ -240,4 +242,138 @@ fn a_story_on_the_tiny_model_fills_the_panels_and_page_and_panels_move_and_redra
     assert_ne!(redrawn.as_raw(), before[4].as_raw());
     assert_ne!(comic.panels[4].recipe.as_ref().unwrap().seed, old_seed);
     assert!(comic.panels[4].score.is_some());
+}
+
+/// A story on the tiny SD1.5 with Mia's photo on her card and IP-Adapters in the model folder.
+fn photo_story_app(dir: &std::path::Path, with_adapter: bool) -> AppHarness {
+    let models = dir.join("models");
+    copy_dir(&fixtures().join("tiny-sd15"), &models.join("tiny-sd15"));
+    if with_adapter {
+        copy_dir(
+            &fixtures().join("tiny-ip-adapter"),
+            &models.join("ip-adapter"),
+        );
+    }
+    let photo = dir.join("mia.png");
+    std::fs::copy(fixtures().join("photo-96x64.png"), &photo).unwrap();
+    let story = format!(
+        "size: 64x64\ncharacter Mia: a girl | photo: {}\n---\n[Mia] reads\n[NC] a street\n[Mia] sleeps\n[Mia] waves\n",
+        photo.display()
+    );
+    let paths = common::app_paths(dir);
+    let settings = settings(dir);
+    let mut harness: AppHarness = harness(move |ctx| KilnApp::new(ctx, paths, settings).unwrap());
+    {
+        let app = app_mut(&mut harness);
+        app.set_persist(false);
+        let form = &mut app.state.form;
+        form.set_model(models.join("tiny-sd15"), Some(Family::Sd1), None);
+        form.steps = 2;
+        app.state.comic.set_script(story);
+    }
+    open_section(&mut harness, tr(Lang::En, "nav.comic"));
+    harness
+}
+
+#[test]
+fn a_character_photo_is_drawn_through_an_ip_adapter_from_the_model_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = photo_story_app(dir.path(), true);
+    click(&mut harness, tr(Lang::En, "comic.generate"));
+    step_until(&mut harness, TIMEOUT, "the story is drawn", |app| {
+        !app.state.comic.busy()
+    });
+    let comic = &app(&harness).state.comic;
+    assert_eq!(comic.error, None);
+    let adapters: Vec<usize> = comic
+        .panels
+        .iter()
+        .map(|p| p.recipe.as_ref().unwrap().ip_adapters.len())
+        .collect();
+    // Mia's panels read her photo; the [NC] panel does not.
+    assert_eq!(adapters, [1, 0, 1, 1]);
+    let spec = &comic.panels[0].recipe.as_ref().unwrap().ip_adapters[0];
+    assert_eq!(spec.image, dir.path().join("mia.png"));
+    assert!(spec.model.starts_with(dir.path().join("models")));
+
+    // Without an adapter in the model folders: drawn from the description, with a notice.
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = photo_story_app(dir.path(), false);
+    click(&mut harness, tr(Lang::En, "comic.generate"));
+    step_until(&mut harness, TIMEOUT, "the story is drawn", |app| {
+        !app.state.comic.busy()
+    });
+    let comic = &app(&harness).state.comic;
+    assert_eq!(comic.error, None);
+    assert!(
+        comic
+            .warnings
+            .iter()
+            .any(|w| w.contains("character photos need an IP-Adapter")),
+        "{:?}",
+        comic.warnings
+    );
+    assert!(
+        comic
+            .panels
+            .iter()
+            .all(|p| p.recipe.as_ref().unwrap().ip_adapters.is_empty())
+    );
+}
+
+#[test]
+fn cancelling_a_story_returns_to_idle_without_an_error_or_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = photo_story_app(dir.path(), false);
+    app_mut(&mut harness).state.form.steps = 40;
+    click(&mut harness, tr(Lang::En, "comic.generate"));
+    step_until(&mut harness, TIMEOUT, "the story is running", |app| {
+        app.state
+            .comic
+            .run
+            .as_ref()
+            .is_some_and(|r| r.step.is_some())
+            || !app.state.comic.busy()
+    });
+    assert!(
+        app(&harness).state.comic.busy(),
+        "the story ended before it could be cancelled"
+    );
+    click(&mut harness, tr(Lang::En, "comic.cancel"));
+    step_until(&mut harness, TIMEOUT, "the story stops", |app| {
+        !app.state.comic.busy()
+    });
+    let comic = &app(&harness).state.comic;
+    assert_eq!(comic.error, None, "a cancel is not an error");
+    assert!(
+        comic.panels.iter().any(|p| p.image.is_none()),
+        "the story was cut short"
+    );
+    let out = dir.path().join("out");
+    let written = std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(written, 0, "nothing is written to {}", out.display());
+    // The section takes a new story afterwards.
+    app_mut(&mut harness).state.form.steps = 2;
+    // Draw a frame with the idle section first (the last one may show the button disabled).
+    harness.step();
+    harness.step();
+    click(&mut harness, tr(Lang::En, "comic.generate"));
+    assert!(
+        app(&harness).state.comic.busy(),
+        "queued again: {:?} {:?} {:?}",
+        app(&harness).state.notices,
+        app(&harness).state.comic.error,
+        app(&harness).state.comic.run.as_ref().map(|r| r.ended)
+    );
+    step_until(&mut harness, TIMEOUT, "the story is drawn", |app| {
+        !app.state.comic.busy()
+    });
+    assert!(
+        app(&harness)
+            .state
+            .comic
+            .panels
+            .iter()
+            .all(|p| p.image.is_some())
+    );
 }

@@ -288,56 +288,6 @@ fn panel_recipes(
     Ok((recipes, warnings))
 }
 
-/// Gives every panel led by a character with a photo that photo through the IP-Adapter (in
-/// its request, and in its recipe for the panel's PNG).
-fn add_face_adapter(
-    sd: &kiln_inference::pipelines::stable_diffusion::StableDiffusion,
-    story: &Story,
-    leads: &[Option<usize>],
-    (model, encoder_dir, scale): (&Path, &Path, f32),
-    recipes: &mut [Recipe],
-    requests: &mut [GenerateRequest],
-) -> anyhow::Result<()> {
-    use kiln_inference::adapters::ip_adapter::clip_vision::ClipVisionModel;
-    use kiln_inference::adapters::ip_adapter::{IpAdapter, IpAdapterRequest};
-    use kiln_inference::recipe::IpAdapterSpec;
-    let device = candle_core::Device::Cpu;
-    let adapter = std::sync::Arc::new(IpAdapter::load(model, &device)?);
-    let cross = sd.unet().config().cross_attention_dim;
-    if adapter.context_dim() != cross {
-        bail!(
-            "--face-adapter {} was made for another model family (token width {}, the model has {cross})",
-            model.display(),
-            adapter.context_dim()
-        );
-    }
-    let encoder = ClipVisionModel::load(encoder_dir, &device)?;
-    let mut tokens = vec![None; story.characters.len()];
-    for (k, lead) in leads.iter().enumerate() {
-        let Some(c) = *lead else { continue };
-        let Some(photo) = &story.characters[c].photo else {
-            continue;
-        };
-        if tokens[c].is_none() {
-            let image = kiln_inference::engine::load_rgb(photo)?;
-            tokens[c] = Some(adapter.image_tokens(&encoder, &image)?);
-        }
-        let Some(t) = &tokens[c] else { continue };
-        requests[k].ip_adapters = vec![IpAdapterRequest {
-            adapter: adapter.clone(),
-            tokens: t.clone(),
-            scale,
-        }];
-        recipes[k].ip_adapters = vec![IpAdapterSpec {
-            model: model.to_path_buf(),
-            encoder: encoder_dir.to_path_buf(),
-            image: photo.clone(),
-            scale,
-        }];
-    }
-    Ok(())
-}
-
 fn progress_line(p: &StoryProgress) -> String {
     let names: Vec<String> = p.panels.iter().map(|k| (k + 1).to_string()).collect();
     format!(
@@ -369,12 +319,7 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
             bail!("{}: photo not found: {}", c.name, photo.display());
         }
     }
-    if face_adapter.is_none() && story.characters.iter().any(|c| c.photo.is_some()) {
-        eprintln!(
-            "warning: character photos are used with --face-adapter only; \
-             the characters are drawn from their descriptions"
-        );
-    }
+    let has_photos = story.characters.iter().any(|c| c.photo.is_some());
     if !(1..=4).contains(&args.references) {
         bail!("--references must be 1 to 4, got {}", args.references);
     }
@@ -458,8 +403,26 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
             warnings.push(w);
         }
     }
+    // Character photos without --face-adapter: an IP-Adapter of the model's family found in
+    // the model folders (the app does the same).
+    let face_adapter = match face_adapter {
+        Some(found) => Some(found),
+        None if has_photos => {
+            let found = crate::comic::story::find_face_adapter(&model_dirs(&args.models_dir), sd);
+            match &found {
+                Some((model, _)) => eprintln!("character photos: {}", model.display()),
+                None => {
+                    let w = crate::comic::story::NO_FACE_ADAPTER.to_string();
+                    eprintln!("warning: {w}");
+                    warnings.push(w);
+                }
+            }
+            found.map(|(model, encoder)| (model, encoder, crate::comic::story::FACE_ADAPTER_SCALE))
+        }
+        None => None,
+    };
     if let Some((model, encoder_dir, scale)) = &face_adapter {
-        add_face_adapter(
+        crate::comic::story::add_face_adapter(
             sd,
             &story,
             &leads,

@@ -3,6 +3,7 @@
 //! app's Comic section (`gui::services::comic`).
 
 use super::script::Story;
+use anyhow::bail;
 use kiln_inference::Recipe;
 use kiln_inference::adapters::ip_adapter::clip_vision::ClipVisionModel;
 use kiln_inference::pipelines::stable_diffusion::GenerateRequest;
@@ -110,6 +111,108 @@ pub fn outliers(scores: &[Option<f32>]) -> Vec<bool> {
         .iter()
         .map(|s| s.is_some_and(|s| s < median - OUTLIER_MARGIN))
         .collect()
+}
+
+/// Gives every panel led by a character with a photo that photo through the IP-Adapter (in
+/// its request, and in its recipe for the panel's PNG).
+pub fn add_face_adapter(
+    sd: &kiln_inference::pipelines::stable_diffusion::StableDiffusion,
+    story: &Story,
+    leads: &[Option<usize>],
+    (model, encoder_dir, scale): (&std::path::Path, &std::path::Path, f32),
+    recipes: &mut [Recipe],
+    requests: &mut [GenerateRequest],
+) -> anyhow::Result<()> {
+    use kiln_inference::adapters::ip_adapter::clip_vision::ClipVisionModel;
+    use kiln_inference::adapters::ip_adapter::{IpAdapter, IpAdapterRequest};
+    use kiln_inference::recipe::IpAdapterSpec;
+    let device = candle_core::Device::Cpu;
+    let adapter = std::sync::Arc::new(IpAdapter::load(model, &device)?);
+    let cross = sd.unet().config().cross_attention_dim;
+    if adapter.context_dim() != cross {
+        bail!(
+            "the IP-Adapter {} was made for another model family (token width {}, the model has {cross})",
+            model.display(),
+            adapter.context_dim()
+        );
+    }
+    let encoder = ClipVisionModel::load(encoder_dir, &device)?;
+    let mut tokens = vec![None; story.characters.len()];
+    for (k, lead) in leads.iter().enumerate() {
+        let Some(c) = *lead else { continue };
+        let Some(photo) = &story.characters[c].photo else {
+            continue;
+        };
+        if tokens[c].is_none() {
+            let image = kiln_inference::engine::load_rgb(photo)?;
+            tokens[c] = Some(adapter.image_tokens(&encoder, &image)?);
+        }
+        let Some(t) = &tokens[c] else { continue };
+        requests[k].ip_adapters = vec![IpAdapterRequest {
+            adapter: adapter.clone(),
+            tokens: t.clone(),
+            scale,
+        }];
+        recipes[k].ip_adapters = vec![IpAdapterSpec {
+            model: model.to_path_buf(),
+            encoder: encoder_dir.to_path_buf(),
+            image: photo.clone(),
+            scale,
+        }];
+    }
+    Ok(())
+}
+
+/// Strength of a character photo's IP-Adapter when none is given (`kiln comic`'s default).
+pub const FACE_ADAPTER_SCALE: f32 = 0.6;
+
+/// What a story with character photos says when no IP-Adapter of the model's family is found.
+pub const NO_FACE_ADAPTER: &str = "character photos need an IP-Adapter of the model's family \
+(Models: IP-Adapter Plus Face SD1.5 or IP-Adapter Plus SDXL ViT-H); the characters are drawn \
+from their descriptions";
+
+/// An IP-Adapter for `sd` in the model folders `dirs` (a face one first, then a Plus one;
+/// only adapters whose token width is the model's), with the CLIP image encoder it reads: the
+/// `image_encoder` folder nearest to the adapter file (the h94 layout), else any in `dirs`.
+/// `None` when either is missing. Reads model files: call off the UI thread.
+pub fn find_face_adapter(
+    dirs: &[std::path::PathBuf],
+    sd: &kiln_inference::pipelines::stable_diffusion::StableDiffusion,
+) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    use crate::library::models::ModelFileKind;
+    let cross = sd.unet().config().cross_attention_dim;
+    let library = crate::library::presets::lookup::ModelLibrary::scan(dirs);
+    let mut candidates: Vec<(bool, bool, String, std::path::PathBuf)> = library
+        .entries()
+        .iter()
+        .filter(|e| e.kind == ModelFileKind::IpAdapter && e.usable())
+        .map(|e| {
+            let name = e.name.to_lowercase();
+            (
+                !name.contains("face"),
+                !name.contains("plus"),
+                name,
+                e.path.clone(),
+            )
+        })
+        .collect();
+    candidates.sort();
+    let device = candle_core::Device::Cpu;
+    let adapter = candidates
+        .into_iter()
+        .map(|(_, _, _, path)| path)
+        .find(|path| {
+            kiln_inference::adapters::ip_adapter::IpAdapter::load(path, &device)
+                .is_ok_and(|a| a.context_dim() == cross)
+        })?;
+    let near: Vec<std::path::PathBuf> = adapter
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(std::path::Path::to_path_buf)
+        .collect();
+    let encoder = find_image_encoder(&near).or_else(|| find_image_encoder(dirs))?;
+    Some((adapter, encoder))
 }
 
 /// A CLIP image encoder (`CLIPVisionModelWithProjection` folder, e.g. an IP-Adapter's

@@ -13,7 +13,10 @@
 
 use crate::comic::layout::{PageStyle, PanelArt, compose};
 use crate::comic::script::Story;
-use crate::comic::story::{drift_scores, find_image_encoder, leads, request_of};
+use crate::comic::story::{
+    FACE_ADAPTER_SCALE, NO_FACE_ADAPTER, add_face_adapter, drift_scores, find_face_adapter,
+    find_image_encoder, leads, request_of,
+};
 use crate::gui::state::comic::{ComicEvent, ComicRun, RunKind, StepReport};
 use crate::library::presets::{ModelLibrary, Preset, ResolveRequest, resolve};
 use crate::worker::{JobOutcome, Runner, Task, WorkerHandle};
@@ -155,7 +158,7 @@ fn run(
     send: &dyn Fn(ComicEvent),
 ) -> Result<(), Option<String>> {
     let story = &job.story;
-    let (recipes, warnings) = panel_recipes(story, &job.source, job.seed).map_err(Some)?;
+    let (mut recipes, warnings) = panel_recipes(story, &job.source, job.seed).map_err(Some)?;
     let Some(first) = recipes.first() else {
         return Err(Some("the script has no panels".into()));
     };
@@ -172,9 +175,25 @@ fn run(
             all_warnings.push(w);
         }
     }
-    send(ComicEvent::Ready(all_warnings));
     let story_leads = leads(story);
-    let requests: Vec<GenerateRequest> = recipes.iter().map(request_of).collect();
+    let mut requests: Vec<GenerateRequest> = recipes.iter().map(request_of).collect();
+    // Characters with a photo: their panels read it through an IP-Adapter of the model's
+    // family from the model folders (as `kiln comic` does).
+    if story.characters.iter().any(|c| c.photo.is_some()) {
+        match find_face_adapter(&job.model_dirs, sd) {
+            Some((model, encoder)) => add_face_adapter(
+                sd,
+                story,
+                &story_leads,
+                (&model, &encoder, FACE_ADAPTER_SCALE),
+                &mut recipes,
+                &mut requests,
+            )
+            .map_err(|e| Some(format!("{e:#}")))?,
+            None => all_warnings.push(NO_FACE_ADAPTER.to_string()),
+        }
+    }
+    send(ComicEvent::Ready(all_warnings));
     // What this run draws: the story, or the panel after its character's reference panels.
     let (run_requests, run_leads, panel_of): (Vec<GenerateRequest>, Vec<Option<usize>>, Vec<_>) =
         match job.kind {
