@@ -2,7 +2,7 @@
 //! CPU with constant weights (the cost of dense layers does not depend on the values), and
 //! reports peak memory:
 //!
-//! `cargo run --release -p kiln-inference --example svd_bench [WIDTH HEIGHT FRAMES CHUNK] [bf16]`
+//! `cargo run --release -p kiln-inference --example svd_bench [WIDTH HEIGHT FRAMES CHUNK] [bf16] [decode-only]`
 //! (default 1024 576 14 2, f32 weights). The UNet step is classifier-free guided (batch 2 × FRAMES), as
 //! every SVD step with max guidance > 1; a clip costs `steps × step + ceil(FRAMES / CHUNK) ×
 //! chunk`. Configs are the released SVD ones (`unet/config.json`, `vae/config.json`).
@@ -117,8 +117,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sample = Tensor::randn(0f32, 1.0, (2, frames, 8, lh, lw), &device)?;
     let context = Tensor::randn(0f32, 1.0, (2, 1, 1024), &device)?;
     let ids = Tensor::new(&[[6f32, 127.0, 0.02], [6.0, 127.0, 0.02]], &device)?;
+    let decode_only = std::env::args().any(|a| a == "decode-only");
     let start = Instant::now();
-    let out = unet.forward(&sample, 0.25 * 14.6f32.ln(), &context, &ids)?;
+    let out = if decode_only {
+        sample.clone()
+    } else {
+        unet.forward(&sample, 0.25 * 14.6f32.ln(), &context, &ids)?
+    };
     println!(
         "unet step {width}x{height} x {frames} frames, CFG batch 2: {:.1} s ({:?}), peak RSS {:.2} GiB",
         start.elapsed().as_secs_f64(),
