@@ -253,6 +253,11 @@ fn photo_story_app(dir: &std::path::Path, with_adapter: bool) -> AppHarness {
             &fixtures().join("tiny-ip-adapter"),
             &models.join("ip-adapter"),
         );
+        // Face models too: the identity scores run (the tiny panels hold no faces to score).
+        copy_dir(
+            &fixtures().join("tiny-antelopev2"),
+            &models.join("insightface/models/antelopev2"),
+        );
     }
     let photo = dir.join("mia.png");
     std::fs::copy(fixtures().join("photo-96x64.png"), &photo).unwrap();
@@ -295,6 +300,12 @@ fn a_character_photo_is_drawn_through_an_ip_adapter_from_the_model_folder() {
     let spec = &comic.panels[0].recipe.as_ref().unwrap().ip_adapters[0];
     assert_eq!(spec.image, dir.path().join("mia.png"));
     assert!(spec.model.starts_with(dir.path().join("models")));
+    assert!(
+        comic
+            .panels
+            .iter()
+            .all(|p| p.identity.is_none_or(|s| (-1.0..=1.0).contains(&s)))
+    );
 
     // Without an adapter in the model folders: drawn from the description, with a notice.
     let dir = tempfile::tempdir().unwrap();

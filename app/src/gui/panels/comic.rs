@@ -395,6 +395,15 @@ fn panels_ui(ui: &mut egui::Ui, comic: &mut ComicState, lang: Lang, actions: &mu
                                 ui.label(RichText::new(text).small().color(palette.success));
                             }
                         }
+                        if let Some(identity) = view.identity {
+                            let text = tr_args(
+                                lang,
+                                "comic.identity",
+                                &[("score", &format!("{identity:.3}"))],
+                            );
+                            ui.label(RichText::new(text).small().color(palette.muted))
+                                .on_hover_text(tr(lang, "comic.identity_hint"));
+                        }
                     });
                     ui.horizontal(|ui| {
                         let can_regenerate = !busy && view.image.is_some();

@@ -15,7 +15,7 @@ use crate::comic::layout::{PageStyle, PanelArt, compose};
 use crate::comic::script::Story;
 use crate::comic::story::{
     FACE_ADAPTER_SCALE, NO_FACE_ADAPTER, add_face_adapter, drift_scores, find_face_adapter,
-    find_image_encoder, leads, request_of,
+    find_image_encoder, identity_scores, leads, request_of,
 };
 use crate::gui::state::comic::{ComicEvent, ComicRun, RunKind, StepReport};
 use crate::library::presets::{ModelLibrary, Preset, ResolveRequest, resolve};
@@ -310,6 +310,29 @@ fn run(
         let scores =
             drift_scores(&encoder, &story_leads, &images).map_err(|e| Some(format!("{e:#}")))?;
         send(ComicEvent::Scores(scores));
+    }
+    // Characters with a photo and the face models installed: identity scores.
+    let photos: Vec<Option<image::RgbImage>> = story
+        .characters
+        .iter()
+        .map(|c| {
+            c.photo
+                .as_ref()
+                .and_then(|p| kiln_inference::engine::load_rgb(p).ok())
+        })
+        .collect();
+    if photos.iter().any(Option::is_some)
+        && let Some(dir) = kiln_inference::vision::face::find_models(&job.model_dirs)
+    {
+        let analyzer = kiln_inference::vision::face::FaceAnalyzer::load_dir(&dir)
+            .map_err(|e| Some(format!("{e:#}")))?;
+        let images: Vec<Option<&image::RgbImage>> = drawn.iter().map(|i| i.as_deref()).collect();
+        send(ComicEvent::Identities(identity_scores(
+            &analyzer,
+            &photos,
+            &story_leads,
+            &images,
+        )));
     }
     Ok(())
 }

@@ -77,6 +77,9 @@ pub enum ComicEvent {
     },
     /// Drift scores of every panel (`None` where there is nothing to compare).
     Scores(Vec<Option<f32>>),
+    /// Identity scores of every panel against its character's photo (ArcFace cosine; `None`
+    /// where there is no photo or no face).
+    Identities(Vec<Option<f32>>),
     /// The run ended: `Ok`, or the error (`None` inside: cancelled).
     Finished(Result<(), Option<String>>),
 }
@@ -188,6 +191,8 @@ pub struct PanelView {
     pub score: Option<f32>,
     /// Flagged: far below the story's other scores.
     pub outlier: bool,
+    /// Identity score against its character's photo (face models installed).
+    pub identity: Option<f32>,
 }
 
 /// The Comic section's state.
@@ -320,6 +325,11 @@ impl ComicState {
                     requests,
                 } => {
                     self.references.insert(character, requests);
+                }
+                ComicEvent::Identities(scores) => {
+                    for (view, score) in self.panels.iter_mut().zip(scores) {
+                        view.identity = score;
+                    }
                 }
                 ComicEvent::Scores(scores) => {
                     let flags = crate::comic::story::outliers(&scores);
