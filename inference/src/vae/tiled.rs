@@ -11,9 +11,15 @@ pub const TILE_LATENT: usize = 64;
 /// Fraction of a tile that overlaps its neighbour.
 const OVERLAP: f64 = 0.25;
 
-/// Whether a latent of this size is decoded in tiles.
-pub fn needs_tiling(h: usize, w: usize) -> bool {
-    h * w > 128 * 128
+/// Whether a latent of this size is decoded in tiles: above 128×128 latents (1024² pixels) in
+/// float32, from 128×128 on in bf16, so SDXL's native 1024² decodes in tiles in bf16 (the
+/// untiled decode holds several 128-channel 1024² activations, ≈ 2.9 GB; tiled, a 512²-sized
+/// peak) while the float32 path keeps diffusers' untiled default.
+pub fn needs_tiling(h: usize, w: usize, precision: crate::kernels::Precision) -> bool {
+    match precision {
+        crate::kernels::Precision::F32 => h * w > 128 * 128,
+        crate::kernels::Precision::Bf16 => h * w >= 128 * 128,
+    }
 }
 
 /// Blends the last `extent` rows/columns of `a` into the first of `b` along `dim`.
@@ -84,4 +90,20 @@ pub fn tiled_decode(vae: &Vae, z: &Tensor) -> Result<Tensor> {
         result_rows.push(Tensor::cat(&result_row, D::Minus1)?);
     }
     Ok(Tensor::cat(&result_rows, 2)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_tiling;
+    use crate::kernels::Precision;
+
+    #[test]
+    fn bf16_tiles_sdxl_native_size_and_fp32_keeps_it_whole() {
+        // 1024² pixels = a 128×128 latent.
+        assert!(!needs_tiling(128, 128, Precision::F32));
+        assert!(needs_tiling(128, 128, Precision::Bf16));
+        assert!(needs_tiling(129, 128, Precision::F32));
+        assert!(!needs_tiling(96, 128, Precision::Bf16));
+        assert!(!needs_tiling(64, 64, Precision::F32));
+    }
 }

@@ -259,7 +259,7 @@ impl StableDiffusion {
             }
             let z = (x / sf)?;
             let (_, _, lh, lw) = z.dims4()?;
-            let decoded = if needs_tiling(lh, lw) {
+            let decoded = if needs_tiling(lh, lw, self.precision()) {
                 tiled_decode(&self.vae, &z)?
             } else {
                 self.vae.decode(&z)?
