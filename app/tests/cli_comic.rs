@@ -158,6 +158,23 @@ fn bad_scripts_and_arguments_fail_cleanly() {
     assert!(!out.exists());
 }
 
+/// The largest channel difference between panel `k` of two pages (`PAGE-panel-K.png`).
+fn panel_diff(page_a: &Path, page_b: &Path, k: usize) -> u8 {
+    let panel = |page: &Path| {
+        let stem = page.file_stem().unwrap().to_str().unwrap();
+        image::open(page.with_file_name(format!("{stem}-panel-{k}.png")))
+            .unwrap()
+            .to_rgb8()
+    };
+    let (a, b) = (panel(page_a), panel(page_b));
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap()
+}
+
 #[test]
 fn a_character_photo_reaches_its_panels_through_the_face_adapter() {
     let home = tempfile::tempdir().unwrap();
@@ -212,21 +229,7 @@ fn a_character_photo_reaches_its_panels_through_the_face_adapter() {
     );
     let (faced, faced_out) = run("faced.png", Some("ip-adapter_sdxl.safetensors"));
     assert!(faced.status.success(), "{}", stderr(&faced));
-    let panel = |page: &Path, k: usize| {
-        let stem = page.file_stem().unwrap().to_str().unwrap();
-        image::open(page.with_file_name(format!("{stem}-panel-{k}.png")))
-            .unwrap()
-            .to_rgb8()
-    };
-    let differs = |k: usize| {
-        let (a, b) = (panel(&plain_out, k), panel(&faced_out, k));
-        a.as_raw()
-            .iter()
-            .zip(b.as_raw())
-            .map(|(x, y)| x.abs_diff(*y))
-            .max()
-            .unwrap()
-    };
+    let differs = |k: usize| panel_diff(&plain_out, &faced_out, k);
     // Mia's panels see her photo; the [NC] panel is the same plain generation.
     for k in [1, 2, 4] {
         assert!(differs(k) >= 3, "panel {k}: {}", differs(k));
@@ -300,21 +303,7 @@ fn character_photos_find_an_ip_adapter_of_the_model_family_in_the_model_folders(
         "{}",
         stderr(&found)
     );
-    let panel = |page: &Path, k: usize| {
-        let stem = page.file_stem().unwrap().to_str().unwrap();
-        image::open(page.with_file_name(format!("{stem}-panel-{k}.png")))
-            .unwrap()
-            .to_rgb8()
-    };
-    let max_diff = |k: usize| {
-        let (a, b) = (panel(&plain_out, k), panel(&found_out, k));
-        a.as_raw()
-            .iter()
-            .zip(b.as_raw())
-            .map(|(x, y)| x.abs_diff(*y))
-            .max()
-            .unwrap()
-    };
+    let max_diff = |k: usize| panel_diff(&plain_out, &found_out, k);
     assert!(max_diff(1) >= 3, "Mia's panel: {}", max_diff(1));
     assert_eq!(max_diff(2), 0, "the [NC] panel reads no photo");
 }

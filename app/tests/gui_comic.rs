@@ -280,16 +280,21 @@ fn photo_story_app(dir: &std::path::Path, with_adapter: bool) -> AppHarness {
     harness
 }
 
+/// Clicks Generate and waits for the story to be drawn without an error.
+fn draw_story(harness: &mut AppHarness) {
+    click(harness, tr(Lang::En, "comic.generate"));
+    step_until(harness, TIMEOUT, "the story is drawn", |app| {
+        !app.state.comic.busy()
+    });
+    assert_eq!(app(harness).state.comic.error, None);
+}
+
 #[test]
 fn a_character_photo_is_drawn_through_an_ip_adapter_from_the_model_folder() {
     let dir = tempfile::tempdir().unwrap();
     let mut harness = photo_story_app(dir.path(), true);
-    click(&mut harness, tr(Lang::En, "comic.generate"));
-    step_until(&mut harness, TIMEOUT, "the story is drawn", |app| {
-        !app.state.comic.busy()
-    });
+    draw_story(&mut harness);
     let comic = &app(&harness).state.comic;
-    assert_eq!(comic.error, None);
     let adapters: Vec<usize> = comic
         .panels
         .iter()
@@ -310,12 +315,8 @@ fn a_character_photo_is_drawn_through_an_ip_adapter_from_the_model_folder() {
     // Without an adapter in the model folders: drawn from the description, with a notice.
     let dir = tempfile::tempdir().unwrap();
     let mut harness = photo_story_app(dir.path(), false);
-    click(&mut harness, tr(Lang::En, "comic.generate"));
-    step_until(&mut harness, TIMEOUT, "the story is drawn", |app| {
-        !app.state.comic.busy()
-    });
+    draw_story(&mut harness);
     let comic = &app(&harness).state.comic;
-    assert_eq!(comic.error, None);
     assert!(
         comic
             .warnings

@@ -471,15 +471,7 @@ pub fn run(args: ComicArgs) -> anyhow::Result<()> {
     // Characters with a photo: how much each of their panels looks like it (needs the face
     // models in the model folders; skipped without them).
     let mut identities = vec![None; images.len()];
-    let photos: Vec<Option<image::RgbImage>> = story
-        .characters
-        .iter()
-        .map(|c| {
-            c.photo
-                .as_ref()
-                .and_then(|p| kiln_inference::engine::load_rgb(p).ok())
-        })
-        .collect();
+    let photos = crate::comic::story::character_photos(&story);
     if photos.iter().any(Option::is_some)
         && let Some(dir) = kiln_inference::vision::face::find_models(&model_dirs(&args.models_dir))
     {

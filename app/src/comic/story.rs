@@ -68,6 +68,19 @@ pub fn drift_scores(
     Ok(scores)
 }
 
+/// Each character's photo, read (`None`: no photo, or one that cannot be read).
+pub fn character_photos(story: &Story) -> Vec<Option<image::RgbImage>> {
+    story
+        .characters
+        .iter()
+        .map(|c| {
+            c.photo
+                .as_ref()
+                .and_then(|p| kiln_inference::engine::load_rgb(p).ok())
+        })
+        .collect()
+}
+
 /// Each panel's identity score against its lead character's photo: the ArcFace cosine of the
 /// photo's largest face and the panel's largest face (`None` for panels whose lead has no
 /// photo, panels not drawn, and panels or photos without a face of a usable size).

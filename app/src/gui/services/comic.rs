@@ -14,8 +14,8 @@
 use crate::comic::layout::{PageStyle, PanelArt, compose};
 use crate::comic::script::Story;
 use crate::comic::story::{
-    FACE_ADAPTER_SCALE, NO_FACE_ADAPTER, add_face_adapter, drift_scores, find_face_adapter,
-    find_image_encoder, identity_scores, leads, request_of,
+    FACE_ADAPTER_SCALE, NO_FACE_ADAPTER, add_face_adapter, character_photos, drift_scores,
+    find_face_adapter, find_image_encoder, identity_scores, leads, request_of,
 };
 use crate::gui::state::comic::{ComicEvent, ComicRun, RunKind, StepReport};
 use crate::library::presets::{ModelLibrary, Preset, ResolveRequest, resolve};
@@ -312,15 +312,7 @@ fn run(
         send(ComicEvent::Scores(scores));
     }
     // Characters with a photo and the face models installed: identity scores.
-    let photos: Vec<Option<image::RgbImage>> = story
-        .characters
-        .iter()
-        .map(|c| {
-            c.photo
-                .as_ref()
-                .and_then(|p| kiln_inference::engine::load_rgb(p).ok())
-        })
-        .collect();
+    let photos = character_photos(story);
     if photos.iter().any(Option::is_some)
         && let Some(dir) = kiln_inference::vision::face::find_models(&job.model_dirs)
     {
