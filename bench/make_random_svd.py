@@ -3,8 +3,9 @@
 memory and time measurements of issue 11 (a 14-frame 1024x576 clip on this machine).
 
 The architecture is the published one (stabilityai/stable-video-diffusion-img2vid: the
-UNetSpatioTemporalConditionModel and AutoencoderKLTemporalDecoder configs are diffusers'
-defaults, which are SVD's; the image encoder is OpenCLIP ViT-H/14 as CLIPVisionModelWithProjection);
+UNetSpatioTemporalConditionModel config is diffusers' default, which is SVD's; the
+AutoencoderKLTemporalDecoder config is written out below, since diffusers' defaults are a one-block
+toy; the image encoder is OpenCLIP ViT-H/14 as CLIPVisionModelWithProjection);
 only the weights are random (PyTorch's default initialisation, seeded). Nothing is downloaded.
 
     /root/kiln-venv/bin/python bench/make_random_svd.py --out /root/models/svd-random [--frames 14|25]
@@ -29,6 +30,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "fixtures"))
 from make_svd import SVD_SCHEDULER  # noqa: E402  (the published scheduler_config.json)
 
+# stabilityai/stable-video-diffusion-img2vid vae/config.json (latent = image / 8).
+VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=["DownEncoderBlock2D"] * 4,
+    block_out_channels=[128, 256, 512, 512],
+    layers_per_block=2,
+    latent_channels=4,
+    sample_size=768,
+    scaling_factor=0.18215,
+    force_upcast=True,
+)
+
 # stabilityai/stable-video-diffusion-img2vid image_encoder/config.json (OpenCLIP ViT-H/14).
 IMAGE_ENCODER = dict(
     hidden_size=1280,
@@ -52,14 +66,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--frames", type=int, default=14, choices=[14, 25])
+    ap.add_argument("--only-vae", action="store_true", help="rewrite vae/ only")
     args = ap.parse_args()
     torch.set_num_threads(2)
     os.makedirs(args.out, exist_ok=True)
 
+    only_vae = args.only_vae
     torch.manual_seed(1)
-    save(UNetSpatioTemporalConditionModel(num_frames=args.frames).eval(), os.path.join(args.out, "unet"))
+    if not only_vae:
+        save(UNetSpatioTemporalConditionModel(num_frames=args.frames).eval(), os.path.join(args.out, "unet"))
     torch.manual_seed(2)
-    save(AutoencoderKLTemporalDecoder().eval(), os.path.join(args.out, "vae"))
+    save(AutoencoderKLTemporalDecoder(**VAE).eval(), os.path.join(args.out, "vae"))
+    if only_vae:
+        return
     torch.manual_seed(3)
     save(CLIPVisionModelWithProjection(CLIPVisionConfig(**IMAGE_ENCODER)).eval(),
          os.path.join(args.out, "image_encoder"))
