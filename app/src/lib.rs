@@ -7,4 +7,5 @@ pub mod gui;
 pub mod i18n;
 pub mod library;
 pub mod output;
+pub mod video;
 pub mod worker;

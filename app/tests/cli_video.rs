@@ -60,6 +60,49 @@ fn frames_go_to_a_new_folder() {
 }
 
 #[test]
+fn ping_pong_loop_and_motion_mask_reach_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mask = dir.path().join("brush.png");
+    image::GrayImage::from_fn(40, 40, |x, _| image::Luma([if x < 20 { 0 } else { 255 }]))
+        .save(&mask)
+        .unwrap();
+    let out = dir.path().join("clip");
+    let mut a = args(
+        &out,
+        &[
+            ("--frames", "4"),
+            ("--motion-mask", &mask.display().to_string()),
+        ],
+    );
+    a.extend(["--ping-pong".to_string(), "--loop".to_string()]);
+    ok(&kiln(&a));
+    // 4 frames forward, then frames 3 and 2 back.
+    for i in 1..=6 {
+        assert!(out.join(format!("frame-{i:04}.png")).is_file(), "frame {i}");
+    }
+    assert!(!out.join("frame-0007.png").exists());
+    let frame = |i: usize| {
+        image::open(out.join(format!("frame-{i:04}.png")))
+            .unwrap()
+            .to_rgb8()
+    };
+    assert_eq!(frame(5), frame(3));
+    assert_eq!(frame(6), frame(2));
+    let recipe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("video.json")).unwrap()).unwrap();
+    assert_eq!(recipe["frames"], 4);
+    assert_eq!(recipe["ping_pong"], true);
+    assert_eq!(recipe["loop"], true);
+    assert_eq!(recipe["motion_mask"], true);
+    assert_eq!(recipe["motion_mask_file"], mask.display().to_string());
+    // The brush and the loop change the clip: frame 4 is not the plain run's frame 4.
+    let plain = dir.path().join("plain");
+    ok(&kiln(&args(&plain, &[("--frames", "4")])));
+    let plain4 = image::open(plain.join("frame-0004.png")).unwrap().to_rgb8();
+    assert_ne!(frame(4), plain4);
+}
+
+#[test]
 fn gif_has_every_frame() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("clip.gif");
@@ -83,8 +126,35 @@ fn bad_requests_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     clean_error(
         &kiln(&args(&dir.path().join("clip.webm"), &[])),
-        "not supported yet",
+        "not supported",
     );
+    clean_error(
+        &kiln(&args(
+            &dir.path().join("c"),
+            &[("--motion-mask", "/nonexistent/mask.png")],
+        )),
+        "cannot open the motion mask",
+    );
+    let not_png = dir.path().join("mask.png");
+    std::fs::write(&not_png, b"not an image").unwrap();
+    clean_error(
+        &kiln(&args(
+            &dir.path().join("d"),
+            &[("--motion-mask", &not_png.display().to_string())],
+        )),
+        "motion mask",
+    );
+    clean_error(
+        &kiln(
+            &[
+                args(&dir.path().join("e"), &[("--frames", "1")]),
+                vec!["--ping-pong".into()],
+            ]
+            .concat(),
+        ),
+        "at least 2 frames",
+    );
+    assert!(!dir.path().join("c").exists() && !dir.path().join("e").exists());
     clean_error(
         &kiln(&args(&dir.path().join("a"), &[("--width", "60")])),
         "multiple of 8",

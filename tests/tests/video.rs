@@ -106,6 +106,7 @@ fn clips_match_diffusers() {
             min_guidance: f("min_cfg"),
             max_guidance: f("max_cfg"),
             decode_chunk: Some(u("decode_chunk") as usize),
+            ..VideoParams::default()
         };
         let mut steps = 0;
         let frames = pipe
@@ -150,6 +151,126 @@ fn clips_match_diffusers() {
         failures.is_empty(),
         "frames differ:\n{}",
         failures.join("\n")
+    );
+}
+
+/// Largest difference of any frame's latents from the first frame's, over latent columns `cols`.
+fn latent_motion(latents: &Tensor, cols: std::ops::Range<usize>) -> f32 {
+    let region = latents.narrow(3, cols.start, cols.len()).unwrap();
+    let first = region.narrow(0, 0, 1).unwrap();
+    max_abs(
+        &region.broadcast_sub(&first).unwrap(),
+        &region.zeros_like().unwrap(),
+    )
+}
+
+#[test]
+fn motion_brush_keeps_the_masked_out_region_still_and_loops_return_to_the_first_frame() {
+    let pipe = SvdPipeline::load(&fixtures().join("tiny-svd"), &Device::Cpu).unwrap();
+    let image = image::open(fixtures().join("photo-600x360-rgba.png"))
+        .unwrap()
+        .to_rgb8();
+    let base = VideoParams {
+        width: 128,
+        height: 64,
+        frames: Some(6),
+        steps: 3,
+        seed: 42,
+        ..VideoParams::default()
+    };
+    let sample = |params: &VideoParams| {
+        pipe.sample(&image, params, &mut |_| {}, &CancelToken::default())
+            .unwrap()
+    };
+    let plain = sample(&base);
+    let white = image::GrayImage::from_pixel(30, 20, image::Luma([255]));
+    let whitened = sample(&VideoParams {
+        motion_mask: Some(white),
+        ..base.clone()
+    });
+    assert_eq!(
+        max_abs(&whitened, &plain),
+        0.0,
+        "a white mask lets everything move exactly as without a mask"
+    );
+    // Black on the left half (latent columns 0..8 of 16): only the right half may move.
+    let half =
+        image::GrayImage::from_fn(100, 50, |x, _| image::Luma([if x < 50 { 0 } else { 255 }]));
+    let brushed = sample(&VideoParams {
+        motion_mask: Some(half),
+        ..base.clone()
+    });
+    let black = image::GrayImage::from_pixel(8, 8, image::Luma([0]));
+    let frozen = sample(&VideoParams {
+        motion_mask: Some(black),
+        ..base.clone()
+    });
+    let (left, right) = (0..5, 11..16);
+    let plain_left = latent_motion(&plain, left.clone());
+    let brushed_left = latent_motion(&brushed, left.clone());
+    let plain_right = latent_motion(&plain, right.clone());
+    let brushed_right = latent_motion(&brushed, right);
+    eprintln!(
+        "latent motion left {plain_left:.3} → {brushed_left:.5}, right {plain_right:.3} → {brushed_right:.3}"
+    );
+    assert!(plain_left > 0.5, "the fixture clip moves ({plain_left})");
+    assert!(brushed_left < 1e-4, "the masked-out region moves");
+    assert!(
+        brushed_right > 0.5 * plain_right,
+        "the brushed region stays still"
+    );
+    // Outside the brush every frame is the still's latent: that of a fully masked-out clip.
+    assert!(latent_motion(&frozen, 0..16) < 1e-4);
+    let still_left = max_abs(
+        &brushed.narrow(3, 0, 5).unwrap(),
+        &frozen.narrow(3, 0, 5).unwrap(),
+    );
+    assert!(
+        still_left < 1e-4,
+        "masked-out region is not the still ({still_left})"
+    );
+
+    let looped = sample(&VideoParams {
+        loop_clip: true,
+        ..base.clone()
+    });
+    let seam = |latents: &Tensor| {
+        max_abs(
+            &latents.narrow(0, 5, 1).unwrap(),
+            &latents.narrow(0, 0, 1).unwrap(),
+        )
+    };
+    let (plain_seam, looped_seam) = (seam(&plain), seam(&looped));
+    eprintln!("last-to-first latent difference {plain_seam:.3} → {looped_seam:.5}");
+    assert!(plain_seam > 0.5);
+    assert!(looped_seam < 1e-4, "the loop returns to the first frame");
+    // Frames before the ramp still move.
+    let before = |latents: &Tensor| latent_motion(&latents.narrow(0, 0, 4).unwrap(), 0..16);
+    assert!(before(&looped) > 0.5 * before(&plain));
+    // Decoded one frame at a time (no temporal mixing across the seam), the clip ends where it
+    // started.
+    let one_by_one = VideoParams {
+        decode_chunk: Some(1),
+        ..base.clone()
+    };
+    let decode = |latents: &Tensor| {
+        pipe.decode(latents, &one_by_one, &mut |_| {}, &CancelToken::default())
+            .unwrap()
+    };
+    let frame_diff = |frames: &[image::RgbImage]| {
+        frames[5]
+            .as_raw()
+            .iter()
+            .zip(frames[0].as_raw())
+            .map(|(a, b)| f64::from(a.abs_diff(*b)))
+            .sum::<f64>()
+            / frames[0].as_raw().len() as f64
+    };
+    let (plain_px, looped_px) = (frame_diff(&decode(&plain)), frame_diff(&decode(&looped)));
+    eprintln!("last-to-first frame difference {plain_px:.2} → {looped_px:.2} (of 255)");
+    assert!(
+        plain_px > 5.0 && looped_px < 0.5,
+        "the looped clip's last frame differs"
     );
 }
 

@@ -40,7 +40,7 @@ pub enum Command {
     Info(info::InfoArgs),
     /// A story script to a comic page: consistent characters, captions, PNG and PDF.
     Comic(Box<comic::ComicArgs>),
-    /// Image to video with Stable Video Diffusion: PNG frames or an animated GIF.
+    /// Image to video with Stable Video Diffusion: MP4, GIF, WebP or PNG frames.
     Video(Box<video::VideoArgs>),
     /// Measure load time, text encoding, UNet step and VAE decode speed, and peak memory.
     Bench(bench::BenchArgs),

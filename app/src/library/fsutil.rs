@@ -42,6 +42,29 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to a new file `path` atomically, never replacing an existing one: a temp file
+/// in the same folder, synced, then hard-linked to `path` (which fails when `path` exists).
+pub(crate) fn atomic_create(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create folder {}", parent.display()))?;
+    }
+    let temp = temp_path_for(path);
+    let written = std::fs::File::create(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+    std::fs::remove_file(&temp).ok(); // Best effort: the link (or the failure) is what counts.
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            anyhow::bail!("{} already exists; choose another name", path.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
+    }
+}
+
 /// Modification time in nanoseconds since the Unix epoch (0 when unknown or earlier).
 pub(crate) fn mtime_nanos(metadata: &std::fs::Metadata) -> u128 {
     metadata
@@ -68,6 +91,20 @@ pub(crate) fn now_unix() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_create_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("clip.gif");
+        atomic_create(&path, b"one").unwrap();
+        let e = atomic_create(&path, b"two").unwrap_err().to_string();
+        assert!(e.contains("already exists"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"one");
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

@@ -243,6 +243,28 @@ impl Scheduler {
     }
 
     /// Position in the full schedule of kept step `index`.
+    /// For the Euler sampler: the denoised estimate x0 the step at `index` moves `sample`
+    /// toward, with σ of this step and of the next. Stepping from a changed x0′ instead gives
+    /// `step(…) + (1 − σ_next/σ)·(x0′ − x0)`, which lets a pipeline steer x0 (motion masks,
+    /// looping clips) without changing the sampler.
+    pub fn euler_denoised(
+        &self,
+        model_output: &Tensor,
+        index: usize,
+        sample: &Tensor,
+    ) -> Result<(Vec<f32>, f32, f32)> {
+        if self.kind != SamplerKind::Euler {
+            return Err(Error::InvalidArgument(format!(
+                "x0 steering needs the Euler sampler, not {:?}",
+                self.kind
+            )));
+        }
+        let position = self.position(index)?;
+        let sigma = self.sigmas[position];
+        let x0 = self.euler_x0(sigma, &to_f32_vec(model_output)?, &to_f32_vec(sample)?);
+        Ok((x0, sigma, self.sigmas[position + 1]))
+    }
+
     fn position(&self, index: usize) -> Result<usize> {
         if index >= self.len() {
             return Err(Error::InvalidArgument(format!(

@@ -25,7 +25,7 @@ use crate::vision::interpolate::{Mode, interpolate_planes};
 use crate::vision::resample::{PilFilter, resize_like_pil};
 use crate::{CancelToken, Error, Result, SamplerKind};
 use candle_core::{DType, Device, Tensor};
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,6 +54,11 @@ pub struct VideoParams {
     pub max_guidance: f32,
     /// Frames decoded together (all when `None`).
     pub decode_chunk: Option<usize>,
+    /// Motion brush: white where the clip may move, black where it stays the still (any size;
+    /// scaled to the frame, edge softened). `None` lets everything move.
+    pub motion_mask: Option<GrayImage>,
+    /// Loop: the last frames are steered back to the first, so the clip can repeat seamlessly.
+    pub loop_clip: bool,
 }
 
 impl Default for VideoParams {
@@ -70,6 +75,8 @@ impl Default for VideoParams {
             min_guidance: 1.0,
             max_guidance: 3.0,
             decode_chunk: None,
+            motion_mask: None,
+            loop_clip: false,
         }
     }
 }
@@ -247,6 +254,19 @@ impl SvdPipeline {
         on_progress: &mut dyn FnMut(VideoProgress),
         cancel: &CancelToken,
     ) -> Result<Vec<RgbImage>> {
+        let latents = self.sample(image, params, on_progress, cancel)?;
+        self.decode(&latents, params, on_progress, cancel)
+    }
+
+    /// The denoising half of [`Self::run`]: the clip's latents `[frames, C, h, w]` (scaled by
+    /// the VAE's scaling factor, as the sampler leaves them).
+    pub fn sample(
+        &self,
+        image: &RgbImage,
+        params: &VideoParams,
+        on_progress: &mut dyn FnMut(VideoProgress),
+        cancel: &CancelToken,
+    ) -> Result<Tensor> {
         let frames = params.frames.unwrap_or(self.unet.config().num_frames);
         check_params(image, params, frames)?;
         let (width, height) = (params.width, params.height);
@@ -276,8 +296,9 @@ impl SvdPipeline {
         let noise = rng
             .randn_tensor(&[1, 3, height, width])?
             .to_device(device)?;
-        let still = (still + (noise * f64::from(params.noise_aug_strength))?)?;
-        let mut image_latents = self.vae.encode_mode(&still)?;
+        let aug = f64::from(params.noise_aug_strength);
+        let steer = Steering::new(params, frames, self, &still)?;
+        let mut image_latents = self.vae.encode_mode(&(&still + (noise * aug)?)?)?;
         if cfg {
             image_latents = Tensor::cat(&[&image_latents.zeros_like()?, &image_latents], 0)?;
         }
@@ -331,13 +352,30 @@ impl SvdPipeline {
             } else {
                 prediction
             };
-            latents = scheduler.step(&prediction, i, &latents, &mut rng)?;
+            let stepped = scheduler.step(&prediction, i, &latents, &mut rng)?;
+            latents = match &steer {
+                Some(steer) => steer.apply(&scheduler, &prediction, i, &latents, stepped)?,
+                None => stepped,
+            };
             on_progress(VideoProgress::Step { step: i + 1, total });
         }
 
+        Ok(latents.squeeze(0)?)
+    }
+
+    /// The decoding half of [`Self::run`]: frames of `latents` (from [`Self::sample`]), decoded
+    /// `params.decode_chunk` frames at a time.
+    pub fn decode(
+        &self,
+        latents: &Tensor,
+        params: &VideoParams,
+        on_progress: &mut dyn FnMut(VideoProgress),
+        cancel: &CancelToken,
+    ) -> Result<Vec<RgbImage>> {
         // decode_latents: 1/scaling_factor · latents, chunk by chunk.
+        let frames = latents.dim(0)?;
         let sf = 1.0 / self.vae.config().scaling_factor;
-        let flat = (latents.squeeze(0)? * sf)?;
+        let flat = (latents * sf)?;
         let chunk = params.decode_chunk.unwrap_or(frames).max(1);
         let mut out = Vec::with_capacity(frames);
         let mut start = 0;
@@ -358,6 +396,162 @@ impl SvdPipeline {
         }
         Ok(out)
     }
+}
+
+/// Steering of the denoised estimate x0 at every step (Euler): the motion brush pulls x0 toward
+/// the still's latent where the mask is black, the loop pulls the last frames' x0 toward the
+/// first frame's. The sample moves as if the sampler had stepped from the steered x0, so the
+/// noise already in the latents is kept and the last step lands exactly on the steered x0.
+struct Steering {
+    /// Per latent pixel: 1 where the clip may move, 0 where it stays the still (feathered).
+    mask: Option<Vec<f32>>,
+    /// The still's latent `[C, h, w]`, scaled like the frames' latents (only with a mask).
+    still: Vec<f32>,
+    /// Per frame: how far its x0 is pulled toward the first frame's (0 for most frames).
+    loop_weights: Vec<f32>,
+}
+
+/// Share of the frames over which a looping clip turns back to its first frame.
+const LOOP_RAMP_DIVISOR: usize = 3;
+
+/// σ, in latent pixels, of the Gaussian that softens the motion brush's edge.
+const MASK_FEATHER_SIGMA: f32 = 1.0;
+
+impl Steering {
+    fn new(
+        params: &VideoParams,
+        frames: usize,
+        pipeline: &SvdPipeline,
+        still: &Tensor,
+    ) -> Result<Option<Self>> {
+        let scale = pipeline.vae.config().scale_factor();
+        let (lh, lw) = (params.height / scale, params.width / scale);
+        let mask = params
+            .motion_mask
+            .as_ref()
+            .map(|m| latent_mask(m, lw, lh))
+            .filter(|m| m.iter().any(|&v| v < 1.0));
+        let loop_weights = if params.loop_clip {
+            loop_weights(frames)
+        } else {
+            vec![0.0; frames]
+        };
+        if mask.is_none() && loop_weights.iter().all(|&w| w == 0.0) {
+            return Ok(None);
+        }
+        let still = match mask {
+            Some(_) => {
+                let sf = pipeline.vae.config().scaling_factor;
+                (pipeline.vae.encode_mode(still)? * sf)?
+                    .flatten_all()?
+                    .to_dtype(DType::F32)?
+                    .to_vec1()?
+            }
+            None => Vec::new(),
+        };
+        Ok(Some(Steering {
+            mask,
+            still,
+            loop_weights,
+        }))
+    }
+
+    /// `stepped` (the sampler's step of `sample`) moved to where stepping from the steered x0
+    /// leads.
+    fn apply(
+        &self,
+        scheduler: &Scheduler,
+        prediction: &Tensor,
+        index: usize,
+        sample: &Tensor,
+        stepped: Tensor,
+    ) -> Result<Tensor> {
+        let (x0, sigma, sigma_next) = scheduler.euler_denoised(prediction, index, sample)?;
+        let mut target = x0.clone();
+        let frames = self.loop_weights.len();
+        let per_frame = x0.len() / frames.max(1);
+        let (first, _) = x0.split_at(per_frame);
+        for (f, &w) in self.loop_weights.iter().enumerate() {
+            if w > 0.0 {
+                for (t, &a) in target[f * per_frame..(f + 1) * per_frame]
+                    .iter_mut()
+                    .zip(first)
+                {
+                    *t += w * (a - *t);
+                }
+            }
+        }
+        if let Some(mask) = &self.mask {
+            let plane = mask.len();
+            for frame in target.chunks_mut(per_frame) {
+                for (i, (t, &s)) in frame.iter_mut().zip(&self.still).enumerate() {
+                    let m = mask[i % plane];
+                    *t = m * *t + (1.0 - m) * s;
+                }
+            }
+        }
+        let keep = 1.0 - sigma_next / sigma;
+        let mut values: Vec<f32> = stepped.flatten_all()?.to_vec1()?;
+        for ((v, &t), &x) in values.iter_mut().zip(&target).zip(&x0) {
+            *v += keep * (t - x);
+        }
+        Ok(Tensor::from_vec(values, stepped.dims(), stepped.device())?)
+    }
+}
+
+/// Loop weights per frame: 0, then rising linearly over the last third of the frames to 1 on
+/// the last frame (which so returns to the first).
+fn loop_weights(frames: usize) -> Vec<f32> {
+    let mut weights = vec![0f32; frames];
+    if frames < 2 {
+        return weights;
+    }
+    let ramp = (frames / LOOP_RAMP_DIVISOR).clamp(1, frames - 1);
+    for j in 1..=ramp {
+        weights[frames - 1 - ramp + j] = j as f32 / ramp as f32;
+    }
+    weights
+}
+
+/// The motion mask at latent size `w`×`h`, in 0..=1: area-averaged, then feathered by a
+/// Gaussian of [`MASK_FEATHER_SIGMA`] latent pixels (edges clamped).
+fn latent_mask(mask: &GrayImage, w: usize, h: usize) -> Vec<f32> {
+    let small = image::imageops::resize(
+        mask,
+        w as u32,
+        h as u32,
+        image::imageops::FilterType::Triangle,
+    );
+    let values: Vec<f32> = small.pixels().map(|p| f32::from(p[0]) / 255.0).collect();
+    let kernel = gaussian(5, MASK_FEATHER_SIGMA);
+    let clamp = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    let mut rows = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            rows[y * w + x] = kernel
+                .iter()
+                .enumerate()
+                .map(|(k, g)| g * values[y * w + clamp(x as isize + k as isize - 2, w)])
+                .sum();
+        }
+    }
+    let mut out = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            out[y * w + x] = kernel
+                .iter()
+                .enumerate()
+                .map(|(k, g)| g * rows[clamp(y as isize + k as isize - 2, h) * w + x])
+                .sum::<f32>();
+            // Snap rounding noise so a white mask leaves the clip bit-identical.
+            out[y * w + x] = match out[y * w + x] {
+                v if v > 0.999 => 1.0,
+                v if v < 0.001 => 0.0,
+                v => v,
+            };
+        }
+    }
+    out
 }
 
 /// Pixels of the frames decoded together by [`auto_decode_chunk`]: two 1024×576 frames, about
@@ -556,6 +750,30 @@ mod tests {
         assert_eq!(auto_decode_chunk(1024, 576, 25), 2);
         assert_eq!(auto_decode_chunk(512, 288, 14), 8);
         assert_eq!(auto_decode_chunk(4096, 4096, 14), 1);
+    }
+
+    #[test]
+    fn loops_ramp_back_to_the_first_frame() {
+        let w = loop_weights(14);
+        assert_eq!(&w[..10], &[0.0; 10]);
+        assert_eq!(&w[10..], &[0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(loop_weights(2), vec![0.0, 1.0]);
+        assert_eq!(loop_weights(1), vec![0.0]);
+    }
+
+    #[test]
+    fn motion_masks_are_feathered_at_latent_size() {
+        let mask = GrayImage::from_fn(64, 64, |x, _| image::Luma([if x < 32 { 0 } else { 255 }]));
+        let m = latent_mask(&mask, 8, 8);
+        assert_eq!(m.len(), 64);
+        assert!(m[0] < 0.01 && m[7] > 0.99, "{m:?}");
+        // The edge between columns 3 and 4 is soft.
+        assert!(
+            m[3] > 0.05 && m[3] < 0.5 && m[4] > 0.5 && m[4] < 0.95,
+            "{m:?}"
+        );
+        let white = GrayImage::from_pixel(10, 6, image::Luma([255]));
+        assert!(latent_mask(&white, 8, 8).iter().all(|&v| v >= 1.0));
     }
 
     #[test]

@@ -75,7 +75,7 @@ fn nal_units(annex_b: &[u8]) -> Vec<&[u8]> {
 }
 
 /// An H.264 MP4 of `frames` at `fps` (timescale = fps, one tick per frame).
-pub fn mp4_bytes(frames: &[RgbImage], fps: u32) -> anyhow::Result<Vec<u8>> {
+pub fn mp4_bytes(frames: &[&RgbImage], fps: u32) -> anyhow::Result<Vec<u8>> {
     let Some(first) = frames.first() else {
         bail!("no frames to write");
     };

@@ -41,7 +41,7 @@ fn vp8l_chunk(frame: &RgbImage) -> anyhow::Result<Vec<u8>> {
 }
 
 /// An animated WebP of `frames` at `fps`, looping forever.
-pub fn animated_webp(frames: &[RgbImage], fps: u32) -> anyhow::Result<Vec<u8>> {
+pub fn animated_webp(frames: &[&RgbImage], fps: u32) -> anyhow::Result<Vec<u8>> {
     let Some(first) = frames.first() else {
         bail!("no frames to write");
     };
@@ -136,7 +136,7 @@ mod tests {
         let frames: Vec<RgbImage> = (0..3u8)
             .map(|i| RgbImage::from_fn(7, 5, |x, y| image::Rgb([i * 50, x as u8 * 30, y as u8])))
             .collect();
-        let bytes = animated_webp(&frames, 8).unwrap();
+        let bytes = animated_webp(&frames.iter().collect::<Vec<_>>(), 8).unwrap();
         let (canvas, durations, decoded) = read_animated_webp(&bytes).unwrap();
         assert_eq!(canvas, (7, 5));
         assert_eq!(durations, vec![125; 3]);
