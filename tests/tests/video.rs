@@ -275,6 +275,40 @@ fn motion_brush_keeps_the_masked_out_region_still_and_loops_return_to_the_first_
 }
 
 #[test]
+fn estimates_scale_with_frames_size_steps_and_guidance() {
+    let pipe = SvdPipeline::load(&fixtures().join("tiny-svd"), &Device::Cpu).unwrap();
+    let base = VideoParams {
+        width: 64,
+        height: 64,
+        frames: Some(4),
+        steps: 5,
+        ..VideoParams::default()
+    };
+    let e = pipe.estimate(&base);
+    assert!(e.step_flops > 0.0 && e.decode_flops > 0.0);
+    assert_eq!((e.steps, e.frames), (5, 4));
+    assert_eq!(e.total_flops(), e.step_flops * 5.0 + e.decode_flops);
+    let no_cfg = pipe.estimate(&VideoParams {
+        max_guidance: 1.0,
+        ..base.clone()
+    });
+    assert_eq!(no_cfg.step_flops * 2.0, e.step_flops);
+    let bigger = pipe.estimate(&VideoParams {
+        width: 128,
+        ..base.clone()
+    });
+    // Twice the pixels: at least twice the cost (attention grows faster).
+    assert!(bigger.step_flops >= 2.0 * e.step_flops && bigger.step_flops < 3.0 * e.step_flops);
+    assert!(bigger.decode_flops >= 2.0 * e.decode_flops);
+    let longer = pipe.estimate(&VideoParams {
+        frames: Some(8),
+        ..base.clone()
+    });
+    assert!(longer.step_flops >= 2.0 * e.step_flops && longer.step_flops < 2.5 * e.step_flops);
+    assert!(e.seconds(100.0, 100.0) > 0.0);
+}
+
+#[test]
 fn bad_settings_are_clear_errors() {
     let pipe = SvdPipeline::load(&fixtures().join("tiny-svd"), &Device::Cpu).unwrap();
     let image = image::RgbImage::new(16, 16);

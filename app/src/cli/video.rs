@@ -7,7 +7,9 @@ use crate::video::{ClipOptions, recipe_json, target_of, write_clip};
 use anyhow::{Context, bail};
 use clap::Args;
 use kiln_inference::CancelToken;
-use kiln_inference::video::{SvdPipeline, VideoParams, VideoProgress, auto_decode_chunk};
+use kiln_inference::video::{
+    SvdPipeline, VideoParams, VideoProgress, auto_decode_chunk, default_gflops_per_core,
+};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -89,6 +91,17 @@ fn read_image(path: &std::path::Path, what: &str) -> anyhow::Result<image::Dynam
         .with_context(|| format!("the {what} is not a readable image: {}", path.display()))
 }
 
+/// `45 s`, `12 min`, `3.2 h`.
+pub fn human_duration(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{:.0} s", seconds.max(1.0))
+    } else if seconds < 5400.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
 /// Runs `kiln video`.
 pub fn run(args: VideoArgs) -> anyhow::Result<()> {
     let target = target_of(&args.output)?;
@@ -133,6 +146,18 @@ pub fn run(args: VideoArgs) -> anyhow::Result<()> {
         ),
         ..params
     };
+    let estimate = pipeline.estimate(&params);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let (unet_rate, decode_rate) =
+        default_gflops_per_core(args.precision == kiln_inference::engine::Precision::Bf16);
+    let seconds = estimate.seconds(unet_rate * cores, decode_rate * cores);
+    eprintln!(
+        "{} frames, {} steps: {:.0} TFLOP, about {} on {cores} cores",
+        estimate.frames,
+        estimate.steps,
+        estimate.total_flops() / 1e12,
+        human_duration(seconds)
+    );
     let stderr = std::io::stderr();
     let mut on_progress = |p: VideoProgress| {
         let line = match p {

@@ -3,11 +3,13 @@
 //! follows diffusers' `StableVideoDiffusionPipeline` ([`pipeline`]).
 
 pub mod blocks;
+pub mod cost;
 pub mod pipeline;
 pub mod transformer;
 pub mod unet;
 pub mod vae;
 
+pub use cost::{VideoEstimate, default_gflops_per_core};
 pub use pipeline::{SvdPipeline, VideoParams, VideoProgress, auto_decode_chunk};
 pub use unet::{SvdUNet, SvdUNetConfig};
 pub use vae::TemporalVae;

@@ -12,6 +12,7 @@
 //! `decode_chunk` frames. Random numbers come from one torch-compatible generator in
 //! diffusers' order (augmentation noise, then the initial latents).
 
+use super::cost::{CostModel, VideoEstimate};
 use super::unet::{SvdUNet, SvdUNetConfig};
 use super::vae::TemporalVae;
 use crate::adapters::ip_adapter::clip_vision::{CLIP_MEAN, CLIP_STD, ClipVisionModel};
@@ -104,6 +105,8 @@ pub enum VideoProgress {
 #[derive(Debug)]
 pub struct SvdPipeline {
     unet: SvdUNet,
+    unet_cost: CostModel,
+    decoder_cost: CostModel,
     vae: TemporalVae,
     image_encoder: ClipVisionModel,
     scheduler_config: SchedulerConfig,
@@ -186,11 +189,13 @@ impl SvdPipeline {
             });
         }
         let unet_config = SvdUNetConfig::from_json(&unet_json)?;
+        let unet_cost = CostModel::unet(&unet_weights);
         let unet = with_precision(precision, || {
             SvdUNet::new(unet_weights.var_builder(DType::F32, device), &unet_config)
         })?;
         let (vae_json, vae_weights) = component(root, "vae")?;
         let vae_config = VaeConfig::from_json(&vae_json)?;
+        let decoder_cost = CostModel::decoder(&vae_weights);
         let vae = with_precision(precision, || {
             TemporalVae::new(vae_weights.var_builder(DType::F32, device), &vae_config)
         })?;
@@ -202,6 +207,8 @@ impl SvdPipeline {
         let (image_mean, image_std) = normalisation(root)?;
         Ok(SvdPipeline {
             unet,
+            unet_cost,
+            decoder_cost,
             vae,
             image_encoder,
             scheduler_config,
@@ -214,6 +221,21 @@ impl SvdPipeline {
     /// Frames the model was trained with (14 or 25).
     pub fn default_frames(&self) -> usize {
         self.unet.config().num_frames
+    }
+
+    /// What `params` will cost (FLOPs of a step and of the decode), for a time estimate before
+    /// the clip starts.
+    pub fn estimate(&self, params: &VideoParams) -> VideoEstimate {
+        let frames = params.frames.unwrap_or(self.unet.config().num_frames);
+        let scale = self.vae.config().scale_factor();
+        let (h, w) = (params.height / scale, params.width / scale);
+        let batch = if params.max_guidance > 1.0 { 2 } else { 1 };
+        VideoEstimate {
+            step_flops: self.unet_cost.flops(h, w, frames) * batch as f64,
+            steps: params.steps,
+            decode_flops: self.decoder_cost.flops(h, w, frames),
+            frames,
+        }
     }
 
     /// The CLIP image embedding `[1, 1, D]` of the still.
