@@ -308,6 +308,101 @@ fn estimates_scale_with_frames_size_steps_and_guidance() {
     assert!(e.seconds(100.0, 100.0) > 0.0);
 }
 
+/// The largest and mean per-channel difference of two frames.
+fn frame_diff(a: &image::RgbImage, b: &image::RgbImage) -> (u8, f64) {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let pairs = a.as_raw().iter().zip(b.as_raw());
+    let max = pairs.clone().map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+    let mean = pairs.map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.as_raw().len() as f64;
+    (max, mean)
+}
+
+#[test]
+fn single_file_checkpoints_match_diffusers() {
+    let case: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("refs/svd/single_file.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(case["max_change_from_first"].as_f64().unwrap() > 20.0);
+    let file = fixtures().join("tiny-svd-single/svd.safetensors");
+    assert!(kiln_inference::video::single_file::is_svd_file(&file));
+    assert!(!kiln_inference::video::single_file::is_svd_file(
+        &fixtures().join("tiny-sd15.safetensors")
+    ));
+    let pipe = SvdPipeline::load(&file, &Device::Cpu).unwrap();
+    // No config in the file: SVD's 14 frames unless the name says xt.
+    assert_eq!(pipe.default_frames(), 14);
+    let image = image::open(fixtures().join(case["image"].as_str().unwrap()))
+        .unwrap()
+        .to_rgb8();
+    let u = |k: &str| case[k].as_u64().unwrap();
+    let f = |k: &str| case[k].as_f64().unwrap() as f32;
+    let params = VideoParams {
+        width: u("width") as usize,
+        height: u("height") as usize,
+        frames: Some(u("frames") as usize),
+        steps: u("steps") as usize,
+        seed: u("seed"),
+        fps: u("fps") as u32,
+        motion_bucket_id: u("motion") as u32,
+        noise_aug_strength: f("noise_aug"),
+        min_guidance: f("min_cfg"),
+        max_guidance: f("max_cfg"),
+        decode_chunk: Some(u("decode_chunk") as usize),
+        ..VideoParams::default()
+    };
+    let frames = pipe
+        .run(&image, &params, &mut |_| {}, &CancelToken::default())
+        .unwrap();
+    assert_eq!(frames.len(), 5);
+    for (i, frame) in frames.iter().enumerate() {
+        let want =
+            image::open(fixtures().join(format!("refs/svd/single_file/frame-{:04}.png", i + 1)))
+                .unwrap()
+                .to_rgb8();
+        let (max, mean) = frame_diff(frame, &want);
+        eprintln!("single file frame {}: max {max}, mean {mean:.3}", i + 1);
+        assert!(
+            max <= 3 && mean <= 0.5,
+            "frame {}: max {max}, mean {mean:.3}",
+            i + 1
+        );
+    }
+    // The folder's UNet (2 heads instead of the 4 a single file implies) draws another clip: the
+    // head count read for single files matters and is the one the reference used.
+    let folder = SvdPipeline::load(&fixtures().join("tiny-svd"), &Device::Cpu).unwrap();
+    let other = folder
+        .run(&image, &params, &mut |_| {}, &CancelToken::default())
+        .unwrap();
+    assert!(frame_diff(&other[4], &frames[4]).0 > 10);
+}
+
+#[test]
+fn single_files_without_video_parts_are_clear_errors() {
+    use safetensors::tensor::TensorView;
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixtures().join("tiny-svd-single/svd.safetensors");
+    let bytes = std::fs::read(&source).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    // The same file without the image encoder.
+    let kept: Vec<(String, TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| !name.contains("open_clip"))
+        .collect();
+    let partial = dir.path().join("svd_partial.safetensors");
+    safetensors::serialize_to_file(kept, None, &partial).unwrap();
+    let e = SvdPipeline::load(&partial, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("CLIP image encoder"), "{e}");
+    // An image model is not a video model.
+    let e = SvdPipeline::load(&fixtures().join("tiny-sd15.safetensors"), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a Stable Video Diffusion file"), "{e}");
+}
+
 #[test]
 fn bad_settings_are_clear_errors() {
     let pipe = SvdPipeline::load(&fixtures().join("tiny-svd"), &Device::Cpu).unwrap();

@@ -21,8 +21,9 @@ OUT is a folder (created when missing) that receives frame-0001.png, frame-0002.
 --motion-mask paints where the clip may move (white) and where it stays the still (black); --loop steers the last frames back \
 to the first; --ping-pong plays the frames forward then backward in the written file.")]
 pub struct VideoArgs {
-    /// Stable Video Diffusion folder in the diffusers layout (unet/, vae/, image_encoder/,
-    /// feature_extractor/, scheduler/).
+    /// Stable Video Diffusion: a diffusers folder (unet/, vae/, image_encoder/,
+    /// feature_extractor/, scheduler/) or Stability's single file (svd.safetensors,
+    /// svd_xt.safetensors: 25 frames by default when the name says xt).
     #[arg(long)]
     model: PathBuf,
     /// The still to animate (PNG, JPEG, WebP, …; resized to --width × --height).

@@ -234,7 +234,7 @@ impl<'a> Sub<'a> {
 }
 
 /// Splits `"12.rest"` into `(12, "rest")`; plain ASCII digits only.
-fn split_index(s: &str) -> Option<(usize, &str)> {
+pub(crate) fn split_index(s: &str) -> Option<(usize, &str)> {
     let (number, rest) = s.split_once('.')?;
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -1325,7 +1325,7 @@ fn attention_module(module: &str) -> bool {
 }
 
 /// Heads for an attention width: head dim 64, else 8 (tiny models), else one head.
-fn head_count(width: usize) -> usize {
+pub(crate) fn head_count(width: usize) -> usize {
     if width.is_multiple_of(64) {
         width / 64
     } else if width.is_multiple_of(8) {
@@ -1428,7 +1428,7 @@ fn diffusers_vae_name(name: &str) -> Option<String> {
 }
 
 /// LDM VAE name (prefix stripped) → diffusers name (`FORMATS.md` §1.6).
-fn map_vae_name(name: &str, levels: usize) -> Option<String> {
+pub(crate) fn map_vae_name(name: &str, levels: usize) -> Option<String> {
     let module = module_of(name)?;
     let leaf = name.rsplit_once('.')?.1;
     map_vae_module(module, levels).map(|m| format!("{m}.{leaf}"))

@@ -5,6 +5,7 @@
 pub mod blocks;
 pub mod cost;
 pub mod pipeline;
+pub mod single_file;
 pub mod transformer;
 pub mod unet;
 pub mod vae;

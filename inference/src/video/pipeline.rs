@@ -15,7 +15,9 @@
 use super::cost::{CostModel, VideoEstimate};
 use super::unet::{SvdUNet, SvdUNetConfig};
 use super::vae::TemporalVae;
-use crate::adapters::ip_adapter::clip_vision::{CLIP_MEAN, CLIP_STD, ClipVisionModel};
+use crate::adapters::ip_adapter::clip_vision::{
+    CLIP_MEAN, CLIP_STD, ClipVisionConfig, ClipVisionModel,
+};
 use crate::io::model::component_weight_files;
 use crate::io::weights::{Weights, open_safetensors};
 use crate::kernels::{Precision, with_precision};
@@ -169,17 +171,21 @@ fn normalisation(root: &Path) -> Result<([f32; 3], [f32; 3])> {
     ))
 }
 
-impl SvdPipeline {
-    /// Loads a diffusers SVD folder (`unet/`, `vae/`, `image_encoder/`, `feature_extractor/`,
-    /// `scheduler/`) in float32 (the parity path).
-    pub fn load(root: &Path, device: &Device) -> Result<Self> {
-        Self::load_with_precision(root, device, Precision::F32)
-    }
+/// What a folder or a single file provides before the models are built.
+struct Parts {
+    unet_json: serde_json::Value,
+    unet_weights: Weights,
+    vae_json: serde_json::Value,
+    vae_weights: Weights,
+    image_encoder: ClipVisionModel,
+    scheduler_config: SchedulerConfig,
+    image_mean: [f32; 3],
+    image_std: [f32; 3],
+}
 
-    /// [`Self::load`] with the UNet's and VAE decoder's weights stored and multiplied in
-    /// `precision` (bf16 halves the UNet's 6 GiB and runs faster on CPUs with AVX512-BF16;
-    /// activations, the VAE encoder and the image encoder stay float32).
-    pub fn load_with_precision(root: &Path, device: &Device, precision: Precision) -> Result<Self> {
+impl Parts {
+    /// A diffusers folder.
+    fn folder(root: &Path, device: &Device) -> Result<Self> {
         let (unet_json, unet_weights) = component(root, "unet")?;
         let class = unet_json.get("_class_name").and_then(|v| v.as_str());
         if let Some(class) = class.filter(|c| *c != "UNetSpatioTemporalConditionModel") {
@@ -188,23 +194,82 @@ impl SvdPipeline {
                 path: root.to_path_buf(),
             });
         }
-        let unet_config = SvdUNetConfig::from_json(&unet_json)?;
-        let unet_cost = CostModel::unet(&unet_weights);
-        let unet = with_precision(precision, || {
-            SvdUNet::new(unet_weights.var_builder(DType::F32, device), &unet_config)
-        })?;
         let (vae_json, vae_weights) = component(root, "vae")?;
-        let vae_config = VaeConfig::from_json(&vae_json)?;
-        let decoder_cost = CostModel::decoder(&vae_weights);
-        let vae = with_precision(precision, || {
-            TemporalVae::new(vae_weights.var_builder(DType::F32, device), &vae_config)
-        })?;
         let image_encoder = ClipVisionModel::load(&root.join("image_encoder"), device)?;
         let scheduler_path = root.join("scheduler").join("scheduler_config.json");
         let text =
             std::fs::read_to_string(&scheduler_path).map_err(|e| Error::io(e, &scheduler_path))?;
         let scheduler_config = SchedulerConfig::from_json_str(&text)?;
         let (image_mean, image_std) = normalisation(root)?;
+        Ok(Parts {
+            unet_json,
+            unet_weights,
+            vae_json,
+            vae_weights,
+            image_encoder,
+            scheduler_config,
+            image_mean,
+            image_std,
+        })
+    }
+
+    /// A single file in Stability's layout ([`super::single_file`]).
+    fn single_file(path: &Path, device: &Device) -> Result<Self> {
+        let file = super::single_file::open(path)?;
+        let clip_config = ClipVisionConfig::from_json(&file.image_encoder.config, path)?;
+        let image_encoder = ClipVisionModel::new(
+            file.image_encoder.weights.var_builder(DType::F32, device),
+            &clip_config,
+        )?;
+        Ok(Parts {
+            unet_json: file.unet.config,
+            unet_weights: file.unet.weights,
+            vae_json: file.vae.config,
+            vae_weights: file.vae.weights,
+            image_encoder,
+            scheduler_config: SchedulerConfig::from_json_str(super::single_file::SCHEDULER_CONFIG)?,
+            image_mean: CLIP_MEAN,
+            image_std: CLIP_STD,
+        })
+    }
+}
+
+impl SvdPipeline {
+    /// Loads a diffusers SVD folder (`unet/`, `vae/`, `image_encoder/`, `feature_extractor/`,
+    /// `scheduler/`) or a single `svd*.safetensors` file in float32 (the parity path).
+    pub fn load(root: &Path, device: &Device) -> Result<Self> {
+        Self::load_with_precision(root, device, Precision::F32)
+    }
+
+    /// [`Self::load`] with the UNet's and VAE decoder's weights stored and multiplied in
+    /// `precision` (bf16 halves the UNet's 6 GiB and runs faster on CPUs with AVX512-BF16;
+    /// activations, the VAE encoder and the image encoder stay float32).
+    pub fn load_with_precision(root: &Path, device: &Device, precision: Precision) -> Result<Self> {
+        let parts = if root.is_file() {
+            Parts::single_file(root, device)?
+        } else {
+            Parts::folder(root, device)?
+        };
+        let Parts {
+            unet_json,
+            unet_weights,
+            vae_json,
+            vae_weights,
+            image_encoder,
+            scheduler_config,
+            image_mean,
+            image_std,
+        } = parts;
+        let unet_config = SvdUNetConfig::from_json(&unet_json)?;
+        let unet_cost = CostModel::unet(&unet_weights);
+        let unet = with_precision(precision, || {
+            SvdUNet::new(unet_weights.var_builder(DType::F32, device), &unet_config)
+        })?;
+        let vae_config = VaeConfig::from_json(&vae_json)?;
+        let decoder_cost = CostModel::decoder(&vae_weights);
+        let vae = with_precision(precision, || {
+            TemporalVae::new(vae_weights.var_builder(DType::F32, device), &vae_config)
+        })?;
         Ok(SvdPipeline {
             unet,
             unet_cost,
