@@ -21,6 +21,8 @@ pub enum Precision {
     Fp32,
     /// bfloat16 weights with f32 accumulation.
     Bf16,
+    /// int8 weights (per output channel scales), bf16 compute.
+    Int8,
     /// float16 (not supported on the CPU).
     F16,
 }
@@ -30,6 +32,7 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
             Precision::F16 => "f16",
         }
     }
@@ -164,6 +167,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let weights = match args.precision {
         Precision::Fp32 => kiln_inference::kernels::Precision::F32,
         Precision::Bf16 => kiln_inference::kernels::Precision::Bf16,
+        Precision::Int8 => kiln_inference::kernels::Precision::Int8,
         Precision::F16 => bail!("--precision f16 is not supported on the CPU (use bf16)"),
     };
     if args.steps == 0 {

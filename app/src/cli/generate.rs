@@ -155,9 +155,10 @@ pub struct GenerateArgs {
     /// Output PNG.
     #[arg(long)]
     output: PathBuf,
-    /// Weight precision of the UNet and VAE decoder: fp32 (matches diffusers within 3/255) or
+    /// Weight precision of the UNet and VAE decoder: fp32 (matches diffusers within 3/255),
     /// bf16 (weights packed as bf16, products summed in f32: about half the memory and faster
-    /// on CPUs with AVX512-BF16; within 8/255 of fp32).
+    /// on CPUs with AVX512-BF16; within 8/255 of fp32) or int8 (8-bit weights with one scale
+    /// per output channel, bf16 compute: half of bf16's weight memory, for 8 GiB machines).
     #[arg(long, default_value = "fp32", value_parser = parse_precision)]
     precision: kiln_inference::engine::Precision,
     /// Print machine-readable JSON on stdout.
@@ -170,8 +171,9 @@ pub(crate) fn parse_precision(name: &str) -> Result<kiln_inference::engine::Prec
     match name {
         "fp32" => Ok(Precision::F32),
         "bf16" => Ok(Precision::Bf16),
+        "int8" => Ok(Precision::Int8),
         other => Err(format!(
-            "unknown precision {other:?} (expected fp32 or bf16)"
+            "unknown precision {other:?} (expected fp32, bf16 or int8)"
         )),
     }
 }

@@ -66,8 +66,9 @@ pub struct VideoArgs {
     /// A folder for PNG frames, or a `.gif`, `.webp` or `.mp4` file.
     #[arg(long, value_name = "OUT")]
     output: PathBuf,
-    /// Weight precision of the UNet and VAE decoder: fp32 (matches diffusers within 3/255) or
-    /// bf16 (half the UNet's memory, faster on CPUs with AVX512-BF16).
+    /// Weight precision of the UNet and VAE decoder: fp32 (matches diffusers within 3/255),
+    /// bf16 (half the UNet's memory, faster on CPUs with AVX512-BF16) or int8 (8-bit weights,
+    /// bf16 compute: a quarter of the UNet's fp32 memory).
     #[arg(long, default_value = "fp32", value_parser = super::generate::parse_precision)]
     precision: kiln_inference::engine::Precision,
     /// Motion brush: an image, white where the clip may move and black where it stays the still
@@ -149,8 +150,7 @@ pub fn run(args: VideoArgs) -> anyhow::Result<()> {
     };
     let estimate = pipeline.estimate(&params);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let (unet_rate, decode_rate) =
-        default_gflops_per_core(args.precision == kiln_inference::engine::Precision::Bf16);
+    let (unet_rate, decode_rate) = default_gflops_per_core(args.precision.packs());
     let seconds = estimate.seconds(unet_rate * cores, decode_rate * cores);
     eprintln!(
         "{} frames, {} steps: {:.0} TFLOP, about {} on {cores} cores",

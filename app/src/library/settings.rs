@@ -78,11 +78,14 @@ pub enum Precision {
     Fp32,
     /// bfloat16: half the memory, slightly different pixels.
     Bf16,
+    /// 8-bit weights (one scale per output channel), bf16 compute: half of bf16's weight
+    /// memory, for machines with 8 GiB.
+    Int8,
 }
 
 impl Precision {
     /// Every precision, in the order the settings panel lists them.
-    pub const ALL: [Precision; 2] = [Precision::Fp32, Precision::Bf16];
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::Int8];
 }
 
 /// Everything the user sets once and expects to find again next time.

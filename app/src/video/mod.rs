@@ -159,10 +159,7 @@ pub fn recipe_json(
         "loop": params.loop_clip,
         "motion_mask": params.motion_mask.is_some(),
         "ping_pong": options.ping_pong,
-        "precision": match precision {
-            Precision::F32 => "fp32",
-            Precision::Bf16 => "bf16",
-        },
+        "precision": precision.name(),
     })
 }
 

@@ -229,7 +229,7 @@ pub fn multi_head(
         super::with_f32(k, |k| -> Result<()> {
             super::with_f32(v, |v| match precision {
                 Precision::F32 => multi_head_f32(q, k, v, dims, scale as f32, &out_ptr),
-                Precision::Bf16 => multi_head_bf16(
+                Precision::Bf16 | Precision::Int8 => multi_head_bf16(
                     (q, k, v),
                     dims,
                     scale as f32,

@@ -60,6 +60,87 @@ pub(crate) fn k_slices(pairs: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |k0| (k0, step.min(pairs - k0)))
 }
 
+/// Packed weight values: bf16 pairs, or int8 pairs with one scale per output channel
+/// (dequantized to bf16 pairs when a product needs them).
+#[derive(Clone, Debug)]
+enum Store {
+    /// bf16 pairs as `u32` (low half = even k).
+    Bf16(Vec<u32>),
+    /// The same slots as int8 pairs, and one scale per output channel; `channel` maps a slot
+    /// index to its channel.
+    Int8 {
+        q: Vec<[i8; 2]>,
+        scales: Vec<f32>,
+        layout: Int8Layout,
+    },
+}
+
+/// Which output channel a slot of an int8 [`Store`] belongs to.
+#[derive(Clone, Copy, Debug)]
+enum Int8Layout {
+    /// B panels: slot `i` is column `(i / (pairs·NR))·NR + i % NR`.
+    Panels { pairs: usize },
+    /// A rows: slot `i` is row `i / pairs`.
+    Rows { pairs: usize },
+}
+
+impl Int8Layout {
+    fn channel(self, slot: usize) -> usize {
+        match self {
+            Int8Layout::Panels { pairs } => slot / (pairs * NR) * NR + slot % NR,
+            Int8Layout::Rows { pairs } => slot / pairs.max(1),
+        }
+    }
+}
+
+/// Per-channel symmetric int8 scales: `max |w| / 127` of each row of `w [channels, k]`
+/// (1 for an all-zero row).
+fn int8_scales(w: &[f32], channels: usize, k: usize) -> Vec<f32> {
+    (0..channels)
+        .map(|c| {
+            let row = w.get(c * k..(c + 1) * k).unwrap_or_default();
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if max > 0.0 { max / 127.0 } else { 1.0 }
+        })
+        .collect()
+}
+
+/// `w / scale` rounded to int8.
+fn quantize(w: f32, scale: f32) -> i8 {
+    (w / scale).round().clamp(-127.0, 127.0) as i8
+}
+
+impl Store {
+    /// Bytes held.
+    fn bytes(&self) -> usize {
+        match self {
+            Store::Bf16(d) => d.len() * 4,
+            Store::Int8 { q, scales, .. } => q.len() * 2 + scales.len() * 4,
+        }
+    }
+
+    /// The values as bf16 pairs: borrowed, or dequantized (`q · scale`, rounded to bf16).
+    fn bf16(&self) -> std::borrow::Cow<'_, [u32]> {
+        match self {
+            Store::Bf16(d) => std::borrow::Cow::Borrowed(d),
+            Store::Int8 { q, scales, layout } => {
+                let mut out = vec![0u32; q.len()];
+                out.par_chunks_mut(4096)
+                    .enumerate()
+                    .for_each(|(chunk, dst)| {
+                        for (j, slot) in dst.iter_mut().enumerate() {
+                            let i = chunk * 4096 + j;
+                            let s = scales.get(layout.channel(i)).copied().unwrap_or(0.0);
+                            let [lo, hi] = q.get(i).copied().unwrap_or([0, 0]);
+                            *slot = pair(f32::from(lo) * s, f32::from(hi) * s);
+                        }
+                    });
+                std::borrow::Cow::Owned(out)
+            }
+        }
+    }
+}
+
 /// A weight `B [N, K]` packed for [`matmul`]: panels of [`NR`] columns, each `K/2` pairs deep,
 /// every pair of a column stored as one `u32` (low half = even k).
 #[derive(Clone, Debug)]
@@ -68,7 +149,7 @@ pub struct PackedB {
     k: usize,
     /// `ceil(K/2)`.
     pairs: usize,
-    data: Vec<u32>,
+    data: Store,
 }
 
 impl PackedB {
@@ -93,7 +174,46 @@ impl PackedB {
                 }
             }
         }
-        PackedB { n, k, pairs, data }
+        PackedB {
+            n,
+            k,
+            pairs,
+            data: Store::Bf16(data),
+        }
+    }
+
+    /// Packs a row-major `[n, k]` f32 matrix as int8 with one scale per output column (half
+    /// the bytes of [`Self::new`]); products dequantize it to bf16 first.
+    pub fn new_int8(b: &[f32], n: usize, k: usize) -> Self {
+        let pairs = k.div_ceil(2);
+        let panels = n.div_ceil(NR);
+        let scales = int8_scales(b, n, k);
+        let mut q = vec![[0i8; 2]; panels * pairs * NR];
+        for (p, panel) in q.chunks_mut(pairs * NR).enumerate() {
+            for lane in 0..NR {
+                let col = p * NR + lane;
+                let (Some(row), Some(&s)) = (b.get(col * k..(col + 1) * k), scales.get(col)) else {
+                    break;
+                };
+                for kp in 0..pairs {
+                    let lo = row.get(2 * kp).map_or(0, |&v| quantize(v, s));
+                    let hi = row.get(2 * kp + 1).map_or(0, |&v| quantize(v, s));
+                    if let Some(slot) = panel.get_mut(kp * NR + lane) {
+                        *slot = [lo, hi];
+                    }
+                }
+            }
+        }
+        PackedB {
+            n,
+            k,
+            pairs,
+            data: Store::Int8 {
+                q,
+                scales,
+                layout: Int8Layout::Panels { pairs },
+            },
+        }
     }
 
     /// Output columns.
@@ -108,7 +228,7 @@ impl PackedB {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.data.len() * 4
+        self.data.bytes()
     }
 }
 
@@ -118,7 +238,7 @@ impl PackedB {
 pub struct PackedA {
     m: usize,
     pairs: usize,
-    data: Vec<u32>,
+    data: Store,
 }
 
 impl PackedA {
@@ -127,7 +247,37 @@ impl PackedA {
         let pairs = k.div_ceil(2);
         let mut data = vec![0u32; m.div_ceil(MR) * MR * pairs];
         pack_rows(a, m, k, &mut data);
-        PackedA { m, pairs, data }
+        PackedA {
+            m,
+            pairs,
+            data: Store::Bf16(data),
+        }
+    }
+
+    /// Packs a row-major `[m, k]` f32 matrix as int8 with one scale per row (half the bytes of
+    /// [`Self::new`]); products dequantize it to bf16 first.
+    pub fn new_int8(a: &[f32], m: usize, k: usize) -> Self {
+        let pairs = k.div_ceil(2);
+        let scales = int8_scales(a, m, k);
+        let mut q = vec![[0i8; 2]; m.div_ceil(MR) * MR * pairs];
+        for (r, (row, &s)) in a.chunks(k.max(1)).zip(&scales).enumerate().take(m) {
+            for kp in 0..pairs {
+                let lo = row.get(2 * kp).map_or(0, |&v| quantize(v, s));
+                let hi = row.get(2 * kp + 1).map_or(0, |&v| quantize(v, s));
+                if let Some(slot) = q.get_mut(r * pairs + kp) {
+                    *slot = [lo, hi];
+                }
+            }
+        }
+        PackedA {
+            m,
+            pairs,
+            data: Store::Int8 {
+                q,
+                scales,
+                layout: Int8Layout::Rows { pairs },
+            },
+        }
     }
 
     /// Rows.
@@ -140,14 +290,15 @@ impl PackedA {
         self.pairs
     }
 
-    /// The packed rows (`m` rounded up to [`MR`] rows of `pairs` values).
-    pub(crate) fn data(&self) -> &[u32] {
-        &self.data
+    /// The packed rows (`m` rounded up to [`MR`] rows of `pairs` values) as bf16 pairs
+    /// (dequantized when stored as int8).
+    pub(crate) fn data(&self) -> std::borrow::Cow<'_, [u32]> {
+        self.data.bf16()
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.data.len() * 4
+        self.data.bytes()
     }
 }
 
@@ -283,6 +434,7 @@ pub fn matmul(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, c: &mut [f
         return;
     }
     let simd = simd_available();
+    let b_data = b.data.bf16();
     c[..m * n].par_chunks_mut(MC * n).enumerate().for_each_init(
         Vec::new,
         |a_pack: &mut Vec<u32>, (block, c_block)| {
@@ -297,7 +449,7 @@ pub fn matmul(a: &[f32], m: usize, b: &PackedB, bias: Option<&[f32]>, c: &mut [f
                         a: a_pack.as_ptr().wrapping_add(k0),
                         a_rs: pairs,
                         rows,
-                        b: b.data.as_ptr().wrapping_add(j0 / NR * pairs * NR + k0 * NR),
+                        b: b_data.as_ptr().wrapping_add(j0 / NR * pairs * NR + k0 * NR),
                         b_ps: pairs * NR,
                         kc,
                         n: NC.min(n - j0),
@@ -589,6 +741,44 @@ mod tests {
         }
     }
 
+    /// `w` as the int8 path stores it: per-row `max|w|/127` scales, rounded, scaled back.
+    fn int8_roundtrip(w: &[f32], rows: usize, k: usize) -> Vec<f32> {
+        let scales = int8_scales(w, rows, k);
+        w.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let s = scales[i / k];
+                f32::from(quantize(v, s)) * s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn int8_weights_multiply_like_their_dequantized_values_in_half_the_bytes() {
+        for (m, n, k) in [(9, 33, 7), (70, 40, 64), (13, 50, 700)] {
+            let a = values(m * k, 4);
+            let mut b = values(n * k, 5);
+            b[3] = 4.0; // one outlier: its column's scale is coarser, the others' are not
+            let int8 = PackedB::new_int8(&b, n, k);
+            let bf16 = PackedB::new(&b, n, k);
+            assert!(int8.bytes() <= bf16.bytes() / 2 + 4 * n, "{m}×{n}×{k}");
+            let want = reference(&a, &int8_roundtrip(&b, n, k), m, n, k);
+            let mut c = vec![f32::NAN; m * n];
+            matmul(&a, m, &int8, None, &mut c);
+            for (got, want) in c.iter().zip(&want) {
+                assert!(
+                    (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                    "{got} vs {want}"
+                );
+            }
+            // And the rows of A (a convolution's weight) dequantize to the same values.
+            let rows = PackedA::new_int8(&b, n, k);
+            let direct = PackedA::new(&int8_roundtrip(&b, n, k), n, k);
+            assert_eq!(rows.data(), direct.data());
+            assert!(rows.bytes() <= direct.bytes() / 2 + 4 * n);
+        }
+    }
+
     #[test]
     fn matches_the_reference_on_odd_shapes() {
         // (13, 100, 700): several K slices; (70, 40, 64): several row blocks and a partial panel.
@@ -626,14 +816,15 @@ mod tests {
         let a = PackedA::new(&values(m * k, 3), m, k);
         let b = PackedB::new(&values(n * k, 4), n, k);
         let bias = values(m, 5);
+        let (a_data, b_data) = (a.data(), b.data.bf16());
         let run = |simd: bool| {
             let mut c = vec![f32::NAN; m * n];
             for (k0, kc) in k_slices(pairs) {
                 let slice = Slice {
-                    a: a.data.as_ptr().wrapping_add(k0),
+                    a: a_data.as_ptr().wrapping_add(k0),
                     a_rs: pairs,
                     rows: m,
-                    b: b.data.as_ptr().wrapping_add(k0 * NR),
+                    b: b_data.as_ptr().wrapping_add(k0 * NR),
                     b_ps: pairs * NR,
                     kc,
                     n,

@@ -47,13 +47,14 @@ impl Conv2d {
         // conv_in/conv_out) stay f32: they cost little (see `conv2d_direct`), fill the bf16
         // tiles poorly, and their rounding would reach every layer or the image unfiltered.
         let small = out_ch < MR || in_ch * kernel * kernel < 64;
-        let packed = if super::weight_precision() == super::Precision::Bf16
-            && matches!(weight.device(), Device::Cpu)
-            && !small
-        {
+        let precision = super::weight_precision();
+        let packed = if precision.packs() && matches!(weight.device(), Device::Cpu) && !small {
             let values: Vec<f32> = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
             let k = in_ch * kernel * kernel;
-            Some(std::sync::Arc::new(PackedA::new(&values, out_ch, k)))
+            Some(std::sync::Arc::new(match precision {
+                super::Precision::Int8 => PackedA::new_int8(&values, out_ch, k),
+                _ => PackedA::new(&values, out_ch, k),
+            }))
         } else {
             None
         };
@@ -405,6 +406,7 @@ fn conv2d_bf16(
     let mut out = vec![0f32; b * c_out * plane];
     let out_ptr = SendPtr(out.as_mut_ptr());
     let pairs = packed.pairs();
+    let weights = packed.data();
     super::with_f32(x, |input| {
         tasks
             .par_iter()
@@ -418,7 +420,7 @@ fn conv2d_bf16(
                     buf.resize(nb.div_ceil(NR) * kc * NR, 0);
                     pack_input(image, shape, (q0, nb), (k0, kc), buf, simd);
                     let slice = Slice {
-                        a: packed.data().as_ptr().wrapping_add(m0 * pairs + k0),
+                        a: weights.as_ptr().wrapping_add(m0 * pairs + k0),
                         a_rs: pairs,
                         rows,
                         b: buf.as_ptr(),

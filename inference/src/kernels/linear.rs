@@ -1,6 +1,8 @@
 //! A Linear layer whose weight is either a plain f32 tensor (candle matmul) or, when built
 //! inside [`super::with_precision`]`(Bf16, …)`, packed once into bf16 panels for
-//! [`super::bf16::matmul`] (half the memory, `vdpbf16ps` speed; activations stay f32).
+//! [`super::bf16::matmul`] (half the memory, `vdpbf16ps` speed; activations stay f32); with
+//! `Int8` the panels hold int8 values and per-output scales (a quarter of f32), dequantized to
+//! bf16 for each product.
 
 use super::Precision;
 use super::bf16::{PackedB, matmul};
@@ -32,9 +34,8 @@ pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<L
 impl Linear {
     fn load(in_dim: usize, out_dim: usize, vb: VarBuilder, bias: Option<Tensor>) -> Result<Self> {
         let weight = vb.get((out_dim, in_dim), "weight")?;
-        let pack =
-            super::weight_precision() == Precision::Bf16 && matches!(weight.device(), Device::Cpu);
-        if pack {
+        let precision = super::weight_precision();
+        if precision.packs() && matches!(weight.device(), Device::Cpu) {
             let values: Vec<f32> = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
             let bias_values = match &bias {
                 Some(b) => Some(Arc::new(b.to_dtype(DType::F32)?.to_vec1::<f32>()?)),
@@ -42,7 +43,10 @@ impl Linear {
             };
             return Ok(Linear {
                 weight: None,
-                packed: Some(Arc::new(PackedB::new(&values, out_dim, in_dim))),
+                packed: Some(Arc::new(match precision {
+                    Precision::Int8 => PackedB::new_int8(&values, out_dim, in_dim),
+                    _ => PackedB::new(&values, out_dim, in_dim),
+                })),
                 bias,
                 bias_values,
             });

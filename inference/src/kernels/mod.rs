@@ -18,6 +18,25 @@ pub enum Precision {
     /// Weights packed once as bf16, bf16 products summed in f32 (AVX512-BF16 when present);
     /// activations stay f32.
     Bf16,
+    /// Weights stored as int8 with one scale per output channel (half of bf16), dequantized to
+    /// bf16 for each product; compute as [`Precision::Bf16`].
+    Int8,
+}
+
+impl Precision {
+    /// Whether Linear and Conv2d weights are packed for the bf16 kernels (bf16 or int8).
+    pub fn packs(self) -> bool {
+        self != Precision::F32
+    }
+
+    /// The name the CLI and recipes use: `fp32`, `bf16` or `int8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 thread_local! {

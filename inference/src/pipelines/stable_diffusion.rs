@@ -145,7 +145,7 @@ fn load_clip(
     // tensors would then be a second copy, so LoRA changes read the mapped file again.
     let weights = match precision {
         Precision::F32 => component.weights.clone().with_cache(),
-        Precision::Bf16 => component.weights.clone(),
+        Precision::Bf16 | Precision::Int8 => component.weights.clone(),
     };
     let vb = weights.var_builder(DType::F32, device);
     let model = with_precision(precision, || ClipTextModel::new(vb, &cfg, with_projection))?;
@@ -226,14 +226,14 @@ impl StableDiffusion {
         // read the (memory-mapped) file again on a LoRA change instead.
         let unet_weights = match precision {
             Precision::F32 => unet_c.weights.clone().with_cache(),
-            Precision::Bf16 => unet_c.weights.clone(),
+            Precision::Bf16 | Precision::Int8 => unet_c.weights.clone(),
         };
         let unet = with_precision(precision, || {
             UNet::new(unet_weights.var_builder(DType::F32, device), &unet_cfg)
         })?;
         let unet_source = match precision {
             Precision::F32 => loras::UnetWeights::Kept(unet_weights),
-            Precision::Bf16 => loras::UnetWeights::Reopen(files.path.clone()),
+            Precision::Bf16 | Precision::Int8 => loras::UnetWeights::Reopen(files.path.clone()),
         };
         sources.set_unet(unet_source, unet_cfg);
         on_stage("vae");

@@ -143,7 +143,9 @@ pub fn generate_story(
             (StoryJob::References { character, panels }, Some(settings)) => {
                 // Models run in bf16 keep their story's tokens in bf16 too (half the memory).
                 let storage = match sd.precision() {
-                    crate::kernels::Precision::Bf16 => Some(candle_core::DType::BF16),
+                    crate::kernels::Precision::Bf16 | crate::kernels::Precision::Int8 => {
+                        Some(candle_core::DType::BF16)
+                    }
                     crate::kernels::Precision::F32 => None,
                 };
                 let bank = TokenBank::with_storage(settings, storage)?;

@@ -18,7 +18,7 @@ const OVERLAP: f64 = 0.25;
 pub fn needs_tiling(h: usize, w: usize, precision: crate::kernels::Precision) -> bool {
     match precision {
         crate::kernels::Precision::F32 => h * w > 128 * 128,
-        crate::kernels::Precision::Bf16 => h * w >= 128 * 128,
+        crate::kernels::Precision::Bf16 | crate::kernels::Precision::Int8 => h * w >= 128 * 128,
     }
 }
 

@@ -174,6 +174,7 @@ fn performance_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: 
         for (precision, key) in [
             (Precision::Fp32, "settings.precision_fp32"),
             (Precision::Bf16, "settings.precision_bf16"),
+            (Precision::Int8, "settings.precision_int8"),
         ] {
             if ui
                 .radio_value(&mut state.settings.precision, precision, tr(lang, key))

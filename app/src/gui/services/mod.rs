@@ -18,15 +18,15 @@ pub mod tokens;
 use crate::worker::Runner;
 use kiln_inference::{CancelToken, Engine, Output, Progress, Recipe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// Settings the worker's engine follows from one job to the next (set by the UI thread).
 #[derive(Clone, Debug, Default)]
 pub struct RunnerSwitches {
     /// Live previews on.
     pub previews: Arc<AtomicBool>,
-    /// bf16 weights (a change reloads the model at the next job).
-    pub bf16: Arc<AtomicBool>,
+    /// Weight precision: 0 fp32, 1 bf16, 2 int8 (a change reloads the model at the next job).
+    pub precision: Arc<AtomicU8>,
 }
 
 impl RunnerSwitches {
@@ -41,8 +41,12 @@ impl RunnerSwitches {
     pub fn update(&self, settings: &crate::library::settings::Settings) {
         use crate::library::settings::Precision;
         self.previews.store(settings.previews, Ordering::Relaxed);
-        self.bf16
-            .store(settings.precision == Precision::Bf16, Ordering::Relaxed);
+        let code = match settings.precision {
+            Precision::Fp32 => 0,
+            Precision::Bf16 => 1,
+            Precision::Int8 => 2,
+        };
+        self.precision.store(code, Ordering::Relaxed);
     }
 }
 
@@ -67,10 +71,11 @@ impl EngineRunner {
     /// Previews and precision as the settings say now.
     fn follow_switches(&mut self) {
         self.engine.previews = self.switches.previews.load(Ordering::Relaxed);
-        self.engine.precision = if self.switches.bf16.load(Ordering::Relaxed) {
-            kiln_inference::engine::Precision::Bf16
-        } else {
-            kiln_inference::engine::Precision::F32
+        use kiln_inference::engine::Precision;
+        self.engine.precision = match self.switches.precision.load(Ordering::Relaxed) {
+            1 => Precision::Bf16,
+            2 => Precision::Int8,
+            _ => Precision::F32,
         };
     }
 }
@@ -106,11 +111,14 @@ mod switch_tests {
         };
         let switches = RunnerSwitches::from_settings(&settings);
         assert!(!switches.previews.load(Ordering::Relaxed));
-        assert!(!switches.bf16.load(Ordering::Relaxed));
+        assert_eq!(switches.precision.load(Ordering::Relaxed), 0);
         settings.precision = Precision::Bf16;
         settings.previews = true;
         switches.clone().update(&settings);
-        assert!(switches.bf16.load(Ordering::Relaxed));
+        assert_eq!(switches.precision.load(Ordering::Relaxed), 1);
+        settings.precision = Precision::Int8;
+        switches.update(&settings);
+        assert_eq!(switches.precision.load(Ordering::Relaxed), 2);
         assert!(switches.previews.load(Ordering::Relaxed));
     }
 }
