@@ -71,6 +71,9 @@ pub enum Error {
     /// Tensor error from candle.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+    /// The GPU (wgpu) could not be used or ran out of memory.
+    #[error("GPU: {0}")]
+    Gpu(String),
 }
 
 impl Error {

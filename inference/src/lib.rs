@@ -6,6 +6,7 @@
 pub mod adapters;
 pub mod engine;
 pub mod error;
+pub mod gpu;
 pub mod io;
 pub mod kernels;
 pub mod pipelines;

@@ -50,6 +50,10 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.command.is_some() {
+        // The app pins its workers itself, after applying the thread setting.
+        kiln_inference::kernels::pin_threads();
+    }
     match cli.command {
         Some(Command::Generate(args)) => generate::run(*args),
         Some(Command::Presets(args)) => presets::run(args),

@@ -114,6 +114,7 @@ pub fn run(files: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
         eprintln!("kiln: {warning}");
     }
     apply_thread_setting(&settings);
+    kiln_inference::kernels::pin_threads();
     let screenshot = ScreenshotMode::from_env();
     let files: Vec<std::path::PathBuf> = files
         .into_iter()

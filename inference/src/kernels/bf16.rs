@@ -66,8 +66,8 @@ pub(crate) fn k_slices(pairs: usize) -> impl Iterator<Item = (usize, usize)> {
 enum Store {
     /// bf16 pairs as `u32` (low half = even k).
     Bf16(Vec<u32>),
-    /// The same slots as int8 pairs, and one scale per output channel; `channel` maps a slot
-    /// index to its channel.
+    /// The same slots as int8 pairs, and one scale per output channel (`layout` says which
+    /// channel a slot belongs to).
     Int8 {
         q: Vec<[i8; 2]>,
         scales: Vec<f32>,
@@ -85,11 +85,21 @@ enum Int8Layout {
 }
 
 impl Int8Layout {
-    fn channel(self, slot: usize) -> usize {
+    /// Slots sharing one row of the layout: a panel row of [`NR`] columns, or a weight row.
+    fn width(self) -> usize {
         match self {
-            Int8Layout::Panels { pairs } => slot / (pairs * NR) * NR + slot % NR,
-            Int8Layout::Rows { pairs } => slot / pairs.max(1),
+            Int8Layout::Panels { .. } => NR,
+            Int8Layout::Rows { pairs } => pairs,
         }
+    }
+
+    /// The scale of slot `lane` of layout row `row` (0 for padding).
+    fn scale(self, scales: &[f32], row: usize, lane: usize) -> f32 {
+        let channel = match self {
+            Int8Layout::Panels { pairs } => row / pairs.max(1) * NR + lane,
+            Int8Layout::Rows { .. } => row,
+        };
+        scales.get(channel).copied().unwrap_or(0.0)
     }
 }
 
@@ -124,15 +134,25 @@ impl Store {
         match self {
             Store::Bf16(d) => std::borrow::Cow::Borrowed(d),
             Store::Int8 { q, scales, layout } => {
+                // Row by row (a panel row of NR columns, or a weight row): scale to f32, then
+                // round to bf16 pairs with the same packer as f32 weights.
+                let width = layout.width().max(1);
+                let rows_per_task = (16384 / width).max(1);
                 let mut out = vec![0u32; q.len()];
-                out.par_chunks_mut(4096)
+                out.par_chunks_mut(width * rows_per_task)
+                    .zip(q.par_chunks(width * rows_per_task))
                     .enumerate()
-                    .for_each(|(chunk, dst)| {
-                        for (j, slot) in dst.iter_mut().enumerate() {
-                            let i = chunk * 4096 + j;
-                            let s = scales.get(layout.channel(i)).copied().unwrap_or(0.0);
-                            let [lo, hi] = q.get(i).copied().unwrap_or([0, 0]);
-                            *slot = pair(f32::from(lo) * s, f32::from(hi) * s);
+                    .for_each_init(Vec::new, |tmp: &mut Vec<f32>, (task, (dst, src))| {
+                        for (r, (d, s)) in dst.chunks_mut(width).zip(src.chunks(width)).enumerate()
+                        {
+                            let row = task * rows_per_task + r;
+                            tmp.clear();
+                            for (lane, &[lo, hi]) in s.iter().enumerate() {
+                                let scale = layout.scale(scales, row, lane);
+                                tmp.push(f32::from(lo) * scale);
+                                tmp.push(f32::from(hi) * scale);
+                            }
+                            pack_rows(tmp, 1, tmp.len(), d);
                         }
                     });
                 std::borrow::Cow::Owned(out)
@@ -673,7 +693,7 @@ pub(crate) mod avx512 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {

@@ -56,6 +56,65 @@ pub fn with_precision<T>(precision: Precision, build: impl FnOnce() -> T) -> T {
     build()
 }
 
+/// Builds rayon's global pool (which candle's kernels and Kiln's share) with worker `i` pinned
+/// to the `i`-th CPU this process may run on, so a worker keeps its caches and its half of a
+/// product's panels (Linux; elsewhere, or with `KILN_PIN_THREADS=0`, the pool is rayon's
+/// default). The worker count is `RAYON_NUM_THREADS` or every allowed CPU. Call once, before
+/// any parallel work; returns whether the workers were pinned.
+pub fn pin_threads() -> bool {
+    if std::env::var("KILN_PIN_THREADS").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    let cpus = allowed_cpus();
+    if cpus.is_empty() {
+        return false;
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(cpus.len());
+    let pinned = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .start_handler(move |i| pin_current_thread(cpus[i % cpus.len()]))
+        .build_global();
+    pinned.is_ok()
+}
+
+/// The CPUs this process may run on (empty where unknown).
+#[cfg(target_os = "linux")]
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `set` is a plain bit set written by the kernel; its size is passed.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+#[cfg(target_os = "linux")]
+fn pin_current_thread(cpu: usize) {
+    // SAFETY: a zeroed set with one bit set, its size passed; 0 = the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        // Best effort: an unpinned worker still computes correctly.
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_current_thread(_cpu: usize) {}
+
 /// The weight precision layers built now should use.
 pub fn weight_precision() -> Precision {
     WEIGHTS.with(Cell::get)
