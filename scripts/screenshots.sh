@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Screenshots of the real `kiln` window, every section in English and Simplified Chinese
-# (Generate, Canvas, Presets, Portrait, Batch, Gallery, Models, Settings):
+# (Generate, Canvas, Presets, Portrait, Batch, Comic, Video, Gallery, Models, Settings):
 # docs/screenshots/<section>-<lang>.png (1280×800).
 #
 # Builds the release binary, prepares a throw-away library (settings, a few outputs made with
@@ -143,6 +143,10 @@ sed -e 's/^size: 512x512/size: 256x256/' "$repo/docs/examples/story.txt" > "$dem
 sed -e "s|^model_dirs = .*|model_dirs = [\"$demo/models\", \"$demo/models-comic\"]|" \
     "$demo/config/settings.toml" > "$demo/config-comic/settings.toml"
 
+# The Video section: the tiny SVD in the model folder; a draft clip of the photo is made while
+# the shot waits and shows in the player.
+ln -s "$fixtures/tiny-svd" "$demo/models/tiny-svd"
+
 mkdir -p "$out_dir"
 
 # shoot SECTION LANG FILE [extra env…]: one window, one screenshot.
@@ -193,6 +197,9 @@ for lang in en zh-CN; do
     # Comic: the story drawn (about a minute on two cores), its panels, scores and page.
     shoot comic "$lang" "$out_dir/comic-$lang.png" KILN_CONFIG_DIR="$demo/config-comic" \
         KILN_COMIC_SCRIPT="$demo/story.txt" KILN_COMIC_GENERATE=1 SETTLE=75
+    # Video: a draft clip of a photo in the player.
+    shoot video "$lang" "$out_dir/video-$lang.png" \
+        KILN_VIDEO_STILL="$fixtures/photo-600x360-rgba.png" SETTLE=20
     # Portrait: the face photo with its faces found, four portraits with their identity scores.
     count=$(ls "$demo/out" | wc -l)
     shoot portrait "$lang" "$out_dir/portrait-$lang.png" KILN_CONFIG_DIR="$demo/config-portrait" \

@@ -33,6 +33,7 @@ mod comic;
 mod downloads;
 mod portrait;
 mod presets;
+pub(crate) mod video;
 
 pub use canvas::{CanvasPurpose, CanvasTarget, RegionsWritten, write_content_named_png};
 
@@ -87,6 +88,8 @@ struct Services {
     job_reports: crossbeam_channel::Receiver<JobReport>,
     caption_jobs: CaptionJobs,
     downloads: crate::gui::services::downloads::DownloadService,
+    /// The loaded SVD model, kept between clips.
+    video_models: crate::gui::services::video::VideoModels,
     /// Repaints the window (for services started later, such as a batch).
     wake: Arc<dyn Fn() + Send + Sync>,
 }
@@ -168,6 +171,7 @@ impl KilnApp {
             job_reports,
             caption_jobs,
             downloads: crate::gui::services::downloads::DownloadService::new(wake.clone()),
+            video_models: Default::default(),
             wake,
         };
         let mut app = KilnApp {
@@ -264,6 +268,7 @@ impl KilnApp {
         self.drain_batch(ctx);
         self.drain_comic(ctx);
         self.drain_portrait();
+        self.drain_video(ctx);
         if self.state.jobs.running().is_some() {
             // Elapsed time keeps moving between progress events.
             ctx.request_repaint_after(std::time::Duration::from_millis(500));
@@ -313,6 +318,7 @@ impl KilnApp {
             }
             TaskDone::Portrait(done) => self.portrait_done(*done, ctx),
             TaskDone::Comic(done) => self.comic_done(*done, ctx),
+            TaskDone::Video(done) => self.video_done(*done, ctx),
             TaskDone::FilesChecked(missing) => self.state.form.mark_missing(&missing),
             TaskDone::CanvasWritten { purpose, result } => self.canvas_written(purpose, result),
             TaskDone::CanvasRegionsWritten(result) => self.canvas_regions_written(result),
@@ -618,6 +624,7 @@ impl KilnApp {
             && !self.preset_drop(&path, pointer)
             && !self.comic_drop(&path, pointer)
             && !self.portrait_drop(&path, pointer)
+            && !self.video_drop(&path)
             && !self.canvas_drop(&path, pointer)
         {
             self.services
@@ -741,6 +748,7 @@ impl KilnApp {
             Action::Download(action) => self.route_download(action),
             Action::Batch(action) => self.route_batch(action, ctx),
             Action::Comic(action) => self.route_comic(action),
+            Action::Video(action) => self.route_video(action),
             Action::Portrait(action) => self.route_portrait(action, ctx),
         }
     }

@@ -37,7 +37,9 @@ pub const MIN_WINDOW_SIZE: [f32; 2] = [980.0, 640.0];
 /// generates its story once the presets are listed,
 /// `KILN_BATCH_INPUT` runs that folder as a batch with the restored form,
 /// `KILN_PORTRAIT_PHOTO` opens that face photo in the Portrait section (and with
-/// `KILN_PORTRAIT_GENERATE=1` generates once its faces are found).
+/// `KILN_PORTRAIT_GENERATE=1` generates once its faces are found), `KILN_VIDEO_STILL` opens
+/// that still in the Video section and makes a draft clip (384×216, 6 frames, 4 steps) once
+/// the model is found.
 #[derive(Clone, Debug, Default)]
 struct ScreenshotMode {
     section: Option<Section>,
@@ -52,6 +54,7 @@ struct ScreenshotMode {
     comic_generate: bool,
     portrait_photo: Option<std::path::PathBuf>,
     portrait_generate: bool,
+    video_still: Option<std::path::PathBuf>,
 }
 
 impl ScreenshotMode {
@@ -73,6 +76,7 @@ impl ScreenshotMode {
             comic_generate: var("KILN_COMIC_GENERATE").is_some_and(|v| v == "1"),
             portrait_photo: var("KILN_PORTRAIT_PHOTO").map(Into::into),
             portrait_generate: var("KILN_PORTRAIT_GENERATE").is_some_and(|v| v == "1"),
+            video_still: var("KILN_VIDEO_STILL").map(Into::into),
         })
     }
 }
@@ -195,6 +199,15 @@ fn run_with(
                     app.state.portrait.generate_when_found = screenshot.portrait_generate;
                     let open = PortraitAction::SetPhoto(photo);
                     app.route(Action::Portrait(open), &cc.egui_ctx);
+                }
+                if let Some(still) = screenshot.video_still {
+                    let video = &mut app.state.video;
+                    video.size = crate::gui::state::video::SIZES.len() - 1;
+                    video.frames = 6;
+                    video.steps = 4;
+                    video.generate_when_ready = true;
+                    let open = crate::gui::state::video::VideoAction::SetImage(still);
+                    app.route(Action::Video(open), &cc.egui_ctx);
                 }
                 if let Some(text) = screenshot
                     .comic_script

@@ -15,6 +15,7 @@ pub mod presets;
 pub mod queue;
 pub mod settings;
 pub mod sidebar;
+pub mod video;
 
 use crate::gui::action::Action;
 use crate::gui::state::{AppState, NoticeKind, Section};
@@ -40,6 +41,7 @@ pub fn app_ui(ui: &mut egui::Ui, state: &mut AppState, busy: bool, actions: &mut
             Section::Presets => presets::presets_panel_ui(ui, state, actions),
             Section::Batch => batch::batch_panel_ui(ui, state, actions),
             Section::Comic => comic::comic_panel_ui(ui, state, actions),
+            Section::Video => video::video_panel_ui(ui, state, actions),
             Section::Portrait => portrait::portrait_panel_ui(ui, state, actions),
             Section::Gallery => gallery::gallery_panel_ui(ui, state, actions),
             Section::Models => models::models_panel_ui(ui, state, actions),

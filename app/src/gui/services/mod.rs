@@ -14,6 +14,7 @@ pub mod saver;
 pub mod tasks;
 pub mod thumbnails;
 pub mod tokens;
+pub mod video;
 
 use crate::worker::Runner;
 use kiln_inference::{CancelToken, Engine, Output, Progress, Recipe};

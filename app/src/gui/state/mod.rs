@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod models;
 pub mod portrait;
 pub mod presets;
+pub mod video;
 
 use crate::gui::form::GenerateForm;
 use crate::gui::widgets::image_viewer::ImageViewer;
@@ -41,6 +42,8 @@ pub enum Section {
     Batch,
     /// Story scripts to comic pages.
     Comic,
+    /// A still to a short clip (Stable Video Diffusion).
+    Video,
     /// Outputs and history.
     Gallery,
     /// The model library.
@@ -51,13 +54,14 @@ pub enum Section {
 
 impl Section {
     /// Every section, in sidebar order.
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Section::Generate,
         Section::Canvas,
         Section::Presets,
         Section::Portrait,
         Section::Batch,
         Section::Comic,
+        Section::Video,
         Section::Gallery,
         Section::Models,
         Section::Settings,
@@ -72,6 +76,7 @@ impl Section {
             Section::Portrait => "nav.portrait",
             Section::Batch => "nav.batch",
             Section::Comic => "nav.comic",
+            Section::Video => "nav.video",
             Section::Gallery => "nav.gallery",
             Section::Models => "nav.models",
             Section::Settings => "nav.settings",
@@ -88,6 +93,7 @@ impl Section {
             "portrait" => Some(Section::Portrait),
             "batch" => Some(Section::Batch),
             "comic" => Some(Section::Comic),
+            "video" => Some(Section::Video),
             "gallery" => Some(Section::Gallery),
             "models" => Some(Section::Models),
             "settings" => Some(Section::Settings),
@@ -162,6 +168,8 @@ pub struct AppState {
     pub batch: BatchState,
     /// The Comic section.
     pub comic: comic::ComicState,
+    /// The Video section.
+    pub video: video::VideoState,
     /// The Portrait section.
     pub portrait: PortraitState,
     /// Where the ControlNet cards were drawn (row id, rect): a file dropped on one becomes its
@@ -201,6 +209,7 @@ impl AppState {
             canvas: CanvasState::default(),
             batch: BatchState::new(),
             comic: comic::ComicState::default(),
+            video: video::VideoState::default(),
             portrait: PortraitState::default(),
             controlnet_drop_targets: Vec::new(),
             mask_drop_target: None,
