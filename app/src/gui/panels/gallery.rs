@@ -580,6 +580,18 @@ fn details_actions_ui(
             actions.push(Action::CopyImage(entry.path.clone()));
         }
     });
+    if ui
+        .add_sized(
+            egui::vec2(2.0 * width + gap, 28.0),
+            egui::Button::new(tr(lang, "result.to_video")),
+        )
+        .clicked()
+    {
+        actions.push(Action::ShowSection(crate::gui::state::Section::Video));
+        actions.push(Action::Video(
+            crate::gui::state::video::VideoAction::SetImage(entry.path.clone()),
+        ));
+    }
 }
 
 /// "Export record…" and "Compare with…" under the entry's actions, and the last export.
