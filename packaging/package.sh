@@ -2,7 +2,7 @@
 # Builds Kiln's installers with cargo-packager (packaging/Packager.toml).
 #
 #   bash packaging/package.sh deb          Debian/Ubuntu .deb      (Linux)
-#   bash packaging/package.sh appimage     AppImage                (Linux; downloads linuxdeploy once)
+#   bash packaging/package.sh appimage     AppImage                (Linux; offline: appimage/build.sh)
 #   bash packaging/package.sh nsis|wix     Windows installers      (on Windows)
 #   bash packaging/package.sh dmg          macOS disk image        (on macOS)
 #
@@ -12,6 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FORMAT=${1:-deb}
+if [ "$FORMAT" = appimage ]; then
+    exec bash packaging/appimage/build.sh
+fi
 PACKAGER_VERSION=0.11.8
 if ! cargo packager --version 2>/dev/null | grep -q "$PACKAGER_VERSION"; then
     cargo install cargo-packager --version "$PACKAGER_VERSION" --locked
