@@ -25,7 +25,10 @@ fn elf_end(path: &Path) -> Result<u64, String> {
     file.read_exact(&mut header)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
-        return Err(format!("{} is not a 64-bit little-endian ELF", path.display()));
+        return Err(format!(
+            "{} is not a 64-bit little-endian ELF",
+            path.display()
+        ));
     }
     let u64_at = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().unwrap_or([0; 8]));
     let u16_at = |i: usize| u64::from(u16::from_le_bytes([header[i], header[i + 1]]));
@@ -42,8 +45,14 @@ fn extract(appimage: &Path, offset: u64, dir: &Path) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for node in fs_reader.files() {
         let relative = node.fullpath.strip_prefix("/").unwrap_or(&node.fullpath);
-        if relative.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(format!("unsafe path in the image: {}", node.fullpath.display()));
+        if relative
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "unsafe path in the image: {}",
+                node.fullpath.display()
+            ));
         }
         let target = dir.join(relative);
         let mode = u32::from(node.header.permissions) & 0o7777;
@@ -86,7 +95,11 @@ fn run() -> Result<ExitCode, String> {
         .unwrap_or(exe);
     let offset = elf_end(&appimage)?;
     let mut args: Vec<OsString> = std::env::args_os().collect();
-    let argv0 = if args.is_empty() { OsString::new() } else { args.remove(0) };
+    let argv0 = if args.is_empty() {
+        OsString::new()
+    } else {
+        args.remove(0)
+    };
     match args.first().and_then(|a| a.to_str()) {
         Some("--appimage-offset") => {
             println!("{offset}");
@@ -138,7 +151,10 @@ fn run() -> Result<ExitCode, String> {
         .env("ARGV0", &argv0)
         .env("OWD", &owd)
         .exec();
-    Err(format!("cannot start {}: {error}", appdir.join("AppRun").display()))
+    Err(format!(
+        "cannot start {}: {error}",
+        appdir.join("AppRun").display()
+    ))
 }
 
 fn main() -> ExitCode {
