@@ -7,6 +7,7 @@
 //! kernel is tested against the CPU implementation.
 
 pub mod ops;
+pub mod unet;
 pub mod vae;
 
 use crate::{Error, Result};

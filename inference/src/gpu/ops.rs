@@ -182,6 +182,24 @@ struct P { n: u32, op: u32, b_inner: u32, b_len: u32 }
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(6) var<uniform> p: P;
 
+// Channel concatenation: y [B, c1 + c2, plane] = [a [B, c1, plane], b [B, c2, plane]]
+// (b_inner = c1, b_len = c2, op = plane).
+@compute @workgroup_size(64)
+fn concat(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * 65535u * 64u;
+    if (i >= p.n) { return; }
+    let plane = p.op;
+    let c = p.b_inner + p.b_len;
+    let pix = i % plane;
+    let ch = (i / plane) % c;
+    let bi = i / (plane * c);
+    if (ch < p.b_inner) {
+        y[i] = a[(bi * p.b_inner + ch) * plane + pix];
+    } else {
+        y[i] = b[(bi * p.b_len + ch - p.b_inner) * plane + pix];
+    }
+}
+
 // y = a (op) b, b broadcast as b[(i / b_inner) % b_len]: op 0 add, 1 multiply.
 @compute @workgroup_size(64)
 fn binary(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -193,7 +211,7 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>) {
 "#;
 
 const UNARY: &str = r#"
-struct P { n: u32, op: u32 }
+struct P { n: u32, op: u32, inner: u32 }
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(6) var<uniform> p: P;
@@ -207,11 +225,20 @@ fn erf(x: f32) -> f32 {
     return s * (1.0 - poly * exp(-a * a));
 }
 
-// op 0 SiLU, 1 GELU (erf), 2 quick GELU (x·σ(1.702x)).
+// op 0 SiLU, 1 GELU (erf), 2 quick GELU (x·σ(1.702x)); op 3 GEGLU: rows of 2·inner values
+// become inner values, first half · GELU(second half).
 @compute @workgroup_size(64)
 fn unary(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x + gid.y * 65535u * 64u;
     if (i >= p.n) { return; }
+    if (p.op == 3u) {
+        let row = i / p.inner;
+        let col = i % p.inner;
+        let h = a[row * 2u * p.inner + col];
+        let g = a[row * 2u * p.inner + p.inner + col];
+        y[i] = h * 0.5 * g * (1.0 + erf(g * 0.70710678118654752));
+        return;
+    }
     let x = a[i];
     if (p.op == 0u) { y[i] = x / (1.0 + exp(-x)); }
     else if (p.op == 1u) { y[i] = 0.5 * x * (1.0 + erf(x * 0.70710678118654752)); }
@@ -220,13 +247,14 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>) {
 "#;
 
 const LAYOUT: &str = r#"
-struct P { n: u32, op: u32, d0: u32, d1: u32, d2: u32 }
+struct P { n: u32, op: u32, d0: u32, d1: u32, d2: u32, d3: u32 }
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(6) var<uniform> p: P;
 
 // op 0: nearest 2× upsampling of planes d1 × d2 (n = output values);
-// op 1: transpose of [d0, d1, d2] to [d0, d2, d1].
+// op 1: transpose of [d0, d1, d2] to [d0, d2, d1];
+// op 2: [d0, d1, d2, d3] to [d0, d2, d1, d3] (attention heads split or merged).
 @compute @workgroup_size(64)
 fn relayout(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x + gid.y * 65535u * 64u;
@@ -237,11 +265,18 @@ fn relayout(@builtin(global_invocation_id) gid: vec3<u32>) {
         let oy = (i / ow) % (2u * p.d1);
         let plane = i / (ow * 2u * p.d1);
         y[i] = a[(plane * p.d1 + oy / 2u) * p.d2 + ox / 2u];
-    } else {
+    } else if (p.op == 1u) {
         let r = i % p.d1;
         let c = (i / p.d1) % p.d2;
         let b = i / (p.d1 * p.d2);
         y[i] = a[(b * p.d1 + r) * p.d2 + c];
+    } else {
+        // Output index over [d0, d2, d1, d3].
+        let e = i % p.d3;
+        let j1 = (i / p.d3) % p.d1;
+        let j2 = (i / (p.d3 * p.d1)) % p.d2;
+        let b = i / (p.d3 * p.d1 * p.d2);
+        y[i] = a[((b * p.d1 + j1) * p.d2 + j2) * p.d3 + e];
     }
 }
 "#;
@@ -475,14 +510,70 @@ impl Gpu {
         self.binary(a, b, 0, 1)
     }
 
-    /// `a + b[c]` over channel `c` of `a [B, C, …]` (b has C values).
+    /// `a + b` over the channels of `a [B, C, …]`: `b` holds one value per channel (C) or per
+    /// sample and channel (`[B, C]`, as a time embedding projected per resnet).
     pub fn add_per_channel(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         let c = a.shape().get(1).copied().unwrap_or(0);
-        if b.len() != c {
+        if b.len() != c && b.len() != c * a.shape()[0] {
             return Err(Error::InvalidArgument("add_per_channel: size".into()));
         }
         let inner = a.len() / (a.shape()[0] * c).max(1);
         self.binary(a, b, 0, inner)
+    }
+
+    /// `[a, b]` along the channels of `[B, C, …]` tensors.
+    pub fn concat_channels(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        let (sa, sb) = (a.shape(), b.shape());
+        if sa.len() < 2 || sa.len() != sb.len() || sa[0] != sb[0] || sa[2..] != sb[2..] {
+            return Err(Error::InvalidArgument(format!("concat: {sa:?} and {sb:?}")));
+        }
+        let plane: usize = sa[2..].iter().product();
+        let mut shape = sa.to_vec();
+        shape[1] = sa[1] + sb[1];
+        let out = self.empty(&shape)?;
+        self.dispatch(
+            (ELEMENTWISE, "concat"),
+            &[a, b],
+            &out,
+            &[u(out.len()), u(plane), u(sa[1]), u(sb[1])],
+            groups_for(out.len(), WG),
+        )?;
+        Ok(out)
+    }
+
+    /// GEGLU: the last dimension `2·inner` becomes `inner`: first half · GELU(second half).
+    pub fn geglu(&self, a: &GpuTensor) -> Result<GpuTensor> {
+        let last = a.shape().last().copied().unwrap_or(0);
+        if last % 2 != 0 || last == 0 {
+            return Err(Error::InvalidArgument("geglu: odd width".into()));
+        }
+        let mut shape = a.shape().to_vec();
+        if let Some(l) = shape.last_mut() {
+            *l = last / 2;
+        }
+        let out = self.empty(&shape)?;
+        self.dispatch(
+            (UNARY, "unary"),
+            &[a],
+            &out,
+            &[u(out.len()), 3, u(last / 2)],
+            groups_for(out.len(), WG),
+        )?;
+        Ok(out)
+    }
+
+    /// `[B, N, H, d]` → `[B, H, N, d]` (and back): attention heads split or merged.
+    pub fn swap_middle(&self, a: &GpuTensor) -> Result<GpuTensor> {
+        let [b, n, h, d] = dims::<4>(a, "swap_middle")?;
+        let out = self.empty(&[b, h, n, d])?;
+        self.dispatch(
+            (LAYOUT, "relayout"),
+            &[a],
+            &out,
+            &[u(out.len()), 2, u(b), u(n), u(h), u(d)],
+            groups_for(out.len(), WG),
+        )?;
+        Ok(out)
     }
 
     /// `a · b` (same shape).
@@ -499,7 +590,7 @@ impl Gpu {
             (UNARY, "unary"),
             &[a],
             &out,
-            &[u(a.len()), op],
+            &[u(a.len()), op, 0],
             groups_for(a.len(), WG),
         )?;
         Ok(out)
@@ -531,7 +622,7 @@ impl Gpu {
             (LAYOUT, "relayout"),
             &[a],
             &out,
-            &[u(out.len()), 0, 0, u(h), u(w)],
+            &[u(out.len()), 0, 0, u(h), u(w), 0],
             groups_for(out.len(), WG),
         )?;
         Ok(out)
@@ -545,7 +636,7 @@ impl Gpu {
             (LAYOUT, "relayout"),
             &[a],
             &out,
-            &[u(out.len()), 1, u(b), u(r), u(c)],
+            &[u(out.len()), 1, u(b), u(r), u(c), 0],
             groups_for(out.len(), WG),
         )?;
         Ok(out)
@@ -719,6 +810,32 @@ pub(crate) mod tests {
             &gpu.upsample2x(&up(&gpu, &a)).unwrap(),
             &a.upsample_nearest2d(8, 10).unwrap(),
             0.0,
+        );
+        let x4 = t(&[2, 5, 3, 4], 20);
+        close(
+            &gpu,
+            &gpu.swap_middle(&up(&gpu, &x4)).unwrap(),
+            &x4.transpose(1, 2).unwrap().contiguous().unwrap(),
+            0.0,
+        );
+        let (c1, c2) = (t(&[2, 3, 4, 5], 21), t(&[2, 2, 4, 5], 22));
+        close(
+            &gpu,
+            &gpu.concat_channels(&up(&gpu, &c1), &up(&gpu, &c2)).unwrap(),
+            &Tensor::cat(&[&c1, &c2], 1).unwrap(),
+            0.0,
+        );
+        let g = (t(&[2, 3, 8], 23) * 4.0).unwrap();
+        let want =
+            (g.narrow(2, 0, 4).unwrap() * g.narrow(2, 4, 4).unwrap().gelu_erf().unwrap()).unwrap();
+        close(&gpu, &gpu.geglu(&up(&gpu, &g)).unwrap(), &want, 1e-5);
+        let bc = t(&[2, 3], 24);
+        let want = a.broadcast_add(&bc.reshape((2, 3, 1, 1)).unwrap()).unwrap();
+        close(
+            &gpu,
+            &gpu.add_per_channel(&up(&gpu, &a), &up(&gpu, &bc)).unwrap(),
+            &want,
+            1e-6,
         );
         let m = t(&[2, 6, 7], 19);
         close(
