@@ -36,12 +36,26 @@ fi
 WORK=$(mktemp -d /tmp/kiln-slurm.XXXXXX)
 chmod 755 "$WORK"
 cleanup() {
-  if [[ -f $WORK/slurmd.pid ]]; then kill "$(cat "$WORK/slurmd.pid")" 2>/dev/null || true; fi
-  if [[ -f $WORK/slurmctld.pid ]]; then kill "$(cat "$WORK/slurmctld.pid")" 2>/dev/null || true; fi
+  local pids=()
+  for f in "$WORK/slurmd.pid" "$WORK/slurmctld.pid"; do
+    if [[ -f $f ]]; then pids+=("$(cat "$f")"); fi
+  done
   if [[ -n ${STARTED_MUNGE:-} && -f /run/munge/munged.pid ]]; then
-    kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    pids+=("$(cat /run/munge/munged.pid)")
   fi
-  if [[ -n ${KEEP:-} ]]; then echo "test-slurm: kept $WORK"; else rm -rf "$WORK"; fi
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # The daemons write their state while they stop: wait for them before removing it.
+  for _ in $(seq 50); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  if [[ -n ${KEEP:-} ]]; then
+    echo "test-slurm: kept $WORK"
+  else
+    rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK" || true; }
+  fi
 }
 trap cleanup EXIT
 

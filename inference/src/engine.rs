@@ -128,6 +128,10 @@ pub struct Engine {
     pub previews: bool,
     /// Weight precision of the UNet and VAE (a change reloads the model).
     pub precision: Precision,
+    /// Where the UNet and VAE decoder run (a change reloads the model).
+    pub compute: crate::gpu::ComputeDevice,
+    /// The GPU opened for `compute`, with the choice it was opened for.
+    gpu: Option<(crate::gpu::ComputeDevice, Option<Arc<crate::gpu::Gpu>>)>,
     /// Folders searched for TAESD preview decoders ([`find_taesd`]); empty = never.
     pub taesd_dirs: Vec<PathBuf>,
     /// Loaded TAESD decoders by family (`true` = SDXL), with the path they came from.
@@ -161,6 +165,8 @@ impl Engine {
             loaded: None,
             previews: false,
             precision: Precision::F32,
+            compute: crate::gpu::ComputeDevice::Cpu,
+            gpu: None,
             taesd_dirs: Vec::new(),
             taesd: HashMap::new(),
             controlnets: HashMap::new(),
@@ -213,6 +219,25 @@ impl Engine {
         Some(decoder)
     }
 
+    /// The GPU adapter the loaded model runs on (none: the CPU).
+    pub fn gpu_adapter(&self) -> Option<String> {
+        self.loaded
+            .as_ref()
+            .and_then(|l| l.model.gpu_adapter().map(str::to_owned))
+    }
+
+    /// The GPU for [`Self::compute`] (opened once per choice).
+    fn gpu(&mut self) -> Result<Option<Arc<crate::gpu::Gpu>>> {
+        if let Some((choice, gpu)) = &self.gpu
+            && *choice == self.compute
+        {
+            return Ok(gpu.clone());
+        }
+        let gpu = self.compute.open()?;
+        self.gpu = Some((self.compute, gpu.clone()));
+        Ok(gpu)
+    }
+
     /// Loads (or reuses) the recipe's model.
     fn ensure_loaded(
         &mut self,
@@ -222,10 +247,12 @@ impl Engine {
     ) -> Result<&Loaded> {
         let path = recipe.model.path.clone();
         let precision = self.precision;
-        let reuse = self
-            .loaded
-            .as_ref()
-            .is_some_and(|l| l.path == path && l.model.precision() == precision);
+        let gpu = self.gpu()?;
+        let reuse = self.loaded.as_ref().is_some_and(|l| {
+            l.path == path
+                && l.model.precision() == precision
+                && l.model.gpu_adapter().is_some() == gpu.is_some()
+        });
         if !reuse {
             self.loaded = None;
             // ControlNets follow the model's precision: built again after a change.
@@ -235,7 +262,12 @@ impl Engine {
             let mut report = |part: &str| {
                 on_progress(&Progress::loading(part, recipe, started));
             };
-            let model = StableDiffusion::load_with(&files, &self.device, precision, &mut report)?;
+            let mut model =
+                StableDiffusion::load_with(&files, &self.device, precision, &mut report)?;
+            if let Some(gpu) = gpu {
+                report("GPU");
+                model.use_gpu(gpu, &files)?;
+            }
             let hash = files.autov2_hash().ok();
             self.loaded = Some(Loaded {
                 path,

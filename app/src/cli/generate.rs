@@ -161,6 +161,10 @@ pub struct GenerateArgs {
     /// per output channel, bf16 compute: half of bf16's weight memory, for 8 GiB machines).
     #[arg(long, default_value = "fp32", value_parser = parse_precision)]
     precision: kiln_inference::engine::Precision,
+    /// Where the UNet and VAE run: auto (a hardware GPU through wgpu when there is one, else the
+    /// CPU), cpu, wgpu (any GPU, or a software one), cuda or metal (builds with those features).
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: kiln_inference::gpu::ComputeDevice,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -176,6 +180,11 @@ pub(crate) fn parse_precision(name: &str) -> Result<kiln_inference::engine::Prec
             "unknown precision {other:?} (expected fp32, bf16 or int8)"
         )),
     }
+}
+
+pub(crate) fn parse_device(name: &str) -> Result<kiln_inference::gpu::ComputeDevice, String> {
+    kiln_inference::gpu::ComputeDevice::parse(name)
+        .ok_or_else(|| format!("unknown device {name:?} (expected auto, cpu, wgpu, cuda or metal)"))
 }
 
 pub(crate) fn parse_sampler(name: &str) -> Result<SamplerKind, String> {
@@ -661,6 +670,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     let mut engine = Engine::new();
     engine.precision = args.precision;
+    engine.compute = args.device;
     // pre=depth|lineart|scribble find their networks in the model folders.
     engine.preprocessors.model_dirs = model_dirs(&args.models_dir);
     let stderr = std::io::stderr();
@@ -671,6 +681,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let outputs = engine.run(&recipe, &mut on_progress, &CancelToken::default());
     eprintln!();
     let outputs = outputs?;
+    if let Some(adapter) = engine.gpu_adapter() {
+        eprintln!("GPU: {adapter}");
+    }
     let mut warnings = warnings;
     for warning in outputs.iter().flat_map(|o| &o.warnings) {
         if !warnings.contains(warning) {

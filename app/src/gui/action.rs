@@ -74,6 +74,8 @@ pub enum Action {
     Batch(BatchAction),
     /// Something for the Comic section.
     Comic(crate::gui::state::comic::ComicAction),
+    /// Look for the GPU (Settings shows its name).
+    ProbeGpu,
     /// Something for the Video section.
     Video(crate::gui::state::video::VideoAction),
     /// Something for the Portrait section.

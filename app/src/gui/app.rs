@@ -319,6 +319,10 @@ impl KilnApp {
             TaskDone::Portrait(done) => self.portrait_done(*done, ctx),
             TaskDone::Comic(done) => self.comic_done(*done, ctx),
             TaskDone::Video(done) => self.video_done(*done, ctx),
+            TaskDone::GpuProbed(result) => {
+                self.state.gpu_probing = false;
+                self.state.gpu_adapter = Some(result);
+            }
             TaskDone::FilesChecked(missing) => self.state.form.mark_missing(&missing),
             TaskDone::CanvasWritten { purpose, result } => self.canvas_written(purpose, result),
             TaskDone::CanvasRegionsWritten(result) => self.canvas_regions_written(result),
@@ -749,6 +753,18 @@ impl KilnApp {
             Action::Batch(action) => self.route_batch(action, ctx),
             Action::Comic(action) => self.route_comic(action),
             Action::Video(action) => self.route_video(action),
+            Action::ProbeGpu => {
+                self.services.tasks.spawn("gpu-probe", || {
+                    TaskDone::GpuProbed(
+                        kiln_inference::gpu::Gpu::new()
+                            .map(|g| {
+                                let kind = if g.is_software() { " — software" } else { "" };
+                                format!("{}{kind}", g.adapter_name())
+                            })
+                            .map_err(|e| e.to_string()),
+                    )
+                });
+            }
             Action::Portrait(action) => self.route_portrait(action, ctx),
         }
     }

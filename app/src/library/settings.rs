@@ -88,6 +88,30 @@ impl Precision {
     pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::Int8];
 }
 
+/// Where inference runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeDevice {
+    /// A hardware GPU (through wgpu) when there is one, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The GPU through wgpu (Vulkan, Metal, DX12), even a software one.
+    Gpu,
+}
+
+impl ComputeDevice {
+    /// The inference core's choice.
+    pub fn to_core(self) -> kiln_inference::gpu::ComputeDevice {
+        match self {
+            ComputeDevice::Auto => kiln_inference::gpu::ComputeDevice::Auto,
+            ComputeDevice::Cpu => kiln_inference::gpu::ComputeDevice::Cpu,
+            ComputeDevice::Gpu => kiln_inference::gpu::ComputeDevice::Wgpu,
+        }
+    }
+}
+
 /// Everything the user sets once and expects to find again next time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -104,6 +128,8 @@ pub struct Settings {
     pub threads: Option<usize>,
     /// Numeric precision.
     pub precision: Precision,
+    /// Where the UNet and VAE run.
+    pub device: ComputeDevice,
     /// Generation settings last used in the Generate panel (restored at start-up).
     ///
     /// Stored as a JSON string: TOML integers cannot hold seeds above `i64::MAX`. A value that
@@ -130,6 +156,7 @@ impl Default for Settings {
             theme: Theme::default(),
             threads: None,
             precision: Precision::default(),
+            device: ComputeDevice::default(),
             last_recipe: None,
             previews: true,
             hub_endpoint: None,
@@ -297,6 +324,7 @@ mod tests {
             theme: Theme::Light,
             threads: Some(6),
             precision: Precision::Bf16,
+            device: ComputeDevice::Gpu,
             last_recipe: Some(Recipe {
                 model: ModelRef {
                     path: PathBuf::from("/m/dreamshaper_8.safetensors"),

@@ -15,6 +15,64 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
+/// Where inference runs (`--device`, Settings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ComputeDevice {
+    /// A hardware GPU through wgpu when there is one, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// wgpu (Vulkan, Metal, DX12), a software adapter included.
+    Wgpu,
+    /// candle's CUDA backend (a build with the `cuda` feature).
+    Cuda,
+    /// candle's Metal backend (a build with the `metal` feature).
+    Metal,
+}
+
+impl ComputeDevice {
+    /// Parses `auto`, `cpu`, `wgpu`, `cuda` or `metal`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "auto" => ComputeDevice::Auto,
+            "cpu" => ComputeDevice::Cpu,
+            "wgpu" | "gpu" => ComputeDevice::Wgpu,
+            "cuda" => ComputeDevice::Cuda,
+            "metal" => ComputeDevice::Metal,
+            _ => return None,
+        })
+    }
+
+    /// The name `parse` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            ComputeDevice::Auto => "auto",
+            ComputeDevice::Cpu => "cpu",
+            ComputeDevice::Wgpu => "wgpu",
+            ComputeDevice::Cuda => "cuda",
+            ComputeDevice::Metal => "metal",
+        }
+    }
+
+    /// The GPU to run on: none for the CPU, wgpu's adapter for `wgpu`, and for `auto` a
+    /// hardware adapter when one opens (a software one such as lavapipe is slower than the CPU
+    /// path). CUDA and Metal need builds with those features.
+    pub fn open(self) -> Result<Option<Arc<Gpu>>> {
+        match self {
+            ComputeDevice::Cpu => Ok(None),
+            ComputeDevice::Wgpu => Gpu::new().map(|g| Some(Arc::new(g))),
+            ComputeDevice::Auto => Ok(Gpu::new().ok().filter(|g| !g.is_software()).map(Arc::new)),
+            ComputeDevice::Cuda | ComputeDevice::Metal => Err(Error::Gpu(format!(
+                "this build of Kiln has no {} backend (build with `--features {}`); use \
+                 --device wgpu for any GPU, or --device cpu",
+                self.name(),
+                self.name()
+            ))),
+        }
+    }
+}
+
 /// Storage buffers bound by one kernel, at most.
 const MAX_BINDINGS: usize = 6;
 
@@ -117,6 +175,11 @@ impl Gpu {
             info,
             pipelines: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether the adapter is a software rasteriser on the CPU (lavapipe, WARP, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
     }
 
     /// The adapter's name and backend, e.g. "llvmpipe (LLVM 19.1.7, 256 bits) (Vulkan)".

@@ -126,6 +126,15 @@ pub struct StableDiffusion {
     sources: Sources,
     /// Weight precision of the UNet and VAE.
     precision: Precision,
+    /// The UNet and VAE decoder on the GPU, when [`Self::use_gpu`] attached them.
+    gpu: Option<GpuParts>,
+}
+
+/// The parts a GPU runs.
+struct GpuParts {
+    unet: crate::gpu::unet::GpuUNet,
+    vae: crate::gpu::vae::GpuVaeDecoder,
+    adapter: String,
 }
 
 fn load_clip(
@@ -259,6 +268,7 @@ impl StableDiffusion {
             device: device.clone(),
             sources,
             precision,
+            gpu: None,
         })
     }
 
@@ -280,6 +290,31 @@ impl StableDiffusion {
     /// The VAE (previews and tests).
     pub fn vae(&self) -> &Vae {
         &self.vae
+    }
+
+    /// Uploads the UNet and the VAE decoder of `files` (this model's files) to `gpu`: from
+    /// then on the denoising loop and the decode run there (f32), except for what the GPU path
+    /// does not do yet — LoRA-patched UNets, ControlNets, IP-Adapters/InstantID and regional
+    /// prompts run the CPU UNet, tiled decodes the CPU decoder.
+    pub fn use_gpu(
+        &mut self,
+        gpu: std::sync::Arc<crate::gpu::Gpu>,
+        files: &ModelFiles,
+    ) -> Result<()> {
+        let unet_c = files.component("unet")?;
+        let unet_cfg = UNetConfig::from_json(&unet_c.config)?;
+        let vae_c = files.component("vae")?;
+        let vae_cfg = VaeConfig::from_json(&vae_c.config)?;
+        let adapter = gpu.adapter_name();
+        let unet = crate::gpu::unet::GpuUNet::new(gpu.clone(), &unet_c.weights, &unet_cfg)?;
+        let vae = crate::gpu::vae::GpuVaeDecoder::new(gpu, &vae_c.weights, &vae_cfg)?;
+        self.gpu = Some(GpuParts { unet, vae, adapter });
+        Ok(())
+    }
+
+    /// The GPU adapter the model runs on, if any.
+    pub fn gpu_adapter(&self) -> Option<&str> {
+        self.gpu.as_ref().map(|g| g.adapter.as_str())
     }
 
     /// Weight precision of the UNet and VAE.
@@ -899,9 +934,18 @@ impl StableDiffusion {
                 None => UNetHooks::default(),
             };
             hooks.attention = attention.as_deref();
-            let out =
-                self.unet
-                    .forward(&model_in, *t as f32, &context, text_time.as_ref(), &hooks)?;
+            let gpu_unet = self.gpu.as_ref().filter(|_| {
+                control.is_none() && attention.is_none() && !self.sources.unet_patched()
+            });
+            let out = match gpu_unet {
+                Some(g) => g
+                    .unet
+                    .forward(&model_in, *t as f32, &context, text_time.as_ref())?,
+                None => {
+                    self.unet
+                        .forward(&model_in, *t as f32, &context, text_time.as_ref(), &hooks)?
+                }
+            };
             let guided = if use_cfg {
                 let uncond = out.get(0)?.unsqueeze(0)?;
                 let cond = out.get(1)?.unsqueeze(0)?;
@@ -940,6 +984,8 @@ impl StableDiffusion {
         let (_, _, lh, lw) = z.dims4()?;
         let decoded = if needs_tiling(lh, lw, self.precision()) {
             tiled_decode(&self.vae, &z)?
+        } else if let Some(g) = &self.gpu {
+            g.vae.decode(&z)?
         } else {
             self.vae.decode(&z)?
         };

@@ -192,6 +192,42 @@ fn performance_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: 
                 .color(palette.muted),
         );
     });
+    row(ui, tr(lang, "settings.device"), |ui| {
+        use crate::library::settings::ComputeDevice;
+        for (device, key) in [
+            (ComputeDevice::Auto, "settings.device_auto"),
+            (ComputeDevice::Cpu, "settings.device_cpu"),
+            (ComputeDevice::Gpu, "settings.device_gpu"),
+        ] {
+            if ui
+                .radio_value(&mut state.settings.device, device, tr(lang, key))
+                .changed()
+            {
+                actions.push(Action::SettingsChanged);
+            }
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.add_space(theme::LABEL_WIDTH + 30.0 + ui.spacing().item_spacing.x);
+        let adapter = match &state.gpu_adapter {
+            None => {
+                if !state.gpu_probing {
+                    state.gpu_probing = true;
+                    actions.push(Action::ProbeGpu);
+                }
+                tr(lang, "settings.device_probing").to_owned()
+            }
+            Some(Ok(name)) => {
+                crate::i18n::tr_args(lang, "settings.device_adapter", &[("name", name)])
+            }
+            Some(Err(_)) => tr(lang, "settings.device_none").to_owned(),
+        };
+        ui.label(
+            RichText::new(format!("{adapter} {}", tr(lang, "settings.device_hint")))
+                .small()
+                .color(palette.muted),
+        );
+    });
     row(ui, tr(lang, "settings.previews"), |ui| {
         if ui
             .checkbox(

@@ -28,6 +28,8 @@ pub struct RunnerSwitches {
     pub previews: Arc<AtomicBool>,
     /// Weight precision: 0 fp32, 1 bf16, 2 int8 (a change reloads the model at the next job).
     pub precision: Arc<AtomicU8>,
+    /// Compute device: 0 auto, 1 CPU, 2 GPU (a change reloads the model at the next job).
+    pub device: Arc<AtomicU8>,
 }
 
 impl RunnerSwitches {
@@ -48,6 +50,12 @@ impl RunnerSwitches {
             Precision::Int8 => 2,
         };
         self.precision.store(code, Ordering::Relaxed);
+        let device = match settings.device {
+            crate::library::settings::ComputeDevice::Auto => 0,
+            crate::library::settings::ComputeDevice::Cpu => 1,
+            crate::library::settings::ComputeDevice::Gpu => 2,
+        };
+        self.device.store(device, Ordering::Relaxed);
     }
 }
 
@@ -77,6 +85,11 @@ impl EngineRunner {
             1 => Precision::Bf16,
             2 => Precision::Int8,
             _ => Precision::F32,
+        };
+        self.engine.compute = match self.switches.device.load(Ordering::Relaxed) {
+            1 => kiln_inference::gpu::ComputeDevice::Cpu,
+            2 => kiln_inference::gpu::ComputeDevice::Wgpu,
+            _ => kiln_inference::gpu::ComputeDevice::Auto,
         };
     }
 }

@@ -134,6 +134,8 @@ pub enum TaskDone {
     Portrait(Box<crate::gui::services::portrait::PortraitDone>),
     /// Work of the Comic section.
     Comic(Box<crate::gui::services::comic::ComicDone>),
+    /// The GPU probe finished: the adapter's name, or why there is none.
+    GpuProbed(Result<String, String>),
     /// Work of the Video section finished.
     Video(Box<crate::gui::app::video::VideoDone>),
     /// Something failed that has no better place to report.

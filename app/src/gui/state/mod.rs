@@ -144,6 +144,11 @@ pub struct TokenCounts {
 pub struct AppState {
     /// The open section.
     pub section: Section,
+    /// The GPU wgpu finds (Settings shows it): its name, or why there is none; `None` until
+    /// probed.
+    pub gpu_adapter: Option<Result<String, String>>,
+    /// A probe is running.
+    pub gpu_probing: bool,
     /// Settings (saved on change).
     pub settings: Settings,
     /// The Generate form.
@@ -197,6 +202,8 @@ impl AppState {
         }
         AppState {
             section: Section::Generate,
+            gpu_adapter: None,
+            gpu_probing: false,
             settings,
             form,
             tokens: TokenCounts::default(),

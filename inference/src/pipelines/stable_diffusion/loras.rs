@@ -53,6 +53,11 @@ pub(super) struct Sources {
 }
 
 impl Sources {
+    /// Whether the UNet is built with LoRA patches now.
+    pub(super) fn unet_patched(&self) -> bool {
+        self.patched.contains("unet")
+    }
+
     pub(super) fn set_unet(&mut self, weights: UnetWeights, config: UNetConfig) {
         self.unet = Some((weights, config));
     }
