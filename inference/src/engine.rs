@@ -118,6 +118,8 @@ struct Loaded {
     family: String,
     loras: Vec<AppliedLora>,
     lora_warnings: Vec<String>,
+    /// Why the model runs on the CPU although a GPU was asked for.
+    gpu_warning: Option<String>,
 }
 
 /// Runs recipes; keeps the last model loaded for the next job.
@@ -251,7 +253,7 @@ impl Engine {
         let reuse = self.loaded.as_ref().is_some_and(|l| {
             l.path == path
                 && l.model.precision() == precision
-                && l.model.gpu_adapter().is_some() == gpu.is_some()
+                && (l.model.gpu_adapter().is_some() || l.gpu_warning.is_some()) == gpu.is_some()
         });
         if !reuse {
             self.loaded = None;
@@ -264,9 +266,19 @@ impl Engine {
             };
             let mut model =
                 StableDiffusion::load_with(&files, &self.device, precision, &mut report)?;
+            let mut gpu_warning = None;
             if let Some(gpu) = gpu {
                 report("GPU");
-                model.use_gpu(gpu, &files)?;
+                match model.use_gpu(gpu, &files) {
+                    Ok(()) => {}
+                    // Out of GPU memory while uploading: the model runs on the CPU.
+                    Err(Error::Gpu(reason)) => {
+                        gpu_warning = Some(format!(
+                            "the model does not fit on the GPU, it runs on the CPU: {reason}"
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             let hash = files.autov2_hash().ok();
             self.loaded = Some(Loaded {
@@ -276,6 +288,7 @@ impl Engine {
                 hash,
                 loras: Vec::new(),
                 lora_warnings: Vec::new(),
+                gpu_warning,
             });
         }
         self.loaded
@@ -710,6 +723,12 @@ impl Engine {
                 spec.hash = applied.hash.clone();
             }
             let mut warnings = loaded.lora_warnings.clone();
+            warnings.extend(loaded.gpu_warning.iter().cloned());
+            if let Some(reason) = loaded.model.gpu_failure() {
+                warnings.push(format!(
+                    "the GPU was given up, the image was made on the CPU: {reason}"
+                ));
+            }
             warnings.extend(region_warnings.iter().cloned());
             warnings.extend(face_warnings);
             if recipe.uses_face_models() {

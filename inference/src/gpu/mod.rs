@@ -160,6 +160,13 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // KILN_WGPU_MAX_BUFFER_MB caps the largest tensor Kiln puts on the GPU (to leave memory
+        // to other programs; larger ones make the job fall back to the CPU).
+        let cap = std::env::var("KILN_WGPU_MAX_BUFFER_MB")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|mb| *mb >= 0.0)
+            .map(|mb| (mb * 1048576.0) as u64);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln compute"),
             required_limits: limits.clone(),
@@ -171,7 +178,9 @@ impl Gpu {
         Ok(Gpu {
             device,
             queue,
-            max_buffer: limits.max_storage_buffer_binding_size,
+            max_buffer: cap.map_or(limits.max_storage_buffer_binding_size, |c| {
+                c.min(limits.max_storage_buffer_binding_size)
+            }),
             info,
             pipelines: Mutex::new(HashMap::new()),
         })

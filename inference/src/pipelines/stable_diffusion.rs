@@ -135,6 +135,36 @@ struct GpuParts {
     unet: crate::gpu::unet::GpuUNet,
     vae: crate::gpu::vae::GpuVaeDecoder,
     adapter: String,
+    /// Why the GPU stopped being used (out of memory, a lost device): from then on this model
+    /// runs on the CPU.
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+impl GpuParts {
+    /// Still usable.
+    fn usable(&self) -> bool {
+        self.failed.lock().map(|f| f.is_none()).unwrap_or(false)
+    }
+
+    /// Runs `gpu`; a GPU error marks the GPU unusable and runs `cpu` instead.
+    fn or_cpu<T>(
+        &self,
+        gpu: impl FnOnce() -> Result<T>,
+        cpu: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        if !self.usable() {
+            return cpu();
+        }
+        match gpu() {
+            Err(Error::Gpu(reason)) => {
+                if let Ok(mut failed) = self.failed.lock() {
+                    *failed = Some(reason);
+                }
+                cpu()
+            }
+            other => other,
+        }
+    }
 }
 
 fn load_clip(
@@ -308,13 +338,25 @@ impl StableDiffusion {
         let adapter = gpu.adapter_name();
         let unet = crate::gpu::unet::GpuUNet::new(gpu.clone(), &unet_c.weights, &unet_cfg)?;
         let vae = crate::gpu::vae::GpuVaeDecoder::new(gpu, &vae_c.weights, &vae_cfg)?;
-        self.gpu = Some(GpuParts { unet, vae, adapter });
+        self.gpu = Some(GpuParts {
+            unet,
+            vae,
+            adapter,
+            failed: std::sync::Mutex::new(None),
+        });
         Ok(())
     }
 
     /// The GPU adapter the model runs on, if any.
     pub fn gpu_adapter(&self) -> Option<&str> {
         self.gpu.as_ref().map(|g| g.adapter.as_str())
+    }
+
+    /// Why the GPU was given up for the CPU (out of GPU memory, …), if it was.
+    pub fn gpu_failure(&self) -> Option<String> {
+        self.gpu
+            .as_ref()
+            .and_then(|g| g.failed.lock().ok().and_then(|f| f.clone()))
     }
 
     /// Weight precision of the UNet and VAE.
@@ -937,14 +979,19 @@ impl StableDiffusion {
             let gpu_unet = self.gpu.as_ref().filter(|_| {
                 control.is_none() && attention.is_none() && !self.sources.unet_patched()
             });
+            let cpu_unet = || {
+                self.unet
+                    .forward(&model_in, *t as f32, &context, text_time.as_ref(), &hooks)
+            };
             let out = match gpu_unet {
-                Some(g) => g
-                    .unet
-                    .forward(&model_in, *t as f32, &context, text_time.as_ref())?,
-                None => {
-                    self.unet
-                        .forward(&model_in, *t as f32, &context, text_time.as_ref(), &hooks)?
-                }
+                Some(g) => g.or_cpu(
+                    || {
+                        g.unet
+                            .forward(&model_in, *t as f32, &context, text_time.as_ref())
+                    },
+                    cpu_unet,
+                )?,
+                None => cpu_unet()?,
             };
             let guided = if use_cfg {
                 let uncond = out.get(0)?.unsqueeze(0)?;
@@ -985,7 +1032,7 @@ impl StableDiffusion {
         let decoded = if needs_tiling(lh, lw, self.precision()) {
             tiled_decode(&self.vae, &z)?
         } else if let Some(g) = &self.gpu {
-            g.vae.decode(&z)?
+            g.or_cpu(|| g.vae.decode(&z), || self.vae.decode(&z))?
         } else {
             self.vae.decode(&z)?
         };
