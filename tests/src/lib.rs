@@ -232,3 +232,53 @@ pub fn reference_cases(path: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(fixtures().join(path)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
+
+/// Renders the named cases of each `(cases file, names)` with `engine` and compares them with
+/// their reference PNGs: returns how many were rendered and, per case over `max` (largest
+/// channel difference) or `mean` (both /255), a failure line. `label` prefixes the printed lines.
+pub fn render_reference_cases(
+    engine: &mut kiln_inference::Engine,
+    sets: &[(&str, &[&str])],
+    max: u8,
+    mean: f64,
+    label: &str,
+) -> (usize, Vec<String>) {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (file, names) in sets {
+        let text = std::fs::read_to_string(fixtures().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let cases: Vec<serde_json::Value> =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for case in cases {
+            let name = case["name"].as_str().unwrap_or_default();
+            if !names.contains(&name) {
+                continue;
+            }
+            let out = engine
+                .run(
+                    &recipe_of(&case),
+                    &mut |_| {},
+                    &kiln_inference::CancelToken::default(),
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let png = case["png"].as_str().unwrap_or_default();
+            let expected = image::open(fixtures().join(png))
+                .unwrap_or_else(|e| panic!("{png}: {e}"))
+                .to_rgb8();
+            let Some(diff) = image_diff(&out[0].image, &expected) else {
+                failures.push(format!("{name}: size differs"));
+                continue;
+            };
+            eprintln!(
+                "{label} {name:28} max {:3}/255 mean {:.3}/255",
+                diff.max, diff.mean
+            );
+            if diff.max > max || diff.mean > mean {
+                failures.push(format!("{name}: {diff:?}"));
+            }
+            checked += 1;
+        }
+    }
+    (checked, failures)
+}

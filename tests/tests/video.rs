@@ -76,6 +76,26 @@ fn temporal_vae_matches_diffusers() {
     assert!(diff < 1e-3, "vae decode differs by {diff}");
 }
 
+/// The settings of a reference case (`refs/svd/*.json`).
+fn params_of(case: &serde_json::Value) -> VideoParams {
+    let u = |k: &str| case[k].as_u64().unwrap();
+    let f = |k: &str| case[k].as_f64().unwrap() as f32;
+    VideoParams {
+        width: u("width") as usize,
+        height: u("height") as usize,
+        frames: Some(u("frames") as usize),
+        steps: u("steps") as usize,
+        seed: u("seed"),
+        fps: u("fps") as u32,
+        motion_bucket_id: u("motion") as u32,
+        noise_aug_strength: f("noise_aug"),
+        min_guidance: f("min_cfg"),
+        max_guidance: f("max_cfg"),
+        decode_chunk: Some(u("decode_chunk") as usize),
+        ..VideoParams::default()
+    }
+}
+
 #[test]
 fn clips_match_diffusers() {
     let cases: Vec<serde_json::Value> = serde_json::from_str(
@@ -92,22 +112,7 @@ fn clips_match_diffusers() {
         let image = image::open(fixtures().join(case["image"].as_str().unwrap()))
             .unwrap()
             .to_rgb8();
-        let u = |k: &str| case[k].as_u64().unwrap();
-        let f = |k: &str| case[k].as_f64().unwrap() as f32;
-        let params = VideoParams {
-            width: u("width") as usize,
-            height: u("height") as usize,
-            frames: Some(u("frames") as usize),
-            steps: u("steps") as usize,
-            seed: u("seed"),
-            fps: u("fps") as u32,
-            motion_bucket_id: u("motion") as u32,
-            noise_aug_strength: f("noise_aug"),
-            min_guidance: f("min_cfg"),
-            max_guidance: f("max_cfg"),
-            decode_chunk: Some(u("decode_chunk") as usize),
-            ..VideoParams::default()
-        };
+        let params = params_of(case);
         let mut steps = 0;
         let frames = pipe
             .run(
@@ -335,22 +340,7 @@ fn single_file_checkpoints_match_diffusers() {
     let image = image::open(fixtures().join(case["image"].as_str().unwrap()))
         .unwrap()
         .to_rgb8();
-    let u = |k: &str| case[k].as_u64().unwrap();
-    let f = |k: &str| case[k].as_f64().unwrap() as f32;
-    let params = VideoParams {
-        width: u("width") as usize,
-        height: u("height") as usize,
-        frames: Some(u("frames") as usize),
-        steps: u("steps") as usize,
-        seed: u("seed"),
-        fps: u("fps") as u32,
-        motion_bucket_id: u("motion") as u32,
-        noise_aug_strength: f("noise_aug"),
-        min_guidance: f("min_cfg"),
-        max_guidance: f("max_cfg"),
-        decode_chunk: Some(u("decode_chunk") as usize),
-        ..VideoParams::default()
-    };
+    let params = params_of(&case);
     let frames = pipe
         .run(&image, &params, &mut |_| {}, &CancelToken::default())
         .unwrap();

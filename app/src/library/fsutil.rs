@@ -19,9 +19,9 @@ fn temp_path_for(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same folder, synced, then renamed
-/// over `path`. Creates the parent folder. Readers see the old file or the new one, never half.
-pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Creates `path`'s folder and writes `bytes` to a synced temp file next to `path`: its name,
+/// and whether the write worked.
+fn write_temp(path: &Path, bytes: &[u8]) -> anyhow::Result<(PathBuf, std::io::Result<()>)> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create folder {}", parent.display()))?;
@@ -31,6 +31,13 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()
     });
+    Ok((temp, written))
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same folder, synced, then renamed
+/// over `path`. Creates the parent folder. Readers see the old file or the new one, never half.
+pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let (temp, written) = write_temp(path, bytes)?;
     if let Err(e) = written {
         std::fs::remove_file(&temp).ok(); // Best effort: the write already failed.
         return Err(e).with_context(|| format!("cannot write {}", temp.display()));
@@ -45,15 +52,7 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Writes `bytes` to a new file `path` atomically, never replacing an existing one: a temp file
 /// in the same folder, synced, then hard-linked to `path` (which fails when `path` exists).
 pub(crate) fn atomic_create(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create folder {}", parent.display()))?;
-    }
-    let temp = temp_path_for(path);
-    let written = std::fs::File::create(&temp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
+    let (temp, written) = write_temp(path, bytes)?;
     let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
     std::fs::remove_file(&temp).ok(); // Best effort: the link (or the failure) is what counts.
     match linked {

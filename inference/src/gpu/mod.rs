@@ -6,6 +6,7 @@
 //! activations stay on the GPU between kernels ([`ops`]); only the result is read back. Every
 //! kernel is tested against the CPU implementation.
 
+mod layers;
 pub mod ops;
 pub mod unet;
 pub mod vae;

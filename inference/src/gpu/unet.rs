@@ -3,6 +3,7 @@
 //! The sinusoidal time features are computed on the CPU (a few hundred values) and uploaded;
 //! everything else runs in [`super::ops`] kernels.
 
+use super::layers::{Conv, Linear, Loader, Norm};
 use super::{Gpu, GpuTensor};
 use crate::io::weights::Weights;
 use crate::unet::TextTimeInputs;
@@ -16,23 +17,6 @@ use std::sync::Arc;
 const TRANSFORMER_GN_EPS: f32 = 1e-6;
 /// LayerNorm ε of the transformer blocks.
 const LN_EPS: f32 = 1e-5;
-
-struct Linear {
-    w: GpuTensor,
-    b: Option<GpuTensor>,
-}
-
-struct Conv {
-    w: GpuTensor,
-    b: Option<GpuTensor>,
-    stride: usize,
-    pad: usize,
-}
-
-struct Norm {
-    gamma: GpuTensor,
-    beta: GpuTensor,
-}
 
 struct ResBlock {
     norm1: Norm,
@@ -94,59 +78,8 @@ pub struct GpuUNet {
     conv_out: Conv,
 }
 
-struct Loader<'a> {
-    gpu: &'a Gpu,
-    weights: &'a Weights,
-}
-
 impl Loader<'_> {
-    fn tensor(&self, name: &str) -> Result<GpuTensor> {
-        let t = self
-            .weights
-            .load_raw(name, &Device::Cpu)?
-            .to_dtype(DType::F32)?;
-        let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
-        self.gpu.upload(&values, t.dims())
-    }
-
-    fn optional(&self, name: &str) -> Result<Option<GpuTensor>> {
-        if self.weights.contains(name) {
-            Ok(Some(self.tensor(name)?))
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn linear(&self, p: &str) -> Result<Linear> {
-        let w = self.tensor(&format!("{p}.weight"))?;
-        // A 1×1 convolution stored as [out, in, 1, 1] is the same matrix.
-        let w = match w.shape() {
-            [o, i, 1, 1] => w.reshape(&[*o, *i])?,
-            _ => w,
-        };
-        Ok(Linear {
-            w,
-            b: self.optional(&format!("{p}.bias"))?,
-        })
-    }
-
-    fn conv(&self, p: &str, stride: usize, pad: usize) -> Result<Conv> {
-        Ok(Conv {
-            w: self.tensor(&format!("{p}.weight"))?,
-            b: self.optional(&format!("{p}.bias"))?,
-            stride,
-            pad,
-        })
-    }
-
-    fn norm(&self, p: &str) -> Result<Norm> {
-        Ok(Norm {
-            gamma: self.tensor(&format!("{p}.weight"))?,
-            beta: self.tensor(&format!("{p}.bias"))?,
-        })
-    }
-
-    fn resnet(&self, p: &str) -> Result<ResBlock> {
+    fn unet_resnet(&self, p: &str) -> Result<ResBlock> {
         let shortcut = format!("{p}.conv_shortcut");
         Ok(ResBlock {
             norm1: self.norm(&format!("{p}.norm1"))?,
@@ -154,7 +87,7 @@ impl Loader<'_> {
             time: self.linear(&format!("{p}.time_emb_proj"))?,
             norm2: self.norm(&format!("{p}.norm2"))?,
             conv2: self.conv(&format!("{p}.conv2"), 1, 1)?,
-            shortcut: if self.weights.contains(&format!("{shortcut}.weight")) {
+            shortcut: if self.has(&format!("{shortcut}.weight")) {
                 Some(self.conv(&shortcut, 1, 0)?)
             } else {
                 None
@@ -162,7 +95,7 @@ impl Loader<'_> {
         })
     }
 
-    fn attention(&self, p: &str, heads: usize) -> Result<Attention> {
+    fn unet_attention(&self, p: &str, heads: usize) -> Result<Attention> {
         Ok(Attention {
             q: self.linear(&format!("{p}.to_q"))?,
             k: self.linear(&format!("{p}.to_k"))?,
@@ -192,9 +125,9 @@ impl Loader<'_> {
                 let b = format!("{p}.transformer_blocks.{d}");
                 Ok(Block {
                     norm1: self.norm(&format!("{b}.norm1"))?,
-                    attn1: self.attention(&format!("{b}.attn1"), heads)?,
+                    attn1: self.unet_attention(&format!("{b}.attn1"), heads)?,
                     norm2: self.norm(&format!("{b}.norm2"))?,
-                    attn2: self.attention(&format!("{b}.attn2"), heads)?,
+                    attn2: self.unet_attention(&format!("{b}.attn2"), heads)?,
                     norm3: self.norm(&format!("{b}.norm3"))?,
                     ff_in: self.linear(&format!("{b}.ff.net.0.proj"))?,
                     ff_out: self.linear(&format!("{b}.ff.net.2"))?,
@@ -221,7 +154,7 @@ impl GpuUNet {
             let p = format!("down_blocks.{i}");
             down.push(Level {
                 resnets: (0..config.layers_per_block)
-                    .map(|j| l.resnet(&format!("{p}.resnets.{j}")))
+                    .map(|j| l.unet_resnet(&format!("{p}.resnets.{j}")))
                     .collect::<Result<_>>()?,
                 attentions: if level.attention {
                     (0..config.layers_per_block)
@@ -250,7 +183,7 @@ impl GpuUNet {
             let layers = config.layers_per_block + 1;
             up.push(Level {
                 resnets: (0..layers)
-                    .map(|j| l.resnet(&format!("{p}.resnets.{j}")))
+                    .map(|j| l.unet_resnet(&format!("{p}.resnets.{j}")))
                     .collect::<Result<_>>()?,
                 attentions: if level.attention {
                     (0..layers)
@@ -274,14 +207,14 @@ impl GpuUNet {
             });
         }
         let mid = (
-            l.resnet("mid_block.resnets.0")?,
+            l.unet_resnet("mid_block.resnets.0")?,
             match config.mid {
                 Some((depth, heads)) => {
                     Some(l.transformer("mid_block.attentions.0", heads, depth, linear)?)
                 }
                 None => None,
             },
-            l.resnet("mid_block.resnets.1")?,
+            l.unet_resnet("mid_block.resnets.1")?,
         );
         let add = match &config.text_time {
             Some(_) => Some((
@@ -308,11 +241,11 @@ impl GpuUNet {
     }
 
     fn linear(&self, l: &Linear, x: &GpuTensor) -> Result<GpuTensor> {
-        self.gpu.linear(x, &l.w, l.b.as_ref())
+        l.forward(&self.gpu, x)
     }
 
     fn conv(&self, c: &Conv, x: &GpuTensor) -> Result<GpuTensor> {
-        self.gpu.conv2d(x, &c.w, c.b.as_ref(), c.stride, c.pad)
+        c.forward(&self.gpu, x)
     }
 
     fn group_norm(&self, n: &Norm, x: &GpuTensor, eps: f32, silu: bool) -> Result<GpuTensor> {

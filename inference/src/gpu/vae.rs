@@ -2,6 +2,7 @@
 //! names, old attention names accepted), weights uploaded once, every activation kept on the
 //! GPU until the image is read back.
 
+use super::layers::{Conv, Linear, Loader, Norm};
 use super::{Gpu, GpuTensor};
 use crate::io::weights::Weights;
 use crate::vae::VaeConfig;
@@ -11,22 +12,6 @@ use std::sync::Arc;
 
 /// GroupNorm ε of the VAE (diffusers).
 const EPS: f32 = 1e-6;
-
-struct Conv {
-    w: GpuTensor,
-    b: Option<GpuTensor>,
-    pad: usize,
-}
-
-struct Norm {
-    gamma: GpuTensor,
-    beta: GpuTensor,
-}
-
-struct Linear {
-    w: GpuTensor,
-    b: Option<GpuTensor>,
-}
 
 struct ResBlock {
     norm1: Norm,
@@ -61,79 +46,23 @@ pub struct GpuVaeDecoder {
     groups: usize,
 }
 
-/// Uploads weights by diffusers name.
-struct Loader<'a> {
-    gpu: &'a Gpu,
-    weights: &'a Weights,
-}
-
 impl Loader<'_> {
-    fn tensor(&self, name: &str, shape: Option<&[usize]>) -> Result<GpuTensor> {
-        let t = self
-            .weights
-            .load_raw(name, &Device::Cpu)?
-            .to_dtype(DType::F32)?;
-        let t = match shape {
-            Some(s) => t.reshape(s)?,
-            None => t,
-        };
-        let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
-        self.gpu.upload(&values, t.dims())
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.weights.contains(name)
-    }
-
-    fn conv(&self, prefix: &str, pad: usize) -> Result<Conv> {
-        let bias = format!("{prefix}.bias");
-        Ok(Conv {
-            w: self.tensor(&format!("{prefix}.weight"), None)?,
-            b: if self.has(&bias) {
-                Some(self.tensor(&bias, None)?)
-            } else {
-                None
-            },
-            pad,
-        })
-    }
-
-    fn norm(&self, prefix: &str) -> Result<Norm> {
-        Ok(Norm {
-            gamma: self.tensor(&format!("{prefix}.weight"), None)?,
-            beta: self.tensor(&format!("{prefix}.bias"), None)?,
-        })
-    }
-
-    /// A Linear layer stored as `[C, C]` or as a 1×1 convolution `[C, C, 1, 1]`.
-    fn linear(&self, prefix: &str, channels: usize) -> Result<Linear> {
-        let bias = format!("{prefix}.bias");
-        Ok(Linear {
-            w: self.tensor(&format!("{prefix}.weight"), Some(&[channels, channels]))?,
-            b: if self.has(&bias) {
-                Some(self.tensor(&bias, None)?)
-            } else {
-                None
-            },
-        })
-    }
-
-    fn resnet(&self, prefix: &str) -> Result<ResBlock> {
+    fn vae_resnet(&self, prefix: &str) -> Result<ResBlock> {
         let shortcut = format!("{prefix}.conv_shortcut");
         Ok(ResBlock {
             norm1: self.norm(&format!("{prefix}.norm1"))?,
-            conv1: self.conv(&format!("{prefix}.conv1"), 1)?,
+            conv1: self.conv(&format!("{prefix}.conv1"), 1, 1)?,
             norm2: self.norm(&format!("{prefix}.norm2"))?,
-            conv2: self.conv(&format!("{prefix}.conv2"), 1)?,
+            conv2: self.conv(&format!("{prefix}.conv2"), 1, 1)?,
             shortcut: if self.has(&format!("{shortcut}.weight")) {
-                Some(self.conv(&shortcut, 0)?)
+                Some(self.conv(&shortcut, 1, 0)?)
             } else {
                 None
             },
         })
     }
 
-    fn attention(&self, prefix: &str, channels: usize) -> Result<Attention> {
+    fn vae_attention(&self, prefix: &str) -> Result<Attention> {
         // Old diffusers files name the projections query/key/value/proj_attn.
         let name = |new: &str, old: &str| {
             if self.has(&format!("{prefix}.{new}.weight")) {
@@ -144,10 +73,10 @@ impl Loader<'_> {
         };
         Ok(Attention {
             norm: self.norm(&format!("{prefix}.group_norm"))?,
-            q: self.linear(&name("to_q", "query"), channels)?,
-            k: self.linear(&name("to_k", "key"), channels)?,
-            v: self.linear(&name("to_v", "value"), channels)?,
-            out: self.linear(&name("to_out.0", "proj_attn"), channels)?,
+            q: self.linear(&name("to_q", "query"))?,
+            k: self.linear(&name("to_k", "key"))?,
+            v: self.linear(&name("to_v", "value"))?,
+            out: self.linear(&name("to_out.0", "proj_attn"))?,
         })
     }
 }
@@ -158,24 +87,23 @@ impl GpuVaeDecoder {
     pub fn new(gpu: Arc<Gpu>, weights: &Weights, config: &VaeConfig) -> Result<Self> {
         let l = Loader { gpu: &gpu, weights };
         let levels = config.block_out_channels.len();
-        let top = config.block_out_channels.last().copied().unwrap_or(0);
         let mid = (
-            l.resnet("decoder.mid_block.resnets.0")?,
+            l.vae_resnet("decoder.mid_block.resnets.0")?,
             if config.mid_block_add_attention {
-                Some(l.attention("decoder.mid_block.attentions.0", top)?)
+                Some(l.vae_attention("decoder.mid_block.attentions.0")?)
             } else {
                 None
             },
-            l.resnet("decoder.mid_block.resnets.1")?,
+            l.vae_resnet("decoder.mid_block.resnets.1")?,
         );
         let levels = (0..levels)
             .map(|i| {
                 Ok(Level {
                     resnets: (0..=config.layers_per_block)
-                        .map(|j| l.resnet(&format!("decoder.up_blocks.{i}.resnets.{j}")))
+                        .map(|j| l.vae_resnet(&format!("decoder.up_blocks.{i}.resnets.{j}")))
                         .collect::<Result<Vec<_>>>()?,
                     upsample: if i + 1 < levels {
-                        Some(l.conv(&format!("decoder.up_blocks.{i}.upsamplers.0.conv"), 1)?)
+                        Some(l.conv(&format!("decoder.up_blocks.{i}.upsamplers.0.conv"), 1, 1)?)
                     } else {
                         None
                     },
@@ -184,22 +112,22 @@ impl GpuVaeDecoder {
             .collect::<Result<Vec<_>>>()?;
         Ok(GpuVaeDecoder {
             post_quant: if config.use_post_quant_conv {
-                Some(l.conv("post_quant_conv", 0)?)
+                Some(l.conv("post_quant_conv", 1, 0)?)
             } else {
                 None
             },
-            conv_in: l.conv("decoder.conv_in", 1)?,
+            conv_in: l.conv("decoder.conv_in", 1, 1)?,
             mid,
             levels,
             norm_out: l.norm("decoder.conv_norm_out")?,
-            conv_out: l.conv("decoder.conv_out", 1)?,
+            conv_out: l.conv("decoder.conv_out", 1, 1)?,
             groups: config.norm_num_groups,
             gpu,
         })
     }
 
     fn conv(&self, c: &Conv, x: &GpuTensor) -> Result<GpuTensor> {
-        self.gpu.conv2d(x, &c.w, c.b.as_ref(), 1, c.pad)
+        c.forward(&self.gpu, x)
     }
 
     fn norm(&self, n: &Norm, x: &GpuTensor, silu: bool) -> Result<GpuTensor> {
@@ -225,11 +153,11 @@ impl GpuVaeDecoder {
         let tokens = self
             .gpu
             .transpose(&self.norm(&a.norm, x, false)?.reshape(&[b, c, h * w])?)?;
-        let q = self.gpu.linear(&tokens, &a.q.w, a.q.b.as_ref())?;
-        let k = self.gpu.linear(&tokens, &a.k.w, a.k.b.as_ref())?;
-        let v = self.gpu.linear(&tokens, &a.v.w, a.v.b.as_ref())?;
+        let q = a.q.forward(&self.gpu, &tokens)?;
+        let k = a.k.forward(&self.gpu, &tokens)?;
+        let v = a.v.forward(&self.gpu, &tokens)?;
         let attended = self.gpu.attention(&q, &k, &v, (c as f32).powf(-0.5))?;
-        let out = self.gpu.linear(&attended, &a.out.w, a.out.b.as_ref())?;
+        let out = a.out.forward(&self.gpu, &attended)?;
         let out = self.gpu.transpose(&out)?.reshape(&[b, c, h, w])?;
         self.gpu.add(&out, x)
     }
