@@ -5,8 +5,11 @@
 //! cache (`$XDG_CACHE_HOME/kiln-appimage/<size>-<mtime>/`, reused while the AppImage file is
 //! unchanged) and runs `AppRun` from there with the arguments, setting `APPIMAGE`, `APPDIR`,
 //! `ARGV0` and `OWD` as the AppImage specification describes. Also understands
-//! `--appimage-extract` (into `./squashfs-root`), `--appimage-offset`, `--appimage-version`
-//! and `--appimage-help`.
+//! `--appimage-extract` (into `./squashfs-root`), `--appimage-extract-and-run` (into a temporary
+//! folder, removed when the program exits), `--appimage-offset`, `--appimage-version` and
+//! `--appimage-help`. The image read is this executable (`/proc/self/exe`), or
+//! `TARGET_APPIMAGE` when set, as in the reference runtime (`APPIMAGE` is not trusted: a parent
+//! AppImage sets it for its own children).
 
 use backhand::{FilesystemReader, InnerNode};
 use std::ffi::OsString;
@@ -89,7 +92,7 @@ fn cache_root() -> Option<PathBuf> {
 
 fn run() -> Result<ExitCode, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this AppImage: {e}"))?;
-    let appimage = std::env::var_os("APPIMAGE")
+    let appimage = std::env::var_os("TARGET_APPIMAGE")
         .map(PathBuf::from)
         .filter(|p| p.is_file())
         .unwrap_or(exe);
@@ -112,6 +115,8 @@ fn run() -> Result<ExitCode, String> {
         Some("--appimage-help") => {
             println!(
                 "--appimage-extract    extract the AppDir into ./squashfs-root\n\
+                 --appimage-extract-and-run ARGS...\n\
+                 \x20                     extract into a temporary folder, run, remove it\n\
                  --appimage-offset     print where the SquashFS image starts\n\
                  --appimage-version    print this runtime's version"
             );
@@ -122,6 +127,25 @@ fn run() -> Result<ExitCode, String> {
             extract(&appimage, offset, &dir)?;
             println!("{}", dir.display());
             return Ok(ExitCode::SUCCESS);
+        }
+        Some("--appimage-extract-and-run") => {
+            args.remove(0);
+            let base = std::env::var_os("TMPDIR")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+            let appdir = base.join(format!("appimage_extracted_kiln_{}", std::process::id()));
+            fs::remove_dir_all(&appdir).ok();
+            let result = extract(&appimage, offset, &appdir).and_then(|()| {
+                app_run(&appdir, &appimage, &argv0, &args)
+                    .status()
+                    .map_err(|e| format!("cannot start {}: {e}", appdir.join("AppRun").display()))
+            });
+            fs::remove_dir_all(&appdir).ok();
+            let status = result?;
+            return Ok(match status.code() {
+                Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                None => ExitCode::FAILURE,
+            });
         }
         _ => {}
     }
@@ -137,24 +161,38 @@ fn run() -> Result<ExitCode, String> {
         // Extract next to the final place, then rename: a half-extracted AppDir is never run.
         let partial = root.join(format!(".partial-{}", std::process::id()));
         fs::remove_dir_all(&partial).ok();
-        extract(&appimage, offset, &partial)?;
+        if let Err(e) = extract(&appimage, offset, &partial) {
+            fs::remove_dir_all(&partial).ok();
+            return Err(e);
+        }
         if fs::rename(&partial, &appdir).is_err() {
             // Another start extracted it first.
             fs::remove_dir_all(&partial).ok();
         }
     }
-    let owd = std::env::current_dir().unwrap_or_default();
-    let error = std::process::Command::new(appdir.join("AppRun"))
-        .args(&args)
-        .env("APPIMAGE", &appimage)
-        .env("APPDIR", &appdir)
-        .env("ARGV0", &argv0)
-        .env("OWD", &owd)
-        .exec();
+    let error = app_run(&appdir, &appimage, &argv0, &args).exec();
     Err(format!(
         "cannot start {}: {error}",
         appdir.join("AppRun").display()
     ))
+}
+
+/// The command that starts `AppRun` in `appdir` with `args` and the AppImage environment.
+fn app_run(
+    appdir: &Path,
+    appimage: &Path,
+    argv0: &OsString,
+    args: &[OsString],
+) -> std::process::Command {
+    let owd = std::env::current_dir().unwrap_or_default();
+    let mut command = std::process::Command::new(appdir.join("AppRun"));
+    command
+        .args(args)
+        .env("APPIMAGE", appimage)
+        .env("APPDIR", appdir)
+        .env("ARGV0", argv0)
+        .env("OWD", owd);
+    command
 }
 
 fn main() -> ExitCode {
