@@ -300,6 +300,26 @@ fn card_ui(
         egui::FontId::proportional(12.0),
         palette.muted,
     );
+    if entry.preset.non_commercial() {
+        // The licence restriction, on the thumbnail's top right corner.
+        let badge = painter.layout_no_wrap(
+            tr(lang, "presets.non_commercial").to_owned(),
+            egui::FontId::proportional(11.0),
+            egui::Color32::WHITE,
+        );
+        let badge_rect = Rect::from_min_size(
+            thumb_rect.right_top() + Vec2::new(-badge.size().x - 12.0, 6.0),
+            badge.size() + Vec2::new(8.0, 4.0),
+        );
+        painter.rect_filled(badge_rect, 3.0, palette.error);
+        painter.galley(
+            badge_rect.min + Vec2::new(4.0, 2.0),
+            badge,
+            egui::Color32::WHITE,
+        );
+        ui.interact(badge_rect, response.id.with("nc"), Sense::hover())
+            .on_hover_text(tr(lang, "downloads.non_commercial_hint"));
+    }
     let stroke = if drop_target {
         egui::Stroke::new(3.0, palette.accent)
     } else if response.hovered() {

@@ -562,6 +562,15 @@ impl Preset {
         ))
     }
 
+    /// Whether a model the preset uses (by catalog id) forbids commercial use: the preset, and
+    /// every picture it makes, carries the restriction.
+    pub fn non_commercial(&self) -> bool {
+        let catalog = crate::library::catalog::Catalog::builtin();
+        self.catalog_ids()
+            .into_iter()
+            .any(|id| catalog.get(id).is_some_and(|m| m.non_commercial))
+    }
+
     /// Catalog ids the preset refers to (base model, LoRAs, ControlNet, tagger), in that order.
     pub fn catalog_ids(&self) -> Vec<&str> {
         let mut ids = Vec::new();

@@ -737,3 +737,18 @@ fn prompt_lora_tags_resolve_in_the_library() {
             .is_empty()
     );
 }
+
+#[test]
+fn presets_using_a_non_commercial_model_carry_the_restriction() {
+    let clay = store::builtin_presets()
+        .into_iter()
+        .find(|e| e.id() == "clay")
+        .unwrap();
+    assert!(!clay.preset.non_commercial(), "clay uses open models");
+    let mut turbo = clay.preset.clone();
+    if let Some(model) = &mut turbo.model {
+        model.catalog = Some("sdxl-turbo".into());
+    }
+    assert!(Catalog::builtin().get("sdxl-turbo").unwrap().non_commercial);
+    assert!(turbo.non_commercial());
+}
