@@ -2,8 +2,9 @@
 //! model in the model folders, a dropped image becomes the still, a clip on the tiny SVD fixture
 //! (draft size, 6 frames, 2 steps) reports its estimate, steps and decoded frames and ends in
 //! the player with every frame; the motion brush reaches the clip; Cancel returns to idle
-//! without an error; an export writes the clip and its recipe and never replaces a file; with no
-//! SVD model the SVD-XT download is offered.
+//! without an error; the frame slider scrubs; an export writes the clip and its recipe (the GIF
+//! and the MP4 decode) and never replaces a file; with no SVD model the SVD-XT download is
+//! offered.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
@@ -15,7 +16,9 @@ mod common;
 use common::{
     AppHarness, IdleRunner, app, app_mut, click, drop_files, harness, open_section, step_until,
 };
+use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
+use image::AnimationDecoder;
 use kiln::gui::KilnApp;
 use kiln::gui::services::video::export_clip;
 use kiln::gui::state::video::{ExportKind, SIZES};
@@ -109,6 +112,15 @@ fn a_dropped_still_becomes_a_clip_in_the_player_and_exports() {
     assert!(!app(&harness).state.video.player.playing);
     harness.get_by_label(tr(Lang::En, "video.play"));
 
+    // Scrub: the slider (frames numbered from 1) shows another frame, paused.
+    harness
+        .get_by_role_and_label(Role::Slider, tr(Lang::En, "video.frame"))
+        .set_value_accesskit(4.0);
+    harness.step();
+    harness.step();
+    assert_eq!(app(&harness).state.video.player.index, 3);
+    assert!(!app(&harness).state.video.player.playing);
+
     // Export: the files and the recipe, never replacing one.
     let clip = app(&harness).state.video.clip.clone().unwrap();
     let gif = export_clip(&clip, &dir.path().join("clip"), ExportKind::Gif, true).unwrap();
@@ -117,10 +129,61 @@ fn a_dropped_still_becomes_a_clip_in_the_player_and_exports() {
     let before = std::fs::read(&gif).unwrap();
     assert!(export_clip(&clip, &gif, ExportKind::Gif, false).is_err());
     assert_eq!(std::fs::read(&gif).unwrap(), before);
+    // The GIF decodes: 6 frames forward and 4 back (ping-pong), at the clip's size.
+    let decoded = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(&gif).unwrap(),
+    ))
+    .unwrap()
+    .into_frames()
+    .collect_frames()
+    .unwrap();
+    assert_eq!(decoded.len(), 10);
+    assert_eq!(decoded[0].buffer().dimensions(), (384, 216));
+    let mp4 = export_clip(&clip, &dir.path().join("clip.mp4"), ExportKind::Mp4, false).unwrap();
+    assert!(dir.path().join("clip.mp4.json").is_file());
+    assert_eq!(decode_mp4(&mp4, clip.fps), (6, (384, 216)));
     let folder = export_clip(&clip, &dir.path().join("frames"), ExportKind::Frames, true).unwrap();
     // Ping-pong: 6 frames forward, 4 back.
     assert!(folder.join("frame-0010.png").is_file());
     assert!(!folder.join("frame-0011.png").exists());
+}
+
+/// Decodes every frame of an H.264 MP4 (checking the track's duration at `fps`): the frame
+/// count and the decoded size.
+fn decode_mp4(path: &std::path::Path, fps: u32) -> (usize, (usize, usize)) {
+    use openh264::formats::YUVSource;
+    let bytes = std::fs::read(path).unwrap();
+    let size = bytes.len() as u64;
+    let mut mp4 = mp4::Mp4Reader::read_header(std::io::Cursor::new(bytes), size).unwrap();
+    let (&id, track) = mp4.tracks().iter().next().unwrap();
+    let samples = track.sample_count();
+    let expected = f64::from(samples) / f64::from(fps);
+    let duration = track.duration().as_secs_f64();
+    assert!(
+        (duration - expected).abs() < 0.002,
+        "duration {duration} s, expected {expected} s"
+    );
+    let annex_b = |nal: &[u8]| [&[0, 0, 0, 1][..], nal].concat();
+    let mut stream = annex_b(track.sequence_parameter_set().unwrap());
+    stream.extend(annex_b(track.picture_parameter_set().unwrap()));
+    let mut decoder = openh264::decoder::Decoder::new().unwrap();
+    let (mut decoded, mut dims) = (0, (0, 0));
+    for sample_id in 1..=samples {
+        let sample = mp4.read_sample(id, sample_id).unwrap().unwrap();
+        let mut at = 0;
+        while at + 4 <= sample.bytes.len() {
+            let len = u32::from_be_bytes(sample.bytes[at..at + 4].try_into().unwrap()) as usize;
+            stream.extend(annex_b(&sample.bytes[at + 4..at + 4 + len]));
+            at += 4 + len;
+        }
+        if let Some(yuv) = decoder.decode(&stream).unwrap() {
+            dims = yuv.dimensions();
+            decoded += 1;
+        }
+        stream.clear();
+    }
+    decoded += decoder.flush_remaining().unwrap().len();
+    (decoded, dims)
 }
 
 #[test]

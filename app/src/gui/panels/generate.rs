@@ -727,6 +727,12 @@ fn viewer_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>)
             {
                 actions.push(Action::Canvas(CanvasAction::AddBackground(path.clone())));
             }
+            if ui.button(tr(lang, "result.to_video")).clicked() {
+                actions.push(Action::ShowSection(crate::gui::state::Section::Video));
+                actions.push(Action::Video(
+                    crate::gui::state::video::VideoAction::SetImage(path.clone()),
+                ));
+            }
             if ui.button(tr(lang, "result.reuse")).clicked() {
                 actions.push(Action::ReuseSettings(Box::new(result.recipe.clone())));
             }

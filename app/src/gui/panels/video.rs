@@ -384,13 +384,13 @@ fn result_ui(ui: &mut egui::Ui, state: &mut AppState, lang: Lang, actions: &mut 
             }
             player.shown_at = now;
         }
-        let mut index = player.index;
-        let last = frames.saturating_sub(1);
+        // Frames are numbered from 1 on screen, as in the exported file names.
+        let mut number = player.index + 1;
         if ui
-            .add(egui::Slider::new(&mut index, 0..=last).text(tr(lang, "video.frame")))
+            .add(egui::Slider::new(&mut number, 1..=frames.max(1)).text(tr(lang, "video.frame")))
             .changed()
         {
-            player.index = index;
+            player.index = number.saturating_sub(1);
             player.playing = false;
         }
         ui.checkbox(&mut player.looping, tr(lang, "video.loop_playback"));
