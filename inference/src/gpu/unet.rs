@@ -79,6 +79,43 @@ pub struct GpuUNet {
 }
 
 impl Loader<'_> {
+    /// A down or up block `p`: `layers` resnets (each followed by a transformer when the level
+    /// has attention) and the sampler `(name, stride)` when there is one.
+    fn level(
+        &self,
+        p: &str,
+        level: &crate::unet::config::LevelConfig,
+        layers: usize,
+        sampler: Option<(&str, usize)>,
+        linear: bool,
+    ) -> Result<Level> {
+        Ok(Level {
+            resnets: (0..layers)
+                .map(|j| self.unet_resnet(&format!("{p}.resnets.{j}")))
+                .collect::<Result<_>>()?,
+            attentions: if level.attention {
+                (0..layers)
+                    .map(|j| {
+                        self.transformer(
+                            &format!("{p}.attentions.{j}"),
+                            level.heads,
+                            level.transformer_depth,
+                            linear,
+                        )
+                    })
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            },
+            sampler: match sampler {
+                Some((name, stride)) => {
+                    Some(self.conv(&format!("{p}.{name}.0.conv"), stride, 1)?)
+                }
+                None => None,
+            },
+        })
+    }
+
     fn unet_resnet(&self, p: &str) -> Result<ResBlock> {
         let shortcut = format!("{p}.conv_shortcut");
         Ok(ResBlock {
@@ -149,63 +186,37 @@ impl GpuUNet {
         let l = Loader { gpu: &gpu, weights };
         let linear = config.use_linear_projection;
         let levels = config.down.len();
-        let mut down = Vec::with_capacity(levels);
-        for (i, level) in config.down.iter().enumerate() {
-            let p = format!("down_blocks.{i}");
-            down.push(Level {
-                resnets: (0..config.layers_per_block)
-                    .map(|j| l.unet_resnet(&format!("{p}.resnets.{j}")))
-                    .collect::<Result<_>>()?,
-                attentions: if level.attention {
-                    (0..config.layers_per_block)
-                        .map(|j| {
-                            l.transformer(
-                                &format!("{p}.attentions.{j}"),
-                                level.heads,
-                                level.transformer_depth,
-                                linear,
-                            )
-                        })
-                        .collect::<Result<_>>()?
-                } else {
-                    Vec::new()
-                },
-                sampler: if i + 1 < levels {
-                    Some(l.conv(&format!("{p}.downsamplers.0.conv"), 2, 1)?)
-                } else {
-                    None
-                },
-            });
-        }
-        let mut up = Vec::with_capacity(levels);
-        for (i, level) in config.up.iter().enumerate() {
-            let p = format!("up_blocks.{i}");
-            let layers = config.layers_per_block + 1;
-            up.push(Level {
-                resnets: (0..layers)
-                    .map(|j| l.unet_resnet(&format!("{p}.resnets.{j}")))
-                    .collect::<Result<_>>()?,
-                attentions: if level.attention {
-                    (0..layers)
-                        .map(|j| {
-                            l.transformer(
-                                &format!("{p}.attentions.{j}"),
-                                level.heads,
-                                level.transformer_depth,
-                                linear,
-                            )
-                        })
-                        .collect::<Result<_>>()?
-                } else {
-                    Vec::new()
-                },
-                sampler: if i + 1 < levels {
-                    Some(l.conv(&format!("{p}.upsamplers.0.conv"), 1, 1)?)
-                } else {
-                    None
-                },
-            });
-        }
+        let last = levels.saturating_sub(1);
+        let down = config
+            .down
+            .iter()
+            .enumerate()
+            .map(|(i, level)| {
+                let sampler = (i < last).then_some(("downsamplers", 2));
+                l.level(
+                    &format!("down_blocks.{i}"),
+                    level,
+                    config.layers_per_block,
+                    sampler,
+                    linear,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let up = config
+            .up
+            .iter()
+            .enumerate()
+            .map(|(i, level)| {
+                let sampler = (i < last).then_some(("upsamplers", 1));
+                l.level(
+                    &format!("up_blocks.{i}"),
+                    level,
+                    config.layers_per_block + 1,
+                    sampler,
+                    linear,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mid = (
             l.unet_resnet("mid_block.resnets.0")?,
             match config.mid {

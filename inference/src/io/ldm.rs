@@ -1282,7 +1282,7 @@ fn attention_depth(unet: &Sub, within: &str) -> Detail<Option<usize>> {
 }
 
 /// LDM resnet module inside a block → diffusers `ResnetBlock2D` module.
-fn resnet_module(module: &str) -> Option<&'static str> {
+pub(crate) fn resnet_module(module: &str) -> Option<&'static str> {
     Some(match module {
         "in_layers.0" => "norm1",
         "in_layers.2" => "conv1",
@@ -1486,7 +1486,7 @@ fn map_vae_module(module: &str, levels: usize) -> Option<String> {
     vae_resnet_module(r).map(|r| format!("{side}.{blocks_word}.{block}.resnets.{j}.{r}"))
 }
 
-fn vae_resnet_module(module: &str) -> Option<&'static str> {
+pub(crate) fn vae_resnet_module(module: &str) -> Option<&'static str> {
     Some(match module {
         "norm1" => "norm1",
         "conv1" => "conv1",

@@ -11,7 +11,10 @@
 //! files), VAE scaling factor 0.18215, 25 frames when the file name says `xt`, else 14, and
 //! SVD's Euler scheduler.
 
-use crate::io::ldm::{KeyTransform, MappedTensor, head_count, map_vae_name, split_index};
+use crate::io::ldm::{
+    KeyTransform, MappedTensor, head_count, map_vae_name, resnet_module, split_index,
+    vae_resnet_module,
+};
 use crate::io::weights::{Weights, header_of, open_safetensors};
 use crate::{Error, Result};
 use serde_json::{Value, json};
@@ -87,19 +90,6 @@ fn not_svd(detail: impl Into<String>, path: &Path) -> Error {
     }
 }
 
-/// `resnet` module names of the generative-models `ResBlock` → diffusers `ResnetBlock2D`.
-fn unet_resnet_module(module: &str) -> Option<&'static str> {
-    Some(match module {
-        "in_layers.0" => "norm1",
-        "in_layers.2" => "conv1",
-        "emb_layers.1" => "time_emb_proj",
-        "out_layers.0" => "norm2",
-        "out_layers.3" => "conv2",
-        "skip_connection" => "conv_shortcut",
-        _ => return None,
-    })
-}
-
 /// A `VideoResBlock` tensor (`rest` after the block path) → its name under the diffusers
 /// `SpatioTemporalResBlock`: the spatial half, the temporal half (`time_stack`) or the mixer.
 fn video_resnet(rest: &str, spatial: impl Fn(&str) -> Option<&'static str>) -> Option<String> {
@@ -112,7 +102,7 @@ fn video_resnet(rest: &str, spatial: impl Fn(&str) -> Option<&'static str>) -> O
     };
     let (module, leaf) = inner.rsplit_once('.')?;
     let renamed = if half == "temporal_res_block" {
-        unet_resnet_module(module)?
+        resnet_module(module)?
     } else {
         spatial(module)?
     };
@@ -162,7 +152,7 @@ fn unet_name(name: &str, layers: usize) -> Option<String> {
         }
         let (part, rest) = split_index(rest)?;
         return match part {
-            0 => video_resnet(rest, unet_resnet_module)
+            0 => video_resnet(rest, resnet_module)
                 .map(|r| format!("down_blocks.{block}.resnets.{layer}.{r}")),
             1 => Some(format!(
                 "down_blocks.{block}.attentions.{layer}.{}",
@@ -174,7 +164,7 @@ fn unet_name(name: &str, layers: usize) -> Option<String> {
     if let Some(rest) = name.strip_prefix("middle_block.") {
         let (part, rest) = split_index(rest)?;
         return match part {
-            0 | 2 => video_resnet(rest, unet_resnet_module)
+            0 | 2 => video_resnet(rest, resnet_module)
                 .map(|r| format!("mid_block.resnets.{}.{r}", part / 2)),
             1 => Some(format!(
                 "mid_block.attentions.0.{}",
@@ -192,7 +182,7 @@ fn unet_name(name: &str, layers: usize) -> Option<String> {
             return Some(format!("up_blocks.{block}.upsamplers.0.conv.{leaf}"));
         }
         return match part {
-            0 => video_resnet(rest, unet_resnet_module)
+            0 => video_resnet(rest, resnet_module)
                 .map(|r| format!("up_blocks.{block}.resnets.{layer}.{r}")),
             1 => Some(format!(
                 "up_blocks.{block}.attentions.{layer}.{}",
@@ -202,18 +192,6 @@ fn unet_name(name: &str, layers: usize) -> Option<String> {
         };
     }
     None
-}
-
-/// Spatial resnet modules of the VAE decoder's `VideoResBlock`.
-fn vae_resnet_module(module: &str) -> Option<&'static str> {
-    Some(match module {
-        "norm1" => "norm1",
-        "conv1" => "conv1",
-        "norm2" => "norm2",
-        "conv2" => "conv2",
-        "nin_shortcut" => "conv_shortcut",
-        _ => return None,
-    })
 }
 
 /// Temporal VAE decoder tensor name (after `first_stage_model.`) → diffusers name; `levels` =
